@@ -1,0 +1,84 @@
+"""The app factory: reads like a checklist of what the gateway is made of."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from aiohttp import web
+
+from gateway.backend import Credentials
+from gateway.contract import default_contract
+from gateway.events import CoreEvents
+from gateway.logs import SECRETS
+from gateway.metrics import Metrics
+from gateway.middleware import MB, MIDDLEWARES
+from gateway.plugins import PluginHost
+from gateway.routes import add_routes
+from gateway.settings import Settings, structure_backend_configs
+from gateway.state import (
+    CONTRACT,
+    METRICS,
+    PLUGINS,
+    SETTINGS,
+    STORE,
+    TENANTS,
+    UPSTREAMS,
+)
+from gateway.store import open_store
+from gateway.tenants import TenantDirectory
+from gateway.upstream import UpstreamClient
+
+
+def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> web.Application:
+    """The gateway as an aiohttp app; resources open on start-up and close on clean-up."""
+    store = open_store(settings.store.url)
+    plugins = PluginHost.build(
+        blocked=settings.plugins.blocked, core=[CoreEvents(store)], extra=extra_plugins
+    )
+    configs = structure_backend_configs(settings, plugins.config_types)
+
+    app = web.Application(
+        middlewares=MIDDLEWARES, client_max_size=settings.server.max_upload_mb * MB
+    )
+    app[SETTINGS] = settings
+    app[CONTRACT] = default_contract()
+    app[PLUGINS] = plugins
+    app[TENANTS] = TenantDirectory(settings, configs)
+    app[STORE] = store
+    app[METRICS] = Metrics()
+    app[UPSTREAMS] = {}
+
+    app.cleanup_ctx.append(_store)
+    app.cleanup_ctx.append(_upstreams)
+    add_routes(app, app[CONTRACT])
+    return app
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    await app[STORE].open()
+    yield
+    await app[STORE].close()
+
+
+async def _upstreams(app: web.Application) -> AsyncIterator[None]:
+    """One persistent client (session, breaker) per installed backend."""
+    plugins = app[PLUGINS]
+    for name in plugins.declarations:
+
+        async def credentials(
+            tenant: str, config: object, refresh: bool, backend: str = name
+        ) -> Credentials:
+            return await plugins.credentials(backend, tenant, config, refresh)
+
+        client = UpstreamClient(
+            name,
+            policy=app[SETTINGS].upstream,
+            credentials=credentials,
+            metrics=app[METRICS].upstream,
+            secrets=SECRETS,
+        )
+        await client.start()
+        app[UPSTREAMS][name] = client
+    yield
+    for client in app[UPSTREAMS].values():
+        await client.close()

@@ -1,0 +1,225 @@
+"""The OpenAPI contract, loaded once: the operations it defines and their compiled validators.
+
+Routes are made from this table and requests are checked against it before any handler runs, so
+the contract stays the single source of truth. Schemas are compiled once at start-up with
+jsonschema-rs (Draft 2020-12, the dialect of OpenAPI 3.1); the per-request cost is a dict lookup.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+import jsonschema_rs
+import orjson
+import yaml
+
+from gateway.problems import FieldError
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+_SOURCE_CONTRACT = Path(__file__).resolve().parent.parent / "openapi" / "gateway.yaml"
+
+
+def contract_path() -> Path:
+    """The contract beside the sources (a checkout) or packaged with the wheel."""
+    if _SOURCE_CONTRACT.is_file():
+        return _SOURCE_CONTRACT
+    return Path(str(resources.files("gateway") / "contract" / "gateway.yaml"))
+
+
+@attrs.frozen
+class ResourceRef:
+    """`x-gateway-resources`: a path parameter naming a resource the tenant must own (or create)."""
+
+    kind: str
+    param: str
+    create: bool = False
+
+
+@attrs.frozen
+class Parameter:
+    name: str
+    location: str  # path, query or header
+    required: bool
+    schema: Mapping[str, Any]
+    validator: Any  # a compiled jsonschema-rs validator
+    greedy: bool = False  # a path parameter that may contain slashes
+
+    def coerce(self, raw: str) -> Any:
+        """The raw string as the schema's type; a value that does not convert stays a string."""
+        kind = self.schema.get("type")
+        try:
+            if kind == "integer":
+                return int(raw)
+            if kind == "number":
+                return float(raw)
+        except ValueError:
+            return raw
+        if kind == "boolean":
+            return {"true": True, "false": False, "1": True, "0": False}.get(raw.lower(), raw)
+        return raw
+
+    def check(self, raw: str) -> tuple[Any, list[FieldError]]:
+        value = self.coerce(raw)
+        errors = [FieldError(self.name, e.message) for e in self.validator.iter_errors(value)]
+        return value, errors
+
+
+@attrs.frozen
+class Operation:
+    operation_id: str
+    method: str  # upper case
+    path: str  # as in the contract, e.g. /v1/products/{productId}
+    tag: str
+    public: bool  # no caller key needed
+    parameters: tuple[Parameter, ...]
+    body_required: bool
+    body_validators: Mapping[str, Any]  # content type -> compiled validator
+    resources: tuple[ResourceRef, ...]
+    form_properties: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    @property
+    def route_path(self) -> str:
+        """The aiohttp path: greedy parameters match slashes too."""
+        path = self.path
+        for param in self.parameters:
+            if param.greedy:
+                path = path.replace("{" + param.name + "}", "{" + param.name + ":.+}")
+        return path
+
+    def params_in(self, location: str) -> tuple[Parameter, ...]:
+        return tuple(p for p in self.parameters if p.location == location)
+
+
+@attrs.frozen
+class Contract:
+    document: Mapping[str, Any]
+    operations: Mapping[str, Operation]
+    json_bytes: bytes
+    yaml_bytes: bytes
+
+    @property
+    def webhook_event_types(self) -> tuple[str, ...]:
+        return tuple(self.document.get("webhooks", {}))
+
+
+def _resolve(document: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in node:
+        target: Any = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
+
+
+def _compile(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Any:
+    # Carrying the components along lets `#/components/schemas/...` references resolve.
+    rooted = {**schema, "components": document.get("components", {})}
+    return jsonschema_rs.validator_for(rooted, validate_formats=True)
+
+
+def _operation(
+    document: Mapping[str, Any],
+    path: str,
+    method: str,
+    node: Mapping[str, Any],
+    shared: Sequence[Any],
+) -> Operation:
+    parameters: dict[tuple[str, str], Parameter] = {}
+    for raw in (*shared, *node.get("parameters", ())):
+        spec = _resolve(document, raw)
+        schema = _resolve(document, spec.get("schema", {}))
+        name = spec["name"]
+        location = spec["in"]
+        if location == "header":
+            name = name.lower()
+        parameters[(location, name)] = Parameter(
+            name=name,
+            location=location,
+            required=bool(spec.get("required", location == "path")),
+            schema=schema,
+            validator=_compile(document, schema),
+            greedy=bool(spec.get("x-gateway-greedy", False)),
+        )
+    body = _resolve(document, node.get("requestBody", {}))
+    validators = {
+        content_type: _compile(document, media.get("schema", {}))
+        for content_type, media in body.get("content", {}).items()
+    }
+    form = _resolve(
+        document, body.get("content", {}).get("multipart/form-data", {}).get("schema", {})
+    )
+    form_properties = {
+        name: _resolve(document, prop) for name, prop in form.get("properties", {}).items()
+    }
+    global_security = document.get("security", [])
+    security = node.get("security", global_security)
+    tags = node.get("tags", [])
+    return Operation(
+        operation_id=node["operationId"],
+        method=method.upper(),
+        path=path,
+        tag=tags[0] if tags else "",
+        public=not security,
+        parameters=tuple(parameters.values()),
+        body_required=bool(body.get("required", False)),
+        body_validators=validators,
+        resources=tuple(ResourceRef(**r) for r in node.get("x-gateway-resources", ())),
+        form_properties=form_properties,
+    )
+
+
+def load_contract(path: Path | None = None) -> Contract:
+    """Read and compile the contract; raises if an operation lacks an operationId."""
+    raw = (path or contract_path()).read_bytes()
+    document = yaml.safe_load(raw)
+    operations: dict[str, Operation] = {}
+    for route, item in document.get("paths", {}).items():
+        shared = item.get("parameters", ())
+        for method in HTTP_METHODS:
+            if method in item:
+                operation = _operation(document, route, method, item[method], shared)
+                operations[operation.operation_id] = operation
+    return Contract(
+        document=document,
+        operations=operations,
+        json_bytes=orjson.dumps(document),
+        yaml_bytes=raw,
+    )
+
+
+@functools.cache
+def default_contract() -> Contract:
+    return load_contract()
+
+
+_POINTER_ESCAPE = re.compile(r"[~/]")
+
+
+def json_pointer(parts: Sequence[str | int]) -> str:
+    return "".join(
+        "/" + _POINTER_ESCAPE.sub(lambda m: "~0" if m.group() == "~" else "~1", str(p))
+        for p in parts
+    )
+
+
+def body_errors(validator: Any, instance: Any) -> list[FieldError]:
+    """Schema violations as field errors, each located by a JSON pointer to the offending value."""
+    errors = []
+    for error in validator.iter_errors(instance):
+        kind = error.kind
+        pointer = json_pointer(error.instance_path)
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+            errors.append(FieldError(f"{pointer}/{kind.property}", "is required"))
+        elif isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+            errors.extend(
+                FieldError(f"{pointer}/{name}", "is not allowed") for name in kind.unexpected
+            )
+        else:
+            errors.append(FieldError(pointer or "/", error.message))
+    return errors

@@ -1,0 +1,183 @@
+"""Unified operations carried to the backend that serves them, and upstream callbacks received.
+
+Thin on purpose: check the tenant's ownership of the resources in the path, choose the backend,
+build the call, let the plugin do its work, encode its reply. Errors propagate to the middleware.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from gateway import problems, wire
+from gateway.backend import CallbackCall, Event, GatewayServices, OperationCall, Reply
+from gateway.contract import Operation
+from gateway.middleware import REQUEST_ID_HEADER
+from gateway.state import (
+    INPUT,
+    OPERATION,
+    PLUGINS,
+    REQUEST_ID,
+    SETTINGS,
+    STORE,
+    TENANT,
+    TENANTS,
+    UPSTREAMS,
+)
+from gateway.store import Store
+from gateway.tenants import Tenant, choose_backend
+from gateway.upstream import BoundUpstream
+
+MAX_CALLBACK_BYTES = 1024 * 1024
+
+
+def url_for(request: web.Request, operation_id: str, /, **path: str) -> str:
+    base = request.app[SETTINGS].server.public_url or f"{request.scheme}://{request.host}"
+    return base.rstrip("/") + str(request.app.router[operation_id].url_for(**path))
+
+
+async def start_stream(
+    request: web.Request,
+    *,
+    content_type: str,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    content_length: int | None = None,
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_type = content_type
+    if content_length is not None:
+        response.content_length = content_length
+    response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+    await response.prepare(request)
+    return response
+
+
+def services(request: web.Request, tenant: str, backend: str) -> GatewayServices:
+    plugins = request.app[PLUGINS]
+
+    async def publish(event: Event) -> bool:
+        return await plugins.publish_event(event)
+
+    return GatewayServices(
+        publish=publish,
+        url_for=functools.partial(url_for, request),
+        start_stream=functools.partial(start_stream, request),
+        tenant=tenant,
+        backend=backend,
+    )
+
+
+def bound_upstream(
+    request: web.Request, tenant: str, backend: str, config: Any, operation: str
+) -> BoundUpstream:
+    client = request.app[UPSTREAMS][backend]
+    return client.bind(
+        tenant=tenant, config=config, request_id=request[REQUEST_ID], operation=operation
+    )
+
+
+def to_response(result: Reply | web.StreamResponse) -> web.StreamResponse:
+    if isinstance(result, web.StreamResponse):
+        return result
+    if result.body is None:
+        return web.Response(status=result.status, headers=result.headers)
+    return web.Response(
+        status=result.status,
+        body=wire.dumps(result.body),
+        content_type="application/json",
+        headers=result.headers,
+    )
+
+
+async def _owned_backend(
+    store: Store, operation: Operation, tenant: Tenant, path: Mapping[str, Any]
+) -> tuple[str | None, list[tuple[str, str, str | None]]]:
+    """The backend recorded for the path's resources, and the resources this call creates.
+
+    A resource that another tenant owns, or that hangs under another parent, answers 404 exactly
+    like one that does not exist, so ids never leak across tenants.
+    """
+    owner_backend: str | None = None
+    to_create: list[tuple[str, str, str | None]] = []
+    parent: str | None = None
+    for ref in operation.resources:
+        resource_id = str(path[ref.param])
+        owner = await store.resource_owner(ref.kind, resource_id)
+        if owner is None:
+            if not ref.create:
+                raise problems.not_found(f"{ref.kind} {resource_id} does not exist")
+            to_create.append((ref.kind, resource_id, parent))
+        elif owner.tenant != tenant.id or owner.parent_id != parent:
+            raise problems.not_found(f"{ref.kind} {resource_id} does not exist")
+        else:
+            owner_backend = owner_backend or owner.backend
+        parent = resource_id
+    return owner_backend, to_create
+
+
+async def backend_operation(request: web.Request) -> web.StreamResponse:
+    operation = request[OPERATION]
+    tenant = request[TENANT]
+    checked = request[INPUT]
+    store = request.app[STORE]
+    plugins = request.app[PLUGINS]
+    owner, to_create = await _owned_backend(store, operation, tenant, checked.path)
+    body_backend = checked.body.get("backend") if isinstance(checked.body, dict) else None
+    backend = choose_backend(
+        tenant,
+        operation.operation_id,
+        serves=plugins.serves,
+        owner=owner,
+        requested=body_backend or checked.query.get("backend"),
+        requested_at="/backend" if body_backend else "backend",
+    )
+    for kind, resource_id, parent in to_create:
+        claimed = await store.claim_resource(
+            kind, resource_id, tenant=tenant.id, backend=backend, parent_id=parent
+        )
+        if claimed.tenant != tenant.id:  # another tenant won the race for this id
+            raise problems.not_found(f"{kind} {resource_id} does not exist")
+    config = tenant.configs[backend]
+    call = OperationCall(
+        operation=operation.operation_id,
+        backend=backend,
+        tenant=tenant.id,
+        config=config,
+        request_id=request[REQUEST_ID],
+        path=checked.path,
+        query=checked.query,
+        headers=checked.headers,
+        body=checked.body,
+        form=checked.form,
+        upstream=bound_upstream(request, tenant.id, backend, config, operation.operation_id),
+        services=services(request, tenant.id, backend),
+    )
+    return to_response(await plugins.handle_operation(call))
+
+
+async def receive_callback(request: web.Request) -> web.StreamResponse:
+    path = request[INPUT].path
+    backend, tenant_id = path["backend"], path["tenantId"]
+    plugins = request.app[PLUGINS]
+    if not plugins.receives_callbacks(backend):
+        raise problems.not_found(f"no installed backend {backend!r} receives callbacks")
+    if (request.content_length or 0) > MAX_CALLBACK_BYTES:
+        raise problems.payload_too_large(MAX_CALLBACK_BYTES)
+    tenant = request.app[TENANTS].get(tenant_id)
+    config = tenant.configs.get(backend) if tenant else None
+    call = CallbackCall(
+        backend=backend,
+        tenant=tenant_id,
+        config=config,
+        callback_path=path["callbackPath"],
+        request_id=request[REQUEST_ID],
+        headers=request.headers,
+        body=await request.content.read(MAX_CALLBACK_BYTES),
+        upstream=bound_upstream(request, tenant_id, backend, config, "receiveBackendCallback"),
+        services=services(request, tenant_id, backend),
+    )
+    return to_response(await plugins.handle_callback(call))

@@ -1,0 +1,133 @@
+"""The operations the core answers itself: operations endpoints, the contract, backends, events."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from gateway import problems, wire
+from gateway.backend import Event
+from gateway.events import CORE_EVENT_TYPES
+from gateway.metrics import CONTENT_TYPE_LATEST
+from gateway.state import CONTRACT, INPUT, METRICS, PLUGINS, STORE, TENANT, TENANTS, UPSTREAMS
+
+STORE_PING_TIMEOUT = 2.0
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=wire.dumps(body), status=status, content_type="application/json")
+
+
+async def get_health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def get_readiness(request: web.Request) -> web.Response:
+    checks: dict[str, dict[str, Any]] = {}
+    try:
+        await asyncio.wait_for(request.app[STORE].ping(), STORE_PING_TIMEOUT)
+        checks["store"] = {"ok": True}
+    except Exception as exc:  # any failure means not ready; say which
+        checks["store"] = {"ok": False, "detail": f"store unreachable: {type(exc).__name__}"}
+    tenants = request.app[TENANTS].tenants
+    checks["tenants"] = (
+        {"ok": True, "detail": f"{len(tenants)} configured"}
+        if tenants
+        else {"ok": False, "detail": "no tenant is configured"}
+    )
+    in_use = {name for tenant in tenants.values() for name in tenant.configs}
+    for name in sorted(in_use):
+        breaker = request.app[UPSTREAMS][name].breaker.state.value
+        checks[f"backend:{name}"] = (
+            {"ok": True, "detail": f"breaker {breaker}"}
+            if breaker != "open"
+            else {"ok": False, "detail": "breaker open: the upstream is failing"}
+        )
+    ready = all(check["ok"] for check in checks.values())
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    return json_response(body, 200 if ready else 503)
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def get_contract_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[CONTRACT].json_bytes, content_type="application/json")
+
+
+async def get_contract_yaml(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[CONTRACT].yaml_bytes, content_type="application/yaml")
+
+
+async def list_backends(request: web.Request) -> web.Response:
+    tenant = request[TENANT]
+    upstreams = request.app[UPSTREAMS]
+    items = [
+        {
+            "name": d.name,
+            "version": d.version,
+            "description": d.description,
+            "capabilities": sorted(d.capabilities),
+            "eventTypes": sorted(d.event_types),
+            "configured": d.name in tenant.configs,
+            "health": {
+                "breaker": upstreams[d.name].breaker.state.value,
+                "callbacks": {"state": "not_applicable"},
+            },
+        }
+        for d in sorted(request.app[PLUGINS].declarations.values(), key=lambda d: d.name)
+    ]
+    return json_response({"items": items})
+
+
+async def list_event_types(request: web.Request) -> web.Response:
+    items = [
+        {"type": t, "description": text, "backend": None} for t, text in CORE_EVENT_TYPES.items()
+    ]
+    for declaration in request.app[PLUGINS].declarations.values():
+        items.extend(
+            {"type": t, "description": text, "backend": declaration.name}
+            for t, text in declaration.event_types.items()
+        )
+    return json_response({"items": sorted(items, key=lambda item: item["type"])})
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "tenant": event.tenant,
+        "backend": event.backend,
+        "occurredAt": event.occurred_at,
+        "data": event.data,
+    }
+
+
+async def list_events(request: web.Request) -> web.Response:
+    query = request[INPUT].query
+    page = await request.app[STORE].list_events(
+        request[TENANT].id,
+        event_type=query.get("type"),
+        cursor=query.get("cursor"),
+        limit=query.get("limit", 50),
+    )
+    items = [event_body(e) for e in page.items]
+    return json_response({"items": items, "nextCursor": page.next_cursor})
+
+
+async def get_event(request: web.Request) -> web.Response:
+    event_id = request[INPUT].path["eventId"]
+    event = await request.app[STORE].get_event(request[TENANT].id, event_id)
+    if event is None:
+        raise problems.not_found(f"event {event_id} does not exist")
+    return json_response(event_body(event))
+
+
+async def subscriptions_pending(request: web.Request) -> web.Response:
+    """Subscriptions and deliveries come with the durable fan-out; until then, say so clearly."""
+    raise problems.not_implemented("webhook subscriptions and deliveries are not available yet")

@@ -1,0 +1,185 @@
+"""Configuration: TOML in, frozen attrs out, every mistake named by its path.
+
+Loading happens in two steps because a tenant's `[tenants.backends.<name>]` table is structured by
+the backend's own config class, which is known only once the plugins are loaded: `load_settings`
+checks everything the core owns, then `structure_backend_configs` checks the backends' tables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+
+from gateway.backend import Secret
+from gateway.upstream import UpstreamPolicy
+
+CONFIG_ENV = "GATEWAY_CONFIG"
+KEY_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ConfigError(Exception):
+    """The configuration is wrong; `problems` lists each mistake as `path: message`."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = tuple(problems)
+
+
+@attrs.frozen
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None
+    max_upload_mb: int = 20
+
+
+@attrs.frozen
+class StoreSettings:
+    url: str = "sqlite:///data/gateway.db"
+
+
+@attrs.frozen
+class LogSettings:
+    format: Literal["json", "console"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@attrs.frozen
+class PluginSettings:
+    blocked: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class TenantSettings:
+    id: str
+    keys: tuple[str, ...]
+    # Raw tables until `structure_backend_configs` turns them into each backend's config class.
+    backends: Mapping[str, Any] = attrs.field(factory=dict)
+    default_backend: str | None = None
+
+
+@attrs.frozen
+class Settings:
+    server: ServerSettings = attrs.field(factory=ServerSettings)
+    store: StoreSettings = attrs.field(factory=StoreSettings)
+    log: LogSettings = attrs.field(factory=LogSettings)
+    upstream: UpstreamPolicy = attrs.field(factory=UpstreamPolicy)
+    plugins: PluginSettings = attrs.field(factory=PluginSettings)
+    tenants: tuple[TenantSettings, ...] = ()
+
+    def tenant(self, tenant_id: str) -> TenantSettings | None:
+        return next((t for t in self.tenants if t.id == tenant_id), None)
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+
+    def structure_secret(value: object, _: type) -> Secret:
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, str):
+            raise ValueError('expected a secret reference: "env:NAME" or "file:PATH"')
+        return Secret(value)
+
+    converter.register_structure_hook(Secret, structure_secret)
+
+    def structure_mapping(value: object, _: type) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ValueError("expected a table")
+        return dict(value)
+
+    converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], structure_mapping)
+    return converter
+
+
+_converter = _make_converter()
+
+
+def _describe(exc: Exception, prefix: str) -> list[str]:
+    """cattrs' `msg @ $.a.b` becomes `a.b: msg`, the form operators read in `gateway check`."""
+    lines = []
+    for line in cattrs.transform_error(exc, path="$"):
+        message, _, where = line.rpartition(" @ ")
+        path = prefix + where.removeprefix("$").lstrip(".")
+        message = "missing" if message == "required field missing" else message
+        lines.append(f"{path}: {message}")
+    return lines
+
+
+def structure_section(raw: Mapping[str, Any], cls: type[Any], path: str) -> Any:
+    """Structure one table with the configuration converter; errors are named below `path`."""
+    try:
+        return _converter.structure(raw, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        raise ConfigError(_describe(exc, path + "." if path else "")) from None
+
+
+def load_settings(raw: Mapping[str, Any]) -> Settings:
+    """Check and structure what the core owns; backend tables stay raw (see module docstring)."""
+    settings: Settings = structure_section(raw, Settings, "")
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, tenant in enumerate(settings.tenants):
+        where = f"tenants[{i}]"
+        if not TENANT_ID.match(tenant.id):
+            problems.append(f"{where}.id: letters, digits, '.', '_' or '-', at most 64")
+        if tenant.id in seen:
+            problems.append(f"{where}.id: duplicate tenant id {tenant.id!r}")
+        seen.add(tenant.id)
+        for k, key in enumerate(tenant.keys):
+            if not KEY_DIGEST.match(key):
+                problems.append(f'{where}.keys[{k}]: expected "sha256:<64 hex digits>"')
+        if tenant.default_backend and tenant.default_backend not in tenant.backends:
+            problems.append(
+                f"{where}.default_backend: {tenant.default_backend!r} is not configured"
+            )
+    if settings.store.url.split(":", 1)[0] not in {"sqlite"}:
+        problems.append("store.url: expected sqlite:///PATH")
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def read_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Settings from `path`, else `$GATEWAY_CONFIG`, else the defaults."""
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return load_settings({})
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
+    return load_settings(raw)
+
+
+def structure_backend_configs(
+    settings: Settings, config_types: Mapping[str, type[Any]]
+) -> dict[tuple[str, str], Any]:
+    """Each tenant's backend tables, structured by the backend's class: {(tenant, name): config}."""
+    configs: dict[tuple[str, str], Any] = {}
+    problems: list[str] = []
+    for i, tenant in enumerate(settings.tenants):
+        for name, raw in tenant.backends.items():
+            where = f"tenants[{i}].backends.{name}"
+            config_type = config_types.get(name)
+            if config_type is None:
+                known = ", ".join(sorted(config_types)) or "none"
+                problems.append(f"{where}: no installed backend is called {name!r} ({known})")
+                continue
+            try:
+                configs[(tenant.id, name)] = structure_section(raw, config_type, where)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return configs

@@ -1,0 +1,27 @@
+"""Typed keys of the app's shared state and of per-request state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.contract import Contract, Operation
+from gateway.metrics import Metrics
+from gateway.plugins import PluginHost
+from gateway.settings import Settings
+from gateway.store import Store
+from gateway.tenants import Tenant, TenantDirectory
+from gateway.upstream import UpstreamClient
+from gateway.validation import Input
+
+SETTINGS = web.AppKey("settings", Settings)
+CONTRACT = web.AppKey("contract", Contract)
+PLUGINS = web.AppKey("plugins", PluginHost)
+TENANTS = web.AppKey("tenants", TenantDirectory)
+STORE = web.AppKey("store", Store)
+METRICS = web.AppKey("metrics", Metrics)
+UPSTREAMS = web.AppKey("upstreams", dict[str, UpstreamClient])
+
+REQUEST_ID = web.RequestKey("request_id", str)
+OPERATION = web.RequestKey("operation", Operation)
+TENANT = web.RequestKey("tenant", Tenant)
+INPUT = web.RequestKey("input", Input)

@@ -1,0 +1,67 @@
+"""The store: what the gateway must remember across restarts, behind one narrow interface.
+
+SQLite is the embedded default. The interface stays small so that a second implementation (the
+PostgreSQL store for several replicas) can pass the same tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+
+from gateway.backend import Event
+
+
+@attrs.frozen
+class ResourceOwner:
+    kind: str
+    id: str
+    tenant: str
+    backend: str
+    parent_id: str | None
+
+
+@attrs.frozen
+class EventPage:
+    items: Sequence[Event]
+    next_cursor: str | None
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot answer."""
+
+    async def resource_owner(self, kind: str, resource_id: str) -> ResourceOwner | None: ...
+
+    async def claim_resource(
+        self, kind: str, resource_id: str, *, tenant: str, backend: str, parent_id: str | None
+    ) -> ResourceOwner:
+        """Record the owner unless the resource has one; returns whoever owns it now."""
+
+    async def record_event(self, event: Event) -> bool:
+        """Store an event durably; False when its (tenant, dedupe_key) was already stored."""
+
+    async def get_event(self, tenant: str, event_id: str) -> Event | None: ...
+
+    async def list_events(
+        self, tenant: str, *, event_type: str | None, cursor: str | None, limit: int
+    ) -> EventPage: ...
+
+
+def open_store(url: str) -> Store:
+    """The store named by `store.url` (not yet opened)."""
+    from gateway.store.sqlite import SQLiteStore
+
+    scheme, _, rest = url.partition("://")
+    if scheme != "sqlite":
+        raise ValueError(f"unsupported store url {url!r}")
+    # sqlite:///relative/path.db and sqlite:////absolute/path.db, as SQLAlchemy spells them.
+    return SQLiteStore(Path(rest[1:]))

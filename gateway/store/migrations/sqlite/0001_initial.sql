@@ -1,0 +1,25 @@
+-- Which tenant owns each resource created through the gateway, and which backend serves it.
+CREATE TABLE resources (
+    kind        TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    backend     TEXT NOT NULL,
+    parent_id   TEXT,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+
+-- Every event the gateway accepted; dedupe_key recognises a repeated upstream callback.
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    tenant      TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    backend     TEXT,
+    occurred_at TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    dedupe_key  TEXT,
+    received_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX events_dedupe ON events (tenant, dedupe_key) WHERE dedupe_key IS NOT NULL;
+CREATE INDEX events_tenant_type ON events (tenant, type, seq);

@@ -1,0 +1,124 @@
+"""Requests checked against the contract before any handler runs.
+
+Malformed JSON and bad path, query or header parameters are 400; a body that breaks its schema is
+422 with one error per problem, located by JSON pointer; a content type the operation does not take
+is 415; an oversized body is 413 (aiohttp's limit for JSON, `read_form`'s for multipart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import orjson
+from aiohttp import web
+
+from gateway import problems
+from gateway.contract import Operation, body_errors
+from gateway.forms import Form, read_form
+from gateway.problems import FieldError
+
+BINARY_PLACEHOLDER = "<binary>"
+
+
+@attrs.frozen
+class Input:
+    """A request's validated parts, coerced to their schema types."""
+
+    path: Mapping[str, Any]
+    query: Mapping[str, Any]
+    headers: Mapping[str, str]
+    body: Any = None
+    form: Form | None = None
+
+
+def _parameters(
+    operation: Operation, location: str, source: Mapping[str, str]
+) -> tuple[dict[str, Any], list[FieldError]]:
+    values: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for param in operation.params_in(location):
+        raw = source.get(param.name)
+        if raw is None:
+            if param.required:
+                errors.append(FieldError(param.name, f"required {location} parameter is missing"))
+            elif "default" in param.schema:
+                values[param.name] = param.schema["default"]
+            continue
+        value, problems_found = param.check(raw)
+        errors.extend(problems_found)
+        values[param.name] = value
+    return values, errors
+
+
+async def validate_request(request: web.Request, operation: Operation, *, limit: int) -> Input:
+    path, errors = _parameters(operation, "path", request.match_info)
+    query, query_errors = _parameters(operation, "query", request.query)
+    headers, header_errors = _parameters(operation, "header", _lower(request.headers))
+    errors += query_errors + header_errors
+    if errors:
+        raise problems.bad_request("the request's parameters are invalid", errors)
+    body, form = await _body(request, operation, limit)
+    return Input(path=path, query=query, headers=headers, body=body, form=form)
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def _has_body(request: web.Request) -> bool:
+    return bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"
+
+
+async def _body(request: web.Request, operation: Operation, limit: int) -> tuple[Any, Form | None]:
+    if not operation.body_validators or "*/*" in operation.body_validators:
+        # Any content (upstream callbacks): the handler reads the raw body itself.
+        return None, None
+    if not _has_body(request):
+        if operation.body_required:
+            raise problems.invalid_input("a request body is required", [FieldError("/", "missing")])
+        return None, None
+    content_type = request.content_type
+    validator = operation.body_validators.get(content_type)
+    if validator is None:
+        accepted = ", ".join(operation.body_validators)
+        raise problems.unsupported_media_type(
+            f"{operation.operation_id} takes {accepted}, not {content_type or 'no content type'}"
+        )
+    if content_type == "multipart/form-data":
+        form = await read_form(request, limit=limit)
+        instance: dict[str, Any] = {**form.fields, **dict.fromkeys(form.files, BINARY_PLACEHOLDER)}
+        instance = _coerce_form(validator, operation, instance)
+        errors = body_errors(validator, instance)
+        if errors:
+            form.close()
+            raise problems.invalid_input("the form does not match the contract", errors)
+        return instance, form
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise problems.bad_request(f"the body is not valid JSON: {exc}") from None
+    errors = body_errors(validator, body)
+    if errors:
+        raise problems.invalid_input("the body does not match the contract", errors)
+    return body, None
+
+
+def _coerce_form(validator: Any, operation: Operation, fields: dict[str, Any]) -> dict[str, Any]:
+    """Form fields arrive as text; give integers and booleans their schema type before checking."""
+    properties = operation.form_properties
+    coerced = dict(fields)
+    for name, value in fields.items():
+        kind = properties.get(name, {}).get("type")
+        if not isinstance(value, str):
+            continue
+        if kind == "integer" and value.lstrip("-").isdigit():
+            coerced[name] = int(value)
+        elif kind == "boolean" and value.lower() in {"true", "false", "1", "0"}:
+            coerced[name] = value.lower() in {"true", "1"}
+    for name, schema in properties.items():
+        if name not in coerced and "default" in schema:
+            coerced[name] = schema["default"]
+    return coerced

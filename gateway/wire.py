@@ -1,0 +1,34 @@
+"""The wire format: attrs values to camelCase JSON, through one converter, encoded by orjson."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import cattrs
+import orjson
+from cattrs.gen import make_dict_unstructure_fn, override
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+
+    def unstructure_factory(cls: type[Any]) -> Any:
+        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        return make_dict_unstructure_fn(cls, converter, **renames)  # type: ignore[arg-type]
+
+    converter.register_unstructure_hook_factory(attrs.has, unstructure_factory)
+    return converter
+
+
+_converter = _make_converter()
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes of plain data or attrs values (field names in camelCase)."""
+    return orjson.dumps(_converter.unstructure(value))

@@ -1,0 +1,226 @@
+"""A third backend that lives in the tests, plugged in exactly as an installed one would be.
+
+It proves a new backend needs no change to `gateway/`: the plugin below and its upstream simulator
+are all there is. The simulator records every request (with headers) so tests can see what went
+upstream, and can be told to fail, hang or refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any
+
+import attrs
+from aiohttp import FormData, web
+
+from gateway.backend import (
+    BackendDeclaration,
+    CallbackCall,
+    Credentials,
+    OperationCall,
+    Reply,
+    Sandbox,
+    Secret,
+    hookimpl,
+)
+from gateway.problems import ProblemError
+
+NAME = "acme"
+
+
+@attrs.frozen
+class AcmeConfig:
+    base_url: str
+    api_key: Secret
+    callback_secret: Secret | None = None
+
+
+@attrs.define
+class AcmeUpstreamState:
+    """What the simulator saw and how it should misbehave next."""
+
+    requests: list[dict[str, Any]] = attrs.field(factory=list)
+    products: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    accepted_keys: set[str] = attrs.field(factory=set)
+    fail_next: int = 0
+    fail_status: int = 503
+    hang_seconds: float = 0.0
+    retry_after: str | None = None
+
+
+ACME_STATE = web.AppKey("acme_state", AcmeUpstreamState)
+RESULT_BYTES = bytes(range(256)) * 4096  # 1 MiB, recognisable byte for byte
+
+
+def make_acme_upstream(*accepted_keys: str) -> web.Application:
+    """The simulator: a real aiohttp app speaking the made-up Acme API."""
+    state = AcmeUpstreamState(accepted_keys=set(accepted_keys))
+
+    @web.middleware
+    async def record_and_misbehave(request: web.Request, handler: Any) -> web.StreamResponse:
+        state.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": dict(request.headers),
+                "query": dict(request.query),
+            }
+        )
+        if state.hang_seconds:
+            await asyncio.sleep(state.hang_seconds)
+        if state.fail_next:
+            state.fail_next -= 1
+            headers = {"Retry-After": state.retry_after} if state.retry_after else None
+            return web.json_response(
+                {"message": "simulated failure"}, status=state.fail_status, headers=headers
+            )
+        if request.headers.get("Authorization", "").removeprefix("Bearer ") not in (
+            state.accepted_keys
+        ):
+            return web.json_response({"message": "unknown api key"}, status=401)
+        return await handler(request)
+
+    async def types(_: web.Request) -> web.Response:
+        return web.json_response([{"id": 1, "name": "SHIRT"}, {"id": 2, "name": "TROUSERS"}])
+
+    async def put_product(request: web.Request) -> web.Response:
+        product_id = request.match_info["id"]
+        created = product_id not in state.products
+        body = await request.json()
+        if body.get("name") == "reject-me":
+            return web.json_response({"message": "name is reserved"}, status=409)
+        state.products[product_id] = {"id": product_id, **body}
+        return web.json_response(state.products[product_id], status=201 if created else 200)
+
+    async def get_product(request: web.Request) -> web.Response:
+        product = state.products.get(request.match_info["id"])
+        if product is None:
+            return web.json_response({"message": "no such product"}, status=404)
+        return web.json_response(product)
+
+    async def upload(request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form["file"]
+        assert isinstance(upload, web.FileField)
+        return web.json_response({"bytes": len(upload.file.read()), "id": form["id"]}, status=201)
+
+    async def result(_: web.Request) -> web.Response:
+        return web.Response(body=RESULT_BYTES, content_type="application/octet-stream")
+
+    app = web.Application(middlewares=[record_and_misbehave])
+    app[ACME_STATE] = state
+    app.router.add_get("/types", types)
+    app.router.add_put("/products/{id}", put_product)
+    app.router.add_get("/products/{id}", get_product)
+    app.router.add_post("/files", upload)
+    app.router.add_get("/results/{id}", result)
+    return app
+
+
+def _product(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": body["id"],
+        "name": body["name"],
+        "type": body["type"],
+        "sku": body.get("sku"),
+        "backend": NAME,
+        "createdAt": "2026-01-01T00:00:00Z",
+        "configurations": [],
+    }
+
+
+class AcmeBackend:
+    """The plugin: declares itself, injects its credential, serves a few operations."""
+
+    @hookimpl
+    def gateway_declare_backend(self) -> BackendDeclaration:
+        return BackendDeclaration(
+            name=NAME,
+            version="0.0.1",
+            capabilities=frozenset(
+                {
+                    "listProductTypes",
+                    "putProduct",
+                    "getProduct",
+                    "uploadProductImage",
+                    "downloadResult",
+                }
+            ),
+            config_type=AcmeConfig,
+            description="A test backend living in tests/.",
+            event_types={"acme.done": "Acme finished something."},
+        )
+
+    @hookimpl
+    def gateway_upstream_credentials(
+        self, backend: str, tenant: str, config: AcmeConfig, refresh: bool
+    ) -> Credentials:
+        key = config.api_key.reveal()
+        return Credentials(headers={"Authorization": f"Bearer {key}"}, secrets=frozenset({key}))
+
+    @hookimpl
+    async def gateway_handle_operation(self, call: OperationCall) -> Reply | web.StreamResponse:
+        base = call.config.base_url
+        if call.operation == "listProductTypes":
+            answer = await call.upstream.request("GET", f"{base}/types", operation="getTypes")
+            return Reply(200, {"items": [{"name": t["name"]} for t in answer.json()]})
+        if call.operation == "putProduct":
+            product_id = str(call.path["productId"])
+            body = {"name": call.body["name"], "type": call.body["type"]}
+            answer = await call.upstream.request(
+                "PUT", f"{base}/products/{product_id}", json=body, operation="putProduct"
+            )
+            return Reply(answer.status, _product(answer.json()))
+        if call.operation == "getProduct":
+            product_id = str(call.path["productId"])
+            answer = await call.upstream.request("GET", f"{base}/products/{product_id}")
+            return Reply(200, _product(answer.json()))
+        if call.operation == "uploadProductImage":
+            assert call.form is not None
+            upload = call.form.files["file"]
+
+            def form() -> FormData:
+                data = FormData()
+                data.add_field("id", "chosen-by-gateway")
+                data.add_field("file", upload.open(), filename="image.png")
+                return data
+
+            retryable = call.body.get("name") == "retryable"
+            answer = await call.upstream.request(
+                "POST", f"{base}/files", data=form, idempotent=retryable
+            )
+            return Reply(201, answer.json())
+        if call.operation == "downloadResult":
+            async with call.upstream.stream("GET", f"{base}/results/1") as upstream:
+                response = await call.services.start_stream(
+                    content_type="application/octet-stream",
+                    content_length=upstream.content_length,
+                )
+                async for chunk in upstream.content.iter_chunked(64 * 1024):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        raise ProblemError(501, "not-implemented", "Not implemented")
+
+    @hookimpl
+    async def gateway_handle_callback(self, call: CallbackCall) -> Reply:
+        expected = call.config.callback_secret.reveal() if call.config else None
+        given = call.headers.get("Authorization", "")
+        if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ProblemError(401, "unauthorized", "Unauthorized", "bad callback secret")
+        event = await call.services.emit(
+            "acme.done", {"path": call.callback_path}, dedupe_key=call.callback_path
+        )
+        return Reply(202 if event else 200)
+
+    @hookimpl
+    def gateway_sandbox(self) -> Sandbox:
+        return Sandbox(
+            backend=NAME,
+            make_app=lambda: make_acme_upstream("sandbox-acme-key"),
+            tenant_config=lambda url: {
+                "base_url": url,
+                "api_key": Secret.literal("sandbox-acme-key"),
+            },
+        )

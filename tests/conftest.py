@@ -1,0 +1,143 @@
+"""Shared fixtures: the real app factory, the Acme test backend and its simulator, log capture.
+
+Every line the gateway logs during the whole session goes to one JSON-lines file; the session ends
+by searching it for every secret the tests configured (see `log_file`).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.logs import configure_logging
+from gateway.settings import Settings, load_settings
+from gateway.tenants import digest_key
+from tests.acme_backend import ACME_STATE, AcmeBackend, AcmeUpstreamState, make_acme_upstream
+
+CALLER_KEY_A = "gwk_test-caller-key-tenant-a-5b1d0c"
+CALLER_KEY_B = "gwk_test-caller-key-tenant-b-93e7aa"
+ACME_KEY_A = "acme-upstream-key-A-7Q2x9w"
+ACME_KEY_B = "acme-upstream-key-B-k3L8vz"
+CALLBACK_SECRET_A = "acme-callback-secret-A-88af1e"
+
+# Every secret any test configures; none may appear in any log line of the session.
+SECRETS = [CALLER_KEY_A, CALLER_KEY_B, ACME_KEY_A, ACME_KEY_B, CALLBACK_SECRET_A]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def log_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """All log output of the session; at the end, proves no configured secret was ever logged."""
+    path = tmp_path_factory.mktemp("logs") / "gateway.jsonl"
+    with path.open("w", encoding="utf-8", buffering=1) as stream:
+        configure_logging("json", "debug", stream=stream, cache=False)
+        yield path
+    text = path.read_text(encoding="utf-8")
+    leaked = [secret for secret in SECRETS if secret in text]
+    assert not leaked, f"secrets appeared in log output: {leaked}"
+
+
+class LogLines:
+    """The JSON log lines written since the fixture was created."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size
+
+    def all(self) -> list[dict[str, Any]]:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            return [orjson.loads(line) for line in io.BytesIO(f.read()) if line.strip()]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.all() if line.get("event") == name]
+
+    def text(self) -> str:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            return f.read().decode()
+
+
+@pytest.fixture
+def logs(log_file: Path) -> LogLines:
+    return LogLines(log_file)
+
+
+@attrs.define
+class Gateway:
+    """A running gateway with its Acme upstream, and helpers for calling it as tenant A or B."""
+
+    client: TestClient[Any, Any]
+    upstream: AcmeUpstreamState
+    upstream_url: str
+    settings: Settings
+
+    @staticmethod
+    def auth(key: str = CALLER_KEY_A, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}", **extra}
+
+
+def gateway_config(tmp_path: Path, acme_url: str, **upstream: Any) -> dict[str, Any]:
+    """Two tenants on the Acme backend, each with its own upstream key (referenced from env)."""
+    return {
+        "store": {"url": f"sqlite:///{tmp_path}/gateway.db"},
+        "server": {"max_upload_mb": 2, "public_url": "http://gateway.test"},
+        "upstream": {"backoff_base": 0.001, "backoff_cap": 0.01, **upstream},
+        "tenants": [
+            {
+                "id": "tenant-a",
+                "keys": [digest_key(CALLER_KEY_A)],
+                "backends": {
+                    "acme": {
+                        "base_url": acme_url,
+                        "api_key": "env:TEST_ACME_KEY_A",
+                        "callback_secret": "env:TEST_CALLBACK_SECRET_A",
+                    }
+                },
+            },
+            {
+                "id": "tenant-b",
+                "keys": [digest_key(CALLER_KEY_B)],
+                "backends": {"acme": {"base_url": acme_url, "api_key": "env:TEST_ACME_KEY_B"}},
+            },
+        ],
+    }
+
+
+@pytest.fixture
+def secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_ACME_KEY_A", ACME_KEY_A)
+    monkeypatch.setenv("TEST_ACME_KEY_B", ACME_KEY_B)
+    monkeypatch.setenv("TEST_CALLBACK_SECRET_A", CALLBACK_SECRET_A)
+
+
+MakeGateway = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_gateway(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, secrets_env: None
+) -> MakeGateway:
+    """Start the Acme simulator and a gateway in front of it; keyword arguments tune [upstream]."""
+
+    async def make(**upstream: Any) -> Gateway:
+        server: TestServer = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
+        url = str(server.make_url("")).rstrip("/")
+        settings = load_settings(gateway_config(tmp_path, url, **upstream))
+        client = await aiohttp_client(create_app(settings, extra_plugins=[AcmeBackend()]))
+        return Gateway(client, server.app[ACME_STATE], url, settings)
+
+    return make
+
+
+@pytest.fixture
+async def gateway(make_gateway: MakeGateway) -> Gateway:
+    gateway: Gateway = await make_gateway()
+    return gateway

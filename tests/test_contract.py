@@ -1,0 +1,133 @@
+"""The contract is valid OpenAPI 3.1, complete, and agrees with the routes both ways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from openapi_spec_validator import validate
+
+from gateway.contract import HTTP_METHODS, contract_path, default_contract
+from gateway.routes import HANDLERS
+from tests.conftest import Gateway
+
+OPERATION_IDS = {
+    "listBackends",
+    "listProductTypes",
+    "listImageTypes",
+    "putProduct",
+    "getProduct",
+    "putConfiguration",
+    "listConfigurations",
+    "uploadProductImage",
+    "submitConfiguration",
+    "downloadResult",
+    "uploadUserPhoto",
+    "listUserPhotos",
+    "deleteUserPhoto",
+    "mergeUser",
+    "getPhotoSettings",
+    "listEventTypes",
+    "createSubscription",
+    "listSubscriptions",
+    "getSubscription",
+    "updateSubscription",
+    "deleteSubscription",
+    "rotateSubscriptionSecret",
+    "sendTestEvent",
+    "listEvents",
+    "getEvent",
+    "listEventDeliveries",
+    "redeliverEvent",
+    "receiveBackendCallback",
+    "getHealth",
+    "getReadiness",
+    "getMetrics",
+    "getContractJson",
+    "getContractYaml",
+}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    with contract_path().open(encoding="utf-8") as f:
+        loaded: dict[str, Any] = yaml.safe_load(f)
+    return loaded
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, item[method])
+        for path, item in document["paths"].items()
+        for method in HTTP_METHODS
+        if method in item
+    ]
+
+
+def test_contract_is_valid_openapi_31(document: dict[str, Any]) -> None:
+    """openapi-spec-validator accepts the contract as OpenAPI 3.1."""
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def test_contract_carries_every_operation_id(document: dict[str, Any]) -> None:
+    """Every operationId client generators depend on is there, and no other."""
+    assert {op["operationId"] for _, _, op in operations(document)} == OPERATION_IDS
+
+
+def test_every_operation_is_well_formed(document: dict[str, Any]) -> None:
+    """One tag each, numeric status codes, bodies as named schemas, errors as problem+json."""
+    for path, method, op in operations(document):
+        where = f"{method.upper()} {path}"
+        assert len(op.get("tags", [])) == 1, where
+        for code, response in op["responses"].items():
+            assert code.isdigit(), f"{where}: {code}"
+            if "$ref" in response:
+                response = document["components"]["responses"][response["$ref"].split("/")[-1]]
+            content = response.get("content", {})
+            # /readyz answers its readiness report with 503, which is not an error document.
+            if int(code) >= 400 and op["operationId"] != "getReadiness":
+                assert list(content) == ["application/problem+json"], f"{where} {code}"
+            for media in content.values():
+                schema = media.get("schema", {})
+                if schema.get("type") == "object" or "properties" in schema:
+                    pytest.fail(f"{where} {code}: inline object schema")
+        body = op.get("requestBody", {}).get("content", {})
+        for media_type, media in body.items():
+            if media_type in {"application/json"}:
+                assert "$ref" in media["schema"], where
+
+
+def test_v1_requires_the_caller_key_and_ops_routes_do_not(document: dict[str, Any]) -> None:
+    """A bearer scheme covers /v1/**; health, metrics, contract and callbacks are public."""
+    assert document["components"]["securitySchemes"]["callerKey"]["scheme"] == "bearer"
+    for path, _, op in operations(document):
+        public = op.get("security", document.get("security")) == []
+        assert public == (not path.startswith("/v1/")), path
+
+
+def test_every_contract_operation_has_a_handler_and_back() -> None:
+    """The route table and the contract name the same operations."""
+    assert set(HANDLERS) == set(default_contract().operations)
+
+
+async def test_app_routes_match_contract_paths(gateway: Gateway) -> None:
+    """Every registered route is a contract path and method, and every contract path is routed."""
+    contract = default_contract()
+    expected = {(op.method, op.path) for op in contract.operations.values()}
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in gateway.client.app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    assert registered == expected
+
+
+async def test_contract_is_served_as_json_and_yaml(gateway: Gateway) -> None:
+    """GET /openapi.json and /openapi.yaml serve the same document, without a caller key."""
+    as_json = await gateway.client.get("/openapi.json")
+    as_yaml = await gateway.client.get("/openapi.yaml")
+    assert as_json.status == as_yaml.status == 200
+    assert as_yaml.content_type == "application/yaml"
+    assert await as_json.json() == yaml.safe_load(await as_yaml.text())

@@ -1,0 +1,180 @@
+"""The plugin host: load order, typed facade, and every hook tested and documented."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import hookspecs
+from gateway.app import create_app
+from gateway.backend import BackendDeclaration, Event, hookimpl
+from gateway.plugins import PluginError, PluginHost
+from gateway.settings import load_settings
+from gateway.state import STORE
+from tests.acme_backend import AcmeBackend, AcmeConfig
+from tests.conftest import CALLBACK_SECRET_A, Gateway
+
+ROOT = Path(__file__).resolve().parent.parent
+HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("gateway_"))
+
+
+def test_hooks_are_prefixed_typed_and_documented() -> None:
+    """Every hookspec is `gateway_`-prefixed, fully annotated and has a docstring."""
+    assert HOOKS
+    for name in HOOKS:
+        spec = getattr(hookspecs, name)
+        signature = inspect.signature(spec)
+        assert spec.__doc__, name
+        assert len(spec.__doc__.strip()) > 40, name
+        assert signature.return_annotation is not inspect.Signature.empty, name
+        for param in signature.parameters.values():
+            assert param.annotation is not inspect.Parameter.empty, f"{name}.{param.name}"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_test(hook: str) -> None:
+    """As datasette does: a test named after each hook exists somewhere in the suite."""
+    pattern = re.compile(rf"def test_hook_{hook}")
+    assert any(pattern.search(p.read_text()) for p in Path(__file__).parent.rglob("test_*.py"))
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented_in_the_readme(hook: str) -> None:
+    """The README's plugin guide names every hook."""
+    assert f"`{hook}`" in (ROOT / "README.md").read_text()
+
+
+def test_hook_gateway_declare_backend_collects_each_plugin() -> None:
+    """Installed backends come from entry points; a backend passed in is declared beside them."""
+    host = PluginHost.build(extra=[AcmeBackend()])
+    assert {"pictofit", "artifi", "acme"} <= set(host.declarations)
+    assert host.config_types["acme"] is AcmeConfig
+
+
+def test_blocked_plugins_are_not_loaded() -> None:
+    """A name blocked in the configuration is never loaded, even though it is installed."""
+    host = PluginHost.build(blocked=["pictofit"])
+    assert "pictofit" not in host.declarations
+    assert "artifi" in host.declarations
+
+
+def test_misspelled_hook_fails_at_start() -> None:
+    """check_pending(): a hook implementation that matches no spec stops the start-up."""
+
+    class Typo:
+        @hookimpl
+        def gateway_declare_backnd(self) -> None: ...
+
+    with pytest.raises(Exception, match="unknown hook"):
+        PluginHost.build(extra=[Typo()])
+
+
+def test_two_plugins_cannot_declare_one_backend() -> None:
+    """Backend names are unique across plugins."""
+    with pytest.raises(PluginError, match="two plugins declare"):
+        PluginHost.build(extra=[AcmeBackend(), AcmeBackend()])
+
+
+def test_declaring_something_else_fails() -> None:
+    """A declaration must be a BackendDeclaration."""
+
+    class Wrong:
+        @hookimpl
+        def gateway_declare_backend(self) -> Any:
+            return {"name": "wrong"}
+
+    with pytest.raises(PluginError, match="not a backend"):
+        PluginHost.build(extra=[Wrong()])
+
+
+async def test_hook_gateway_upstream_credentials_sees_refresh_flag(gateway: Gateway) -> None:
+    """The facade passes tenant, config and refresh through and awaits what the hook returns."""
+    from gateway.state import PLUGINS
+
+    host = gateway.client.app[PLUGINS]
+    config = AcmeConfig(
+        base_url="http://x", api_key=__import__("gateway").backend.Secret("env:TEST_ACME_KEY_A")
+    )
+    creds = await host.credentials("acme", "tenant-a", config, refresh=True)
+    assert creds.headers["Authorization"].startswith("Bearer acme-upstream-key-A")
+
+
+async def test_hook_gateway_handle_operation_only_for_declared_capabilities(
+    gateway: Gateway,
+) -> None:
+    """An operation the tenant's backend does not declare answers 501, not a crash."""
+    response = await gateway.client.get("/v1/image-types", headers=gateway.auth())
+    assert response.status == 501
+    assert response.content_type == "application/problem+json"
+    assert "listImageTypes" in (await response.json())["detail"]
+
+
+async def test_hook_gateway_handle_callback_authenticates_and_records(gateway: Gateway) -> None:
+    """A callback with the tenant's secret becomes a stored event, once; a forged one is 401."""
+    url = "/callbacks/acme/tenant-a/done/42"
+    forged = await gateway.client.post(url, headers={"Authorization": "guess"})
+    assert forged.status == 401
+    ok = await gateway.client.post(url, headers={"Authorization": CALLBACK_SECRET_A})
+    assert ok.status == 202
+    again = await gateway.client.post(url, headers={"Authorization": CALLBACK_SECRET_A})
+    assert again.status == 200  # recognised as a duplicate
+    page = await gateway.client.app[STORE].list_events(
+        "tenant-a", event_type=None, cursor=None, limit=10
+    )
+    assert [e.data for e in page.items] == [{"path": "done/42"}]
+    unknown = await gateway.client.post(
+        "/callbacks/nobody/tenant-a/x", headers={"Authorization": "x"}
+    )
+    assert unknown.status == 404
+
+
+def test_hook_gateway_sandbox_offers_each_simulator() -> None:
+    """Every installed backend offers a sandbox, with a tenant configuration its class accepts."""
+    host = PluginHost.build(extra=[AcmeBackend()])
+    sandboxes = {s.backend: s for s in host.sandboxes()}
+    assert {"pictofit", "artifi", "acme"} <= set(sandboxes)
+    for name, sandbox in sandboxes.items():
+        settings = load_settings({"tenants": [{"id": "demo", "keys": [], "backends": {name: {}}}]})
+        raw = sandbox.tenant_config("http://127.0.0.1:1")
+        from gateway.settings import structure_section
+
+        config = structure_section(raw, host.config_types[name], f"sandbox.{name}")
+        assert config is not None
+        assert settings.tenants
+
+
+async def test_hook_gateway_publish_event_runs_plugins_before_the_store(
+    aiohttp_client: Any, tmp_path: Path, secrets_env: None
+) -> None:
+    """A plugin may observe events first; the core's own implementation still stores them."""
+    seen: list[Event] = []
+
+    class Observer:
+        @hookimpl(tryfirst=True)
+        def gateway_publish_event(self, event: Event) -> None:
+            seen.append(event)
+
+    from tests.conftest import gateway_config
+
+    settings = load_settings(gateway_config(tmp_path, "http://127.0.0.1:9"))
+    app = create_app(settings, extra_plugins=[AcmeBackend(), Observer()])
+    client = await aiohttp_client(app)
+    response = await client.post(
+        f"/callbacks/acme/tenant-a/{uuid.uuid4()}", headers={"Authorization": CALLBACK_SECRET_A}
+    )
+    assert response.status == 202
+    assert len(seen) == 1
+    stored = await app[STORE].get_event("tenant-a", seen[0].id)
+    assert stored == seen[0]
+
+
+def test_declaration_is_a_frozen_value() -> None:
+    """Declarations cannot be changed after the fact."""
+    declaration = BackendDeclaration("x", "1", frozenset(), dict)
+    with pytest.raises(AttributeError):
+        declaration.name = "y"  # type: ignore[misc]
