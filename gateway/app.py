@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 from aiohttp import web
 
 from gateway.backend import Credentials
+from gateway.callbacks import CallbackRegistrar
 from gateway.contract import default_contract
 from gateway.events import CoreEvents
 from gateway.logs import SECRETS
@@ -16,6 +17,7 @@ from gateway.plugins import PluginHost
 from gateway.routes import add_routes
 from gateway.settings import Settings, structure_backend_configs
 from gateway.state import (
+    CALLBACKS,
     CONTRACT,
     METRICS,
     PLUGINS,
@@ -50,6 +52,7 @@ def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> w
 
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_upstreams)
+    app.cleanup_ctx.append(_callbacks)
     add_routes(app, app[CONTRACT])
     return app
 
@@ -82,3 +85,17 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
     yield
     for client in app[UPSTREAMS].values():
         await client.close()
+
+
+async def _callbacks(app: web.Application) -> AsyncIterator[None]:
+    """Register upstream callbacks in the background; keep trying until each succeeds."""
+    registrar = CallbackRegistrar(
+        plugins=app[PLUGINS],
+        tenants=app[TENANTS],
+        upstreams=app[UPSTREAMS],
+        public_url=app[SETTINGS].server.public_url,
+    )
+    app[CALLBACKS] = registrar
+    registrar.start()
+    yield
+    await registrar.stop()

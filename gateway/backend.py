@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from gateway.forms import Form
+    from gateway.store import ResourceRecord, Store
     from gateway.upstream import BoundUpstream
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "GatewayServices",
     "OperationCall",
     "Reply",
+    "ResourceBook",
     "Sandbox",
     "Secret",
     "hookimpl",
@@ -128,22 +130,66 @@ class Event:
     dedupe_key: str | None = None
 
 
+class ResourceBook:
+    """The records a backend keeps about the resources its tenant created through the gateway.
+
+    Scoped to one tenant: another tenant's resource reads as None, exactly as if it did not exist.
+    The core records the resources named in the contract's `x-gateway-resources` before the
+    operation runs; a backend adds its own attributes, and may record further resources (images).
+    """
+
+    def __init__(self, store: Store, *, tenant: str, backend: str) -> None:
+        self._store = store
+        self._tenant = tenant
+        self._backend = backend
+
+    async def get(self, kind: str, resource_id: str) -> ResourceRecord | None:
+        record = await self._store.get_resource(kind, resource_id)
+        return record if record is not None and record.tenant == self._tenant else None
+
+    async def put(
+        self,
+        kind: str,
+        resource_id: str,
+        attributes: Mapping[str, Any],
+        *,
+        parent_id: str | None = None,
+    ) -> ResourceRecord:
+        """Record the resource if new, then merge `attributes` (top-level keys replaced).
+
+        Raises LookupError if another tenant owns that id.
+        """
+        record = await self._store.claim_resource(
+            kind, resource_id, tenant=self._tenant, backend=self._backend, parent_id=parent_id
+        )
+        if record.tenant != self._tenant:
+            raise LookupError(f"{kind} {resource_id} belongs to another tenant")
+        updated = await self._store.update_resource(kind, resource_id, attributes)
+        assert updated is not None
+        return updated
+
+    async def children(self, kind: str, parent_id: str) -> list[ResourceRecord]:
+        return list(await self._store.list_resources(self._tenant, kind, parent_id))
+
+
 class GatewayServices:
     """The core's services a backend may use while it handles a call.
 
     A small, stable surface (plugins must not reach into the app): publishing events, building
-    URLs of the gateway's own routes, and per-tenant key-value state kept in the store.
+    URLs of the gateway's own routes, streaming an answer, and the tenant's resource records.
     """
 
     def __init__(
         self,
         *,
+        resources: ResourceBook,
         publish: Callable[[Event], Awaitable[bool]],
         url_for: Callable[..., str],
         start_stream: Callable[..., Awaitable[web.StreamResponse]],
         tenant: str,
         backend: str,
     ) -> None:
+        self.resources = resources
         self._publish = publish
         self._url_for = url_for
         self._start_stream = start_stream

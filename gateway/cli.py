@@ -28,6 +28,7 @@ from gateway.settings import (
     read_settings,
     structure_backend_configs,
 )
+from gateway.state import CALLBACKS
 from gateway.tenants import digest_key, new_key
 
 SANDBOX_DATA = Path(".gateway-data")
@@ -71,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument("--format", choices=["yaml", "json"], default="yaml")
     spec.set_defaults(run=_spec)
 
+    callbacks = commands.add_parser("callbacks", help="upstream callbacks").add_subparsers(
+        required=True
+    )
+    sync = callbacks.add_parser("sync", help="register every tenant's callbacks now")
+    sync.add_argument("--config", help="TOML configuration (default: $GATEWAY_CONFIG)")
+    sync.set_defaults(run=_callbacks_sync)
+
     check = commands.add_parser("check", help="validate a configuration and say what is wrong")
     check.add_argument("--config", help="TOML configuration (default: $GATEWAY_CONFIG)")
     check.set_defaults(run=_check)
@@ -102,6 +110,26 @@ def _check(args: argparse.Namespace) -> int:
     backends = ", ".join(sorted(plugins.declarations)) or "none"
     print(f"configuration is valid: {len(settings.tenants)} tenant(s); backends: {backends}")
     return 0
+
+
+def _callbacks_sync(args: argparse.Namespace) -> int:
+    settings = read_settings(args.config)
+    configure_logging(settings.log.format, "warning")
+    return asyncio.run(_sync_callbacks(settings))
+
+
+async def _sync_callbacks(settings: Settings) -> int:
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    try:
+        states = await runner.app[CALLBACKS].sync_all()
+    finally:
+        await runner.cleanup()
+    for (tenant, backend), state in sorted(states.items()):
+        print(f"{tenant}\t{backend}\t{state.state}\t{state.detail or ''}")
+    if not states:
+        print("no tenant has a backend that registers callbacks")
+    return 0 if all(s.state == "synced" for s in states.values()) else 1
 
 
 def _serve(args: argparse.Namespace) -> int:

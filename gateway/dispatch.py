@@ -13,7 +13,14 @@ from typing import Any
 from aiohttp import web
 
 from gateway import problems, wire
-from gateway.backend import CallbackCall, Event, GatewayServices, OperationCall, Reply
+from gateway.backend import (
+    CallbackCall,
+    Event,
+    GatewayServices,
+    OperationCall,
+    Reply,
+    ResourceBook,
+)
 from gateway.contract import Operation
 from gateway.middleware import REQUEST_ID_HEADER
 from gateway.state import (
@@ -58,11 +65,13 @@ async def start_stream(
 
 def services(request: web.Request, tenant: str, backend: str) -> GatewayServices:
     plugins = request.app[PLUGINS]
+    store = request.app[STORE]
 
     async def publish(event: Event) -> bool:
         return await plugins.publish_event(event)
 
     return GatewayServices(
+        resources=ResourceBook(store, tenant=tenant, backend=backend),
         publish=publish,
         url_for=functools.partial(url_for, request),
         start_stream=functools.partial(start_stream, request),
@@ -106,7 +115,7 @@ async def _owned_backend(
     parent: str | None = None
     for ref in operation.resources:
         resource_id = str(path[ref.param])
-        owner = await store.resource_owner(ref.kind, resource_id)
+        owner = await store.get_resource(ref.kind, resource_id)
         if owner is None:
             if not ref.create:
                 raise problems.not_found(f"{ref.kind} {resource_id} does not exist")

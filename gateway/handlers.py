@@ -9,9 +9,20 @@ from aiohttp import web
 
 from gateway import problems, wire
 from gateway.backend import Event
+from gateway.callbacks import SyncState
 from gateway.events import CORE_EVENT_TYPES
 from gateway.metrics import CONTENT_TYPE_LATEST
-from gateway.state import CONTRACT, INPUT, METRICS, PLUGINS, STORE, TENANT, TENANTS, UPSTREAMS
+from gateway.state import (
+    CALLBACKS,
+    CONTRACT,
+    INPUT,
+    METRICS,
+    PLUGINS,
+    STORE,
+    TENANT,
+    TENANTS,
+    UPSTREAMS,
+)
 
 STORE_PING_TIMEOUT = 2.0
 
@@ -45,6 +56,11 @@ async def get_readiness(request: web.Request) -> web.Response:
             if breaker != "open"
             else {"ok": False, "detail": "breaker open: the upstream is failing"}
         )
+    for (tenant_id, backend), sync in sorted(request.app[CALLBACKS].states.items()):
+        checks[f"callbacks:{backend}:{tenant_id}"] = {
+            "ok": sync.state == "synced",
+            "detail": sync.detail or sync.state,
+        }
     ready = all(check["ok"] for check in checks.values())
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
     return json_response(body, 200 if ready else 503)
@@ -67,6 +83,7 @@ async def get_contract_yaml(request: web.Request) -> web.Response:
 async def list_backends(request: web.Request) -> web.Response:
     tenant = request[TENANT]
     upstreams = request.app[UPSTREAMS]
+    registrar = request.app[CALLBACKS]
     items = [
         {
             "name": d.name,
@@ -77,12 +94,21 @@ async def list_backends(request: web.Request) -> web.Response:
             "configured": d.name in tenant.configs,
             "health": {
                 "breaker": upstreams[d.name].breaker.state.value,
-                "callbacks": {"state": "not_applicable"},
+                "callbacks": _callback_health(registrar.state(tenant.id, d.name)),
             },
         }
         for d in sorted(request.app[PLUGINS].declarations.values(), key=lambda d: d.name)
     ]
     return json_response({"items": items})
+
+
+def _callback_health(sync: SyncState | None) -> dict[str, Any]:
+    if sync is None:
+        return {"state": "not_applicable"}
+    health: dict[str, Any] = {"state": sync.state}
+    if sync.detail:
+        health["detail"] = sync.detail
+    return health
 
 
 async def list_event_types(request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Reply,
         Sandbox,
     )
+    from gateway.upstream import BoundUpstream
 
 _spec = pluggy.HookspecMarker("gateway")
 
@@ -76,6 +77,21 @@ def gateway_handle_callback(
     does not match, storing nothing), turns it into events through `call.services.emit` and
     answers 2xx only after they were accepted. First result wins; called only on the plugin that
     declared `call.backend`.
+    """
+
+
+@_spec(firstresult=True)
+def gateway_register_callbacks(
+    backend: str, tenant: str, config: Any, callback_url: str, upstream: BoundUpstream
+) -> Awaitable[None] | None:
+    """Register this backend's callbacks for one tenant with the upstream; must be idempotent.
+
+    Fires at start-up for every tenant that has the backend configured, when `server.public_url`
+    is set; again in the background with backoff until it returns without raising; and on
+    `gateway callbacks sync`. `callback_url` is `{public_url}/callbacks/{backend}/{tenant}/`: the
+    backend appends what identifies the callback. Raise to report a failure (it is retried and
+    shown in `/readyz` and `/v1/backends`). First result wins; called only on the plugin that
+    declared `backend`.
     """
 
 

@@ -24,6 +24,7 @@ from gateway.backend import (
     Reply,
     Sandbox,
 )
+from gateway.upstream import BoundUpstream
 
 ENTRY_POINT_GROUP = "gateway.backends"
 PROJECT = "gateway"
@@ -120,6 +121,23 @@ class PluginHost:
         hooks = self._per_backend.get(backend)
         return hooks is not None and bool(hooks.callback.get_hookimpls())
 
+    def registers_callbacks(self, backend: str) -> bool:
+        hooks = self._per_backend.get(backend)
+        return hooks is not None and bool(hooks.register.get_hookimpls())
+
+    async def register_callbacks(
+        self, backend: str, tenant: str, config: Any, callback_url: str, upstream: BoundUpstream
+    ) -> None:
+        await await_me_maybe(
+            self._per_backend[backend].register(
+                backend=backend,
+                tenant=tenant,
+                config=config,
+                callback_url=callback_url,
+                upstream=upstream,
+            )
+        )
+
     def sandboxes(self) -> list[Sandbox]:
         return [s for s in self.manager.hook.gateway_sandbox() if s is not None]
 
@@ -135,3 +153,4 @@ class _BackendHooks:
         self.credentials = manager.subset_hook_caller("gateway_upstream_credentials", others)
         self.operation = manager.subset_hook_caller("gateway_handle_operation", others)
         self.callback = manager.subset_hook_caller("gateway_handle_callback", others)
+        self.register = manager.subset_hook_caller("gateway_register_callbacks", others)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.callbacks import CallbackRegistrar
 from gateway.contract import Contract, Operation
 from gateway.metrics import Metrics
 from gateway.plugins import PluginHost
@@ -20,6 +21,7 @@ TENANTS = web.AppKey("tenants", TenantDirectory)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 UPSTREAMS = web.AppKey("upstreams", dict[str, UpstreamClient])
+CALLBACKS = web.AppKey("callbacks", CallbackRegistrar)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 OPERATION = web.RequestKey("operation", Operation)

@@ -47,6 +47,7 @@ class AcmeUpstreamState:
     fail_status: int = 503
     hang_seconds: float = 0.0
     retry_after: str | None = None
+    callbacks: dict[str, str] = attrs.field(factory=dict)  # url -> authorization
 
 
 ACME_STATE = web.AppKey("acme_state", AcmeUpstreamState)
@@ -105,6 +106,11 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
         assert isinstance(upload, web.FileField)
         return web.json_response({"bytes": len(upload.file.read()), "id": form["id"]}, status=201)
 
+    async def register_callback(request: web.Request) -> web.Response:
+        body = await request.json()
+        state.callbacks[body["url"]] = body["authorization"]
+        return web.json_response(body)
+
     async def result(_: web.Request) -> web.Response:
         return web.Response(body=RESULT_BYTES, content_type="application/octet-stream")
 
@@ -115,6 +121,7 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
     app.router.add_get("/products/{id}", get_product)
     app.router.add_post("/files", upload)
     app.router.add_get("/results/{id}", result)
+    app.router.add_put("/callbacks", register_callback)
     return app
 
 
@@ -213,6 +220,15 @@ class AcmeBackend:
             "acme.done", {"path": call.callback_path}, dedupe_key=call.callback_path
         )
         return Reply(202 if event else 200)
+
+    @hookimpl
+    async def gateway_register_callbacks(
+        self, backend: str, tenant: str, config: AcmeConfig, callback_url: str, upstream: Any
+    ) -> None:
+        if config.callback_secret is None:
+            return
+        body = {"url": callback_url + "done/", "authorization": config.callback_secret.reveal()}
+        await upstream.request("PUT", f"{config.base_url}/callbacks", json=body)
 
     @hookimpl
     def gateway_sandbox(self) -> Sandbox:

@@ -178,3 +178,56 @@ def test_declaration_is_a_frozen_value() -> None:
     declaration = BackendDeclaration("x", "1", frozenset(), dict)
     with pytest.raises(AttributeError):
         declaration.name = "y"  # type: ignore[misc]
+
+
+async def test_hook_gateway_register_callbacks_retries_until_synced(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registration runs at start-up, is retried after a failure, and is reported until synced."""
+    import asyncio
+
+    from gateway import callbacks
+    from gateway.state import CALLBACKS
+
+    monkeypatch.setattr(callbacks, "FIRST_RETRY", 0.01)
+    gateway: Gateway = await make_gateway(max_attempts=1)
+    registrar = gateway.client.app[CALLBACKS]
+    # tenant-b has no callback secret: its registration is a no-op that still counts as synced.
+    for _ in range(200):
+        if all(s.state == "synced" for s in registrar.states.values()):
+            break
+        await asyncio.sleep(0.01)
+    url = "http://gateway.test/callbacks/acme/tenant-a/done/"
+    assert gateway.upstream.callbacks == {url: CALLBACK_SECRET_A}
+    backends = await (await gateway.client.get("/v1/backends", headers=gateway.auth())).json()
+    [acme] = [b for b in backends["items"] if b["name"] == "acme"]
+    assert acme["health"]["callbacks"] == {"state": "synced"}
+    ready = await gateway.client.get("/readyz")
+    assert ready.status == 200
+
+
+async def test_failed_callback_registration_shows_in_readiness(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the upstream refuses the registration, /readyz is 503 and names the failure."""
+    from gateway import callbacks
+
+    monkeypatch.setattr(callbacks, "FIRST_RETRY", 3600)
+
+    import asyncio
+
+    from gateway.state import CALLBACKS, TENANTS
+
+    gateway: Gateway = await make_gateway(max_attempts=1)
+    registrar = gateway.client.app[CALLBACKS]
+    while registrar.states[("tenant-a", "acme")].state == "pending":  # the start-up attempt
+        await asyncio.sleep(0.01)
+    gateway.upstream.fail_next = 1
+    tenant = gateway.client.app[TENANTS].get("tenant-a")
+    assert tenant is not None
+    state = await registrar.sync_one("tenant-a", "acme", tenant.configs["acme"])
+    assert state.state == "failed"
+    ready = await gateway.client.get("/readyz")
+    assert ready.status == 503
+    body = await ready.json()
+    assert body["checks"]["callbacks:acme:tenant-a"]["ok"] is False

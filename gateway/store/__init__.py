@@ -6,9 +6,9 @@ PostgreSQL store for several replicas) can pass the same tests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -16,12 +16,18 @@ from gateway.backend import Event
 
 
 @attrs.frozen
-class ResourceOwner:
+class ResourceRecord:
+    """A resource created through the gateway: who owns it, which backend serves it, and what
+    the backend keeps about it (`attributes`, JSON)."""
+
     kind: str
     id: str
     tenant: str
     backend: str
     parent_id: str | None
+    attributes: Mapping[str, Any]
+    created_at: str
+    updated_at: str
 
 
 @attrs.frozen
@@ -39,12 +45,29 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise if the store cannot answer."""
 
-    async def resource_owner(self, kind: str, resource_id: str) -> ResourceOwner | None: ...
+    async def get_resource(self, kind: str, resource_id: str) -> ResourceRecord | None: ...
 
     async def claim_resource(
-        self, kind: str, resource_id: str, *, tenant: str, backend: str, parent_id: str | None
-    ) -> ResourceOwner:
-        """Record the owner unless the resource has one; returns whoever owns it now."""
+        self,
+        kind: str,
+        resource_id: str,
+        *,
+        tenant: str,
+        backend: str,
+        parent_id: str | None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> ResourceRecord:
+        """Record the owner unless the resource has one; returns the record as it is now."""
+
+    async def update_resource(
+        self, kind: str, resource_id: str, attributes: Mapping[str, Any]
+    ) -> ResourceRecord | None:
+        """Merge `attributes` into the record's (top-level keys replaced); None if it is unknown."""
+
+    async def list_resources(
+        self, tenant: str, kind: str, parent_id: str
+    ) -> Sequence[ResourceRecord]:
+        """The tenant's resources of `kind` under `parent_id`, oldest first."""
 
     async def record_event(self, event: Event) -> bool:
         """Store an event durably; False when its (tenant, dedupe_key) was already stored."""

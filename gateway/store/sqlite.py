@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import orjson
 
 from gateway.backend import Event
-from gateway.store import EventPage, ResourceOwner
+from gateway.store import EventPage, ResourceRecord
 
 MIGRATIONS = "gateway.store.migrations.sqlite"
 
@@ -78,25 +80,57 @@ class SQLiteStore:
         async with self.db.execute("SELECT 1") as cursor:
             await cursor.fetchone()
 
-    async def resource_owner(self, kind: str, resource_id: str) -> ResourceOwner | None:
+    async def get_resource(self, kind: str, resource_id: str) -> ResourceRecord | None:
         async with self.db.execute(
-            "SELECT kind, id, tenant, backend, parent_id FROM resources WHERE kind = ? AND id = ?",
+            "SELECT kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
+            " FROM resources WHERE kind = ? AND id = ?",
             (kind, resource_id),
         ) as cursor:
             row = await cursor.fetchone()
-        return ResourceOwner(*row) if row else None
+        return _resource(row) if row else None
 
     async def claim_resource(
-        self, kind: str, resource_id: str, *, tenant: str, backend: str, parent_id: str | None
-    ) -> ResourceOwner:
+        self,
+        kind: str,
+        resource_id: str,
+        *,
+        tenant: str,
+        backend: str,
+        parent_id: str | None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> ResourceRecord:
+        now = _now()
         await self.db.execute(
-            "INSERT OR IGNORE INTO resources (kind, id, tenant, backend, parent_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (kind, resource_id, tenant, backend, parent_id, _now()),
+            "INSERT OR IGNORE INTO resources (kind, id, tenant, backend, parent_id, attributes,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, resource_id, tenant, backend, parent_id, _json(attributes or {}), now, now),
         )
-        owner = await self.resource_owner(kind, resource_id)
-        assert owner is not None
-        return owner
+        record = await self.get_resource(kind, resource_id)
+        assert record is not None
+        return record
+
+    async def update_resource(
+        self, kind: str, resource_id: str, attributes: Mapping[str, Any]
+    ) -> ResourceRecord | None:
+        # json_patch merges top-level keys in one statement: no read-modify-write race.
+        await self.db.execute(
+            "UPDATE resources SET attributes = json_patch(attributes, ?), updated_at = ?"
+            " WHERE kind = ? AND id = ?",
+            (_json(attributes), _now(), kind, resource_id),
+        )
+        return await self.get_resource(kind, resource_id)
+
+    async def list_resources(
+        self, tenant: str, kind: str, parent_id: str
+    ) -> Sequence[ResourceRecord]:
+        async with self.db.execute(
+            "SELECT kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
+            " FROM resources WHERE parent_id = ? AND kind = ? AND tenant = ?"
+            " ORDER BY created_at, id",
+            (parent_id, kind, tenant),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_resource(row) for row in rows]
 
     async def record_event(self, event: Event) -> bool:
         cursor = await self.db.execute(
@@ -108,7 +142,7 @@ class SQLiteStore:
                 event.type,
                 event.backend,
                 event.occurred_at,
-                orjson.dumps(event.data).decode(),
+                _json(event.data),
                 event.dedupe_key,
                 _now(),
             ),
@@ -144,6 +178,24 @@ class SQLiteStore:
         found = found[:limit]
         next_cursor = str(found[-1][7]) if more and found else None
         return EventPage([_event(row) for row in found], next_cursor)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _resource(row: Any) -> ResourceRecord:
+    kind, resource_id, tenant, backend, parent_id, attributes, created_at, updated_at = row
+    return ResourceRecord(
+        kind,
+        resource_id,
+        tenant,
+        backend,
+        parent_id,
+        orjson.loads(attributes),
+        created_at,
+        updated_at,
+    )
 
 
 def _event(row: aiosqlite.Row | tuple[object, ...]) -> Event:

@@ -5,9 +5,12 @@ CREATE TABLE resources (
     tenant      TEXT NOT NULL,
     backend     TEXT NOT NULL,
     parent_id   TEXT,
+    attributes  TEXT NOT NULL DEFAULT '{}',  -- what the backend keeps about it (JSON)
     created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
     PRIMARY KEY (kind, id)
 );
+CREATE INDEX resources_parent ON resources (parent_id, kind);
 
 -- Every event the gateway accepted; dedupe_key recognises a repeated upstream callback.
 CREATE TABLE events (
