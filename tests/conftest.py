@@ -6,6 +6,7 @@ by searching it for every secret the tests configured (see `log_file`).
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,16 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     text = path.read_text(encoding="utf-8")
     leaked = [secret for secret in SECRETS if secret in text]
     assert not leaked, f"secrets appeared in log output: {leaked}"
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until `condition()` holds (background work settles), failing after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition still false after {timeout} s")
+        await asyncio.sleep(0.01)
 
 
 class LogLines:

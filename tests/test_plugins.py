@@ -17,7 +17,7 @@ from gateway.plugins import PluginError, PluginHost
 from gateway.settings import load_settings
 from gateway.state import STORE
 from tests.acme_backend import AcmeBackend, AcmeConfig
-from tests.conftest import CALLBACK_SECRET_A, Gateway
+from tests.conftest import CALLBACK_SECRET_A, Gateway, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("gateway_"))
@@ -184,7 +184,6 @@ async def test_hook_gateway_register_callbacks_retries_until_synced(
     make_gateway: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Registration runs at start-up, is retried after a failure, and is reported until synced."""
-    import asyncio
 
     from gateway import callbacks
     from gateway.state import CALLBACKS
@@ -193,10 +192,7 @@ async def test_hook_gateway_register_callbacks_retries_until_synced(
     gateway: Gateway = await make_gateway(max_attempts=1)
     registrar = gateway.client.app[CALLBACKS]
     # tenant-b has no callback secret: its registration is a no-op that still counts as synced.
-    for _ in range(200):
-        if all(s.state == "synced" for s in registrar.states.values()):
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: all(s.state == "synced" for s in registrar.states.values()))
     url = "http://gateway.test/callbacks/acme/tenant-a/done/"
     assert gateway.upstream.callbacks == {url: CALLBACK_SECRET_A}
     backends = await (await gateway.client.get("/v1/backends", headers=gateway.auth())).json()
@@ -214,14 +210,11 @@ async def test_failed_callback_registration_shows_in_readiness(
 
     monkeypatch.setattr(callbacks, "FIRST_RETRY", 3600)
 
-    import asyncio
-
     from gateway.state import CALLBACKS, TENANTS
 
     gateway: Gateway = await make_gateway(max_attempts=1)
     registrar = gateway.client.app[CALLBACKS]
-    while registrar.states[("tenant-a", "acme")].state == "pending":  # the start-up attempt
-        await asyncio.sleep(0.01)
+    await eventually(lambda: registrar.states[("tenant-a", "acme")].state != "pending")
     gateway.upstream.fail_next = 1
     tenant = gateway.client.app[TENANTS].get("tenant-a")
     assert tenant is not None
