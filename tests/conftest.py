@@ -45,14 +45,14 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert not leaked, f"secrets appeared in log output: {leaked}"
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until `condition()` holds (background work settles), failing after `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition still false after {timeout} s")
-        await asyncio.sleep(0.01)
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until `condition()` holds (background work settles), failing after `within` s."""
+    try:
+        async with asyncio.timeout(within):
+            while not condition():  # noqa: ASYNC110 - polling state owned by the app under test
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"condition still false after {within} s") from None
 
 
 class LogLines:
