@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import problems, wire
+from gateway import idempotency, problems, wire
 from gateway.backend import (
     CallbackCall,
     Event,
@@ -165,7 +165,21 @@ async def backend_operation(request: web.Request) -> web.StreamResponse:
         upstream=bound_upstream(request, tenant.id, backend, config, operation.operation_id),
         services=services(request, tenant.id, backend),
     )
-    return to_response(await plugins.handle_operation(call))
+    key = checked.headers.get(idempotency.HEADER)
+    if key is None:
+        return to_response(await plugins.handle_operation(call))
+    policy = request.app[SETTINGS].idempotency
+    result = await idempotency.run_once(
+        store,
+        tenant=tenant.id,
+        key=key,
+        operation_id=operation.operation_id,
+        checked=checked,
+        ttl=policy.ttl,
+        wait=policy.wait,
+        run=lambda: plugins.handle_operation(call),
+    )
+    return to_response(result)
 
 
 async def receive_callback(request: web.Request) -> web.StreamResponse:

@@ -6,6 +6,7 @@ the size limit is enforced while reading, so an oversized body is refused withou
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,7 @@ class UploadedFile:
     content_type: str | None
     size: int
     path: Path
+    sha256: str  # of the content, computed while spooling (Idempotency-Key fingerprints)
 
     def open(self) -> BinaryIO:
         """A fresh handle from the start (an upload that is retried reads the file again)."""
@@ -97,10 +99,12 @@ async def _spool(
     fd, raw_path = tempfile.mkstemp(prefix="gateway-upload-")
     path = Path(raw_path)
     size = 0
+    digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := await part.read_chunk(CHUNK):
                 size += len(chunk)
+                digest.update(chunk)
                 if total + size > limit:
                     raise problems.payload_too_large(limit)
                 out.write(chunk)
@@ -108,4 +112,5 @@ async def _spool(
         path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink, no slower than a write
         raise
     content_type = part.headers.get("Content-Type")
-    return UploadedFile(name, part.filename, content_type, size, path), total + size
+    upload = UploadedFile(name, part.filename, content_type, size, path, digest.hexdigest())
+    return upload, total + size

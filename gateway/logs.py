@@ -89,3 +89,5 @@ def configure_logging(
     root.setLevel(_LEVELS[level])
     # aiohttp's own access log would duplicate ours.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at debug level: data, never for logs.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)

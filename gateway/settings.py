@@ -53,6 +53,12 @@ class LogSettings:
 
 
 @attrs.frozen
+class IdempotencySettings:
+    ttl: float = 86400.0  # how long an answer is replayed for its key
+    wait: float = 60.0  # how long a duplicate waits for the first request before a 409
+
+
+@attrs.frozen
 class PluginSettings:
     blocked: tuple[str, ...] = ()
 
@@ -73,6 +79,7 @@ class Settings:
     log: LogSettings = attrs.field(factory=LogSettings)
     upstream: UpstreamPolicy = attrs.field(factory=UpstreamPolicy)
     plugins: PluginSettings = attrs.field(factory=PluginSettings)
+    idempotency: IdempotencySettings = attrs.field(factory=IdempotencySettings)
     tenants: tuple[TenantSettings, ...] = ()
 
     def tenant(self, tenant_id: str) -> TenantSettings | None:

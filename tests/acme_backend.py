@@ -48,6 +48,8 @@ class AcmeUpstreamState:
     hang_seconds: float = 0.0
     retry_after: str | None = None
     callbacks: dict[str, str] = attrs.field(factory=dict)  # url -> authorization
+    photos_uploaded: int = 0
+    photo_delay: float = 0.0
 
 
 ACME_STATE = web.AppKey("acme_state", AcmeUpstreamState)
@@ -106,6 +108,16 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
         assert isinstance(upload, web.FileField)
         return web.json_response({"bytes": len(upload.file.read()), "id": form["id"]}, status=201)
 
+    async def upload_photo(request: web.Request) -> web.Response:
+        form = await request.post()
+        if state.photo_delay:
+            await asyncio.sleep(state.photo_delay)
+        state.photos_uploaded += 1
+        upload = form["photo"]
+        assert isinstance(upload, web.FileField)
+        size = len(upload.file.read())
+        return web.json_response({"id": state.photos_uploaded, "bytes": size}, status=201)
+
     async def register_callback(request: web.Request) -> web.Response:
         body = await request.json()
         state.callbacks[body["url"]] = body["authorization"]
@@ -122,6 +134,7 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
     app.router.add_post("/files", upload)
     app.router.add_get("/results/{id}", result)
     app.router.add_put("/callbacks", register_callback)
+    app.router.add_post("/photos", upload_photo)
     return app
 
 
@@ -152,6 +165,7 @@ class AcmeBackend:
                     "getProduct",
                     "uploadProductImage",
                     "downloadResult",
+                    "uploadUserPhoto",
                 }
             ),
             config_type=AcmeConfig,
@@ -208,6 +222,30 @@ class AcmeBackend:
                     await response.write(chunk)
                 await response.write_eof()
                 return response
+        if call.operation == "uploadUserPhoto":
+            assert call.form is not None
+            photo = call.form.files["file"]
+
+            def photo_form() -> FormData:
+                data = FormData()
+                data.add_field("photo", photo.open(), filename="photo.jpg")
+                return data
+
+            answer = await call.upstream.request("POST", f"{base}/photos", data=photo_form)
+            uploaded = answer.json()
+            reply = {
+                "id": str(uploaded["id"]),
+                "code": None,
+                "imageName": "photo",
+                "uniqueImageName": f"photo-{uploaded['id']}",
+                "width": 1,
+                "height": 1,
+                "dpi": call.body.get("dpi"),
+                "extension": ".jpg",
+                "mimeType": "image/jpeg",
+            }
+            await call.services.emit("acme.done", {"photo": reply["id"]})
+            return Reply(201, reply)
         raise ProblemError(501, "not-implemented", "Not implemented")
 
     @hookimpl

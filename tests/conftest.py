@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.settings import Settings, load_settings
+from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
 from tests.acme_backend import ACME_STATE, AcmeBackend, AcmeUpstreamState, make_acme_upstream
 
@@ -143,6 +144,9 @@ async def make_gateway(
         url = str(server.make_url("")).rstrip("/")
         settings = load_settings(gateway_config(tmp_path, url, **upstream))
         client = await aiohttp_client(create_app(settings, extra_plugins=[AcmeBackend()]))
+        # Start-up registers callbacks upstream; let it finish so tests own the simulator.
+        registrar = client.app[CALLBACKS]
+        await eventually(lambda: all(s.state != "pending" for s in registrar.states.values()))
         return Gateway(client, server.app[ACME_STATE], url, settings)
 
     return make

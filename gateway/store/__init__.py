@@ -31,6 +31,20 @@ class ResourceRecord:
 
 
 @attrs.frozen
+class IdempotentRecord:
+    """The first request made with an Idempotency-Key, and its answer once it has one."""
+
+    tenant: str
+    key: str
+    operation: str
+    fingerprint: str
+    state: str  # running or done
+    status: int | None
+    headers: Mapping[str, str]
+    body: bytes | None
+
+
+@attrs.frozen
 class EventPage:
     items: Sequence[Event]
     next_cursor: str | None
@@ -68,6 +82,28 @@ class Store(Protocol):
         self, tenant: str, kind: str, parent_id: str
     ) -> Sequence[ResourceRecord]:
         """The tenant's resources of `kind` under `parent_id`, oldest first."""
+
+    async def begin_idempotent(
+        self, tenant: str, key: str, *, operation: str, fingerprint: str, lease: float
+    ) -> IdempotentRecord | None:
+        """Claim the key for `lease` seconds (None), or return the live record that holds it."""
+
+    async def finish_idempotent(
+        self,
+        tenant: str,
+        key: str,
+        *,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        ttl: float,
+    ) -> None:
+        """Store the answer of the request that claimed the key, kept for `ttl` seconds."""
+
+    async def abandon_idempotent(self, tenant: str, key: str) -> None:
+        """Release a claimed key whose request failed in a way the caller may retry."""
+
+    async def get_idempotent(self, tenant: str, key: str) -> IdempotentRecord | None: ...
 
     async def record_event(self, event: Event) -> bool:
         """Store an event durably; False when its (tenant, dedupe_key) was already stored."""

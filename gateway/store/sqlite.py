@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -12,7 +13,7 @@ import aiosqlite
 import orjson
 
 from gateway.backend import Event
-from gateway.store import EventPage, ResourceRecord
+from gateway.store import EventPage, IdempotentRecord, ResourceRecord
 
 MIGRATIONS = "gateway.store.migrations.sqlite"
 
@@ -131,6 +132,59 @@ class SQLiteStore:
         ) as cursor:
             rows = await cursor.fetchall()
         return [_resource(row) for row in rows]
+
+    async def begin_idempotent(
+        self, tenant: str, key: str, *, operation: str, fingerprint: str, lease: float
+    ) -> IdempotentRecord | None:
+        now = time.time()
+        await self.db.execute(
+            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND expires_at <= ?",
+            (tenant, key, now),
+        )
+        cursor = await self.db.execute(
+            "INSERT OR IGNORE INTO idempotency_keys (tenant, key, operation, fingerprint, state,"
+            " created_at, expires_at) VALUES (?, ?, ?, ?, 'running', ?, ?)",
+            (tenant, key, operation, fingerprint, _now(), now + lease),
+        )
+        if cursor.rowcount == 1:
+            return None
+        return await self.get_idempotent(tenant, key)
+
+    async def finish_idempotent(
+        self,
+        tenant: str,
+        key: str,
+        *,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        ttl: float,
+    ) -> None:
+        await self.db.execute(
+            "UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ?,"
+            " expires_at = ? WHERE tenant = ? AND key = ?",
+            (status, _json(dict(headers)), body, time.time() + ttl, tenant, key),
+        )
+
+    async def abandon_idempotent(self, tenant: str, key: str) -> None:
+        await self.db.execute(
+            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND state = 'running'",
+            (tenant, key),
+        )
+
+    async def get_idempotent(self, tenant: str, key: str) -> IdempotentRecord | None:
+        async with self.db.execute(
+            "SELECT tenant, key, operation, fingerprint, state, status, headers, body"
+            " FROM idempotency_keys WHERE tenant = ? AND key = ? AND expires_at > ?",
+            (tenant, key, time.time()),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        tenant, key, operation, fingerprint, state, status, headers, body = row
+        return IdempotentRecord(
+            tenant, key, operation, fingerprint, state, status, orjson.loads(headers or "{}"), body
+        )
 
     async def record_event(self, event: Event) -> bool:
         cursor = await self.db.execute(

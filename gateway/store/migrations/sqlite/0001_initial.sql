@@ -26,3 +26,18 @@ CREATE TABLE events (
 );
 CREATE UNIQUE INDEX events_dedupe ON events (tenant, dedupe_key) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX events_tenant_type ON events (tenant, type, seq);
+
+-- A caller's Idempotency-Key and what the first request with it answered.
+CREATE TABLE idempotency_keys (
+    tenant      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    operation   TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state       TEXT NOT NULL,              -- running, done
+    status      INTEGER,
+    headers     TEXT,
+    body        BLOB,
+    created_at  TEXT NOT NULL,
+    expires_at  REAL NOT NULL,              -- unix seconds
+    PRIMARY KEY (tenant, key)
+);
