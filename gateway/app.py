@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
-from gateway.backend import Credentials
+from gateway.backend import Credentials, Event
 from gateway.callbacks import CallbackRegistrar
 from gateway.contract import default_contract
-from gateway.events import CoreEvents
+from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
 from gateway.logs import SECRETS
 from gateway.metrics import Metrics
 from gateway.middleware import MB, MIDDLEWARES
@@ -19,6 +19,7 @@ from gateway.settings import Settings, structure_backend_configs
 from gateway.state import (
     CALLBACKS,
     CONTRACT,
+    EVENTS,
     METRICS,
     PLUGINS,
     SETTINGS,
@@ -26,16 +27,32 @@ from gateway.state import (
     TENANTS,
     UPSTREAMS,
 )
-from gateway.store import open_store
+from gateway.store import Subscription, open_store
 from gateway.tenants import TenantDirectory
 from gateway.upstream import UpstreamClient
+from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
 
 
 def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> web.Application:
     """The gateway as an aiohttp app; resources open on start-up and close on clean-up."""
     store = open_store(settings.store.url)
+    metrics = Metrics()
+
+    async def announce_disabled(subscription: Subscription, reason: str) -> None:
+        data = {"subscriptionId": subscription.id, "url": subscription.url, "reason": reason}
+        event = Event.new(SUBSCRIPTION_DISABLED, data, tenant=subscription.tenant, backend=None)
+        await plugins.publish_event(event)
+
+    worker = DeliveryWorker(
+        store=store,
+        settings=settings.events,
+        metrics=WebhookMetrics(metrics.registry),
+        on_disabled=announce_disabled,
+    )
     plugins = PluginHost.build(
-        blocked=settings.plugins.blocked, core=[CoreEvents(store)], extra=extra_plugins
+        blocked=settings.plugins.blocked,
+        core=[CoreEvents(store, settings.events, worker)],
+        extra=extra_plugins,
     )
     configs = structure_backend_configs(settings, plugins.config_types)
 
@@ -47,12 +64,14 @@ def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> w
     app[PLUGINS] = plugins
     app[TENANTS] = TenantDirectory(settings, configs)
     app[STORE] = store
-    app[METRICS] = Metrics()
+    app[METRICS] = metrics
     app[UPSTREAMS] = {}
+    app[EVENTS] = worker
 
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_upstreams)
     app.cleanup_ctx.append(_callbacks)
+    app.cleanup_ctx.append(_webhooks)
     add_routes(app, app[CONTRACT])
     return app
 
@@ -99,3 +118,10 @@ async def _callbacks(app: web.Application) -> AsyncIterator[None]:
     registrar.start()
     yield
     await registrar.stop()
+
+
+async def _webhooks(app: web.Application) -> AsyncIterator[None]:
+    """The delivery workers of this process: what is due (and leases left by a crash) goes out."""
+    await app[EVENTS].start()
+    yield
+    await app[EVENTS].stop()

@@ -7,7 +7,9 @@ with third-party backends.
 
 from __future__ import annotations
 
+import datetime
 import os
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +131,27 @@ class Event:
     data: Mapping[str, Any]
     dedupe_key: str | None = None
 
+    @classmethod
+    def new(
+        cls,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        tenant: str,
+        backend: str | None,
+        dedupe_key: str | None = None,
+    ) -> Event:
+        """A fresh event happening now, with a new `evt_` id."""
+        return cls(
+            id=f"evt_{uuid.uuid4().hex}",
+            type=event_type,
+            tenant=tenant,
+            backend=backend,
+            occurred_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            data=data,
+            dedupe_key=dedupe_key,
+        )
+
 
 class ResourceBook:
     """The records a backend keeps about the resources its tenant created through the gateway.
@@ -204,17 +227,8 @@ class GatewayServices:
         Returns the event once it is stored, or None when `dedupe_key` shows it was already
         published (a repeated upstream callback).
         """
-        import datetime
-        import uuid
-
-        event = Event(
-            id=f"evt_{uuid.uuid4().hex}",
-            type=event_type,
-            tenant=self._tenant,
-            backend=self._backend,
-            occurred_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
-            data=data,
-            dedupe_key=dedupe_key,
+        event = Event.new(
+            event_type, data, tenant=self._tenant, backend=self._backend, dedupe_key=dedupe_key
         )
         return event if await self._publish(event) else None
 

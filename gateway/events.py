@@ -1,22 +1,31 @@
-"""The core's end of the events pipeline: the default `gateway_publish_event` records events."""
+"""The core's end of the events pipeline: events become durable, then the workers are woken."""
 
 from __future__ import annotations
 
 from gateway.backend import Event, hookimpl
+from gateway.settings import EventsSettings
 from gateway.store import Store
+from gateway.webhooks.delivery import DeliveryWorker
 
+TEST_EVENT = "gateway.test"
+SUBSCRIPTION_DISABLED = "subscription.disabled"
 CORE_EVENT_TYPES = {
-    "gateway.test": "A test event sent on request to one subscription (sendTestEvent).",
-    "subscription.disabled": "A subscription was disabled after failing continuously.",
+    TEST_EVENT: "A test event sent on request to one subscription (sendTestEvent).",
+    SUBSCRIPTION_DISABLED: "A subscription was disabled (it answered 410, or failed too long).",
 }
 
 
 class CoreEvents:
-    """Runs last: a plugin may observe an event first, the store is where it becomes durable."""
+    """Runs last: a plugin may observe an event first; here it is committed with its deliveries."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, settings: EventsSettings, worker: DeliveryWorker) -> None:
         self.store = store
+        self.settings = settings
+        self.worker = worker
 
     @hookimpl(trylast=True)
     async def gateway_publish_event(self, event: Event) -> bool:
-        return await self.store.record_event(event)
+        new = await self.store.record_event(event, dedupe_window=self.settings.dedupe_window)
+        if new:
+            self.worker.wake()
+        return new

@@ -7,15 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import problems, wire
-from gateway.backend import Event
+from gateway import wire
 from gateway.callbacks import SyncState
 from gateway.events import CORE_EVENT_TYPES
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.state import (
     CALLBACKS,
     CONTRACT,
-    INPUT,
     METRICS,
     PLUGINS,
     STORE,
@@ -121,39 +119,3 @@ async def list_event_types(request: web.Request) -> web.Response:
             for t, text in declaration.event_types.items()
         )
     return json_response({"items": sorted(items, key=lambda item: item["type"])})
-
-
-def event_body(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type,
-        "tenant": event.tenant,
-        "backend": event.backend,
-        "occurredAt": event.occurred_at,
-        "data": event.data,
-    }
-
-
-async def list_events(request: web.Request) -> web.Response:
-    query = request[INPUT].query
-    page = await request.app[STORE].list_events(
-        request[TENANT].id,
-        event_type=query.get("type"),
-        cursor=query.get("cursor"),
-        limit=query.get("limit", 50),
-    )
-    items = [event_body(e) for e in page.items]
-    return json_response({"items": items, "nextCursor": page.next_cursor})
-
-
-async def get_event(request: web.Request) -> web.Response:
-    event_id = request[INPUT].path["eventId"]
-    event = await request.app[STORE].get_event(request[TENANT].id, event_id)
-    if event is None:
-        raise problems.not_found(f"event {event_id} does not exist")
-    return json_response(event_body(event))
-
-
-async def subscriptions_pending(request: web.Request) -> web.Response:
-    """Subscriptions and deliveries come with the durable fan-out; until then, say so clearly."""
-    raise problems.not_implemented("webhook subscriptions and deliveries are not available yet")

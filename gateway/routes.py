@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway import dispatch, handlers
 from gateway.contract import Contract
+from gateway.webhooks import api as webhooks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -42,17 +43,17 @@ CORE_HANDLERS: Mapping[str, Handler] = {
     "getContractYaml": handlers.get_contract_yaml,
     "listBackends": handlers.list_backends,
     "listEventTypes": handlers.list_event_types,
-    "listEvents": handlers.list_events,
-    "getEvent": handlers.get_event,
-    "createSubscription": handlers.subscriptions_pending,
-    "listSubscriptions": handlers.subscriptions_pending,
-    "getSubscription": handlers.subscriptions_pending,
-    "updateSubscription": handlers.subscriptions_pending,
-    "deleteSubscription": handlers.subscriptions_pending,
-    "rotateSubscriptionSecret": handlers.subscriptions_pending,
-    "sendTestEvent": handlers.subscriptions_pending,
-    "listEventDeliveries": handlers.subscriptions_pending,
-    "redeliverEvent": handlers.subscriptions_pending,
+    "listEvents": webhooks.list_events,
+    "getEvent": webhooks.get_event,
+    "listEventDeliveries": webhooks.list_event_deliveries,
+    "redeliverEvent": webhooks.redeliver_event,
+    "createSubscription": webhooks.create_subscription,
+    "listSubscriptions": webhooks.list_subscriptions,
+    "getSubscription": webhooks.get_subscription,
+    "updateSubscription": webhooks.update_subscription,
+    "deleteSubscription": webhooks.delete_subscription,
+    "rotateSubscriptionSecret": webhooks.rotate_subscription_secret,
+    "sendTestEvent": webhooks.send_test_event,
     "receiveBackendCallback": dispatch.receive_callback,
 }
 

@@ -58,6 +58,27 @@ class IdempotencySettings:
     wait: float = 60.0  # how long a duplicate waits for the first request before a 409
 
 
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+@attrs.frozen
+class EventsSettings:
+    # Hosts (exact, or "*.suffix") and CIDR ranges webhook URLs may point at.
+    allowed_targets: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "localhost")
+    # Seconds before each attempt; its length is the number of attempts.
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    jitter: float = 0.2  # each delay is stretched or shrunk by up to this fraction
+    attempt_timeout: float = 15.0
+    retry_after_cap: float = 36000.0  # a subscriber's Retry-After is honoured up to this
+    disable_after: float = 5 * 86400.0  # failing continuously this long disables a subscription
+    dedupe_window: float = 86400.0  # a repeated upstream callback within it is not fanned out
+    rotation_grace: float = 86400.0  # default for how long the old secret still signs
+    concurrency: int = 64  # deliveries in flight per process
+    per_subscription: int = 8  # of which at most this many to one subscription
+    lease: float = 60.0  # a claimed delivery returns to the queue if its worker dies
+    poll_interval: float = 1.0  # idle workers look for due retries this often
+
+
 @attrs.frozen
 class PluginSettings:
     blocked: tuple[str, ...] = ()
@@ -80,6 +101,7 @@ class Settings:
     upstream: UpstreamPolicy = attrs.field(factory=UpstreamPolicy)
     plugins: PluginSettings = attrs.field(factory=PluginSettings)
     idempotency: IdempotencySettings = attrs.field(factory=IdempotencySettings)
+    events: EventsSettings = attrs.field(factory=EventsSettings)
     tenants: tuple[TenantSettings, ...] = ()
 
     def tenant(self, tenant_id: str) -> TenantSettings | None:

@@ -13,6 +13,7 @@ from gateway.store import Store
 from gateway.tenants import Tenant, TenantDirectory
 from gateway.upstream import UpstreamClient
 from gateway.validation import Input
+from gateway.webhooks.delivery import DeliveryWorker
 
 SETTINGS = web.AppKey("settings", Settings)
 CONTRACT = web.AppKey("contract", Contract)
@@ -22,6 +23,7 @@ STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 UPSTREAMS = web.AppKey("upstreams", dict[str, UpstreamClient])
 CALLBACKS = web.AppKey("callbacks", CallbackRegistrar)
+EVENTS = web.AppKey("events", DeliveryWorker)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 OPERATION = web.RequestKey("operation", Operation)

@@ -96,9 +96,12 @@ class Gateway:
         return {"Authorization": f"Bearer {key}", **extra}
 
 
-def gateway_config(tmp_path: Path, acme_url: str, **upstream: Any) -> dict[str, Any]:
+def gateway_config(
+    tmp_path: Path, acme_url: str, *, events: dict[str, Any] | None = None, **upstream: Any
+) -> dict[str, Any]:
     """Two tenants on the Acme backend, each with its own upstream key (referenced from env)."""
     return {
+        "events": events or {},
         "store": {"url": f"sqlite:///{tmp_path}/gateway.db"},
         "server": {"max_upload_mb": 2, "public_url": "http://gateway.test"},
         "upstream": {"backoff_base": 0.001, "backoff_cap": 0.01, **upstream},
@@ -137,12 +140,13 @@ MakeGateway = Callable[..., Any]
 async def make_gateway(
     aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, secrets_env: None
 ) -> MakeGateway:
-    """Start the Acme simulator and a gateway in front of it; keyword arguments tune [upstream]."""
+    """Start the Acme simulator and a gateway in front of it; `events` tunes [events], other
+    keyword arguments [upstream]."""
 
-    async def make(**upstream: Any) -> Gateway:
+    async def make(*, events: dict[str, Any] | None = None, **upstream: Any) -> Gateway:
         server: TestServer = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
         url = str(server.make_url("")).rstrip("/")
-        settings = load_settings(gateway_config(tmp_path, url, **upstream))
+        settings = load_settings(gateway_config(tmp_path, url, events=events, **upstream))
         client = await aiohttp_client(create_app(settings, extra_plugins=[AcmeBackend()]))
         # Start-up registers callbacks upstream; let it finish so tests own the simulator.
         registrar = client.app[CALLBACKS]

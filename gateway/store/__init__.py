@@ -50,6 +50,90 @@ class EventPage:
     next_cursor: str | None
 
 
+WILDCARD = "*"
+
+
+@attrs.frozen
+class Subscription:
+    """A tenant's webhook endpoint. Secrets are `whsec_...`; `previous_secret` still signs until
+    `previous_expires_at` (unix seconds) after a rotation."""
+
+    id: str
+    tenant: str
+    url: str
+    event_types: tuple[str, ...]
+    description: str | None
+    enabled: bool
+    disabled_reason: str | None
+    secret: str
+    previous_secret: str | None
+    previous_expires_at: float | None
+    failing_since: float | None
+    created_at: str
+    updated_at: str
+
+    def matches(self, event_type: str) -> bool:
+        return WILDCARD in self.event_types or event_type in self.event_types
+
+    def signing_secrets(self, now: float) -> tuple[str, ...]:
+        if self.previous_secret and (self.previous_expires_at or 0) > now:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
+
+
+@attrs.frozen
+class SubscriptionPage:
+    items: Sequence[Subscription]
+    next_cursor: str | None
+
+
+@attrs.frozen
+class Attempt:
+    number: int
+    at: str
+    status: int | None
+    duration_ms: float
+    error: str | None
+    response_excerpt: str | None
+
+
+@attrs.frozen
+class Delivery:
+    id: str
+    event_id: str
+    subscription_id: str
+    tenant: str
+    status: str  # pending, delivering, succeeded, failed
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    created_at: float
+    attempt_log: tuple[Attempt, ...] = ()
+
+
+@attrs.frozen
+class ClaimedDelivery:
+    """A delivery leased to one worker, with what it needs to send it."""
+
+    delivery: Delivery
+    event: Event
+    subscription: Subscription
+    event_received: float  # unix seconds the event was committed
+
+
+@attrs.frozen
+class AttemptOutcome:
+    """What one attempt came to, written back in a batch; `attempt` None hands an unsent lease
+    back (status pending)."""
+
+    delivery_id: str
+    subscription_id: str
+    attempt: Attempt | None
+    status: str  # succeeded, failed (final) or pending (retry at next_attempt_at)
+    next_attempt_at: float | None
+    subscription_succeeded: bool
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
@@ -105,8 +189,54 @@ class Store(Protocol):
 
     async def get_idempotent(self, tenant: str, key: str) -> IdempotentRecord | None: ...
 
-    async def record_event(self, event: Event) -> bool:
-        """Store an event durably; False when its (tenant, dedupe_key) was already stored."""
+    async def record_event(
+        self, event: Event, *, dedupe_window: float, only_subscription: str | None = None
+    ) -> bool:
+        """Store an event and its deliveries in one transaction; False for a duplicate.
+
+        A duplicate is an event with the same (tenant, dedupe_key) stored within `dedupe_window`
+        seconds. Deliveries go to every enabled subscription of the tenant whose filter matches,
+        or to `only_subscription` alone (enabled or not: a test event).
+        """
+
+    async def create_subscription(self, subscription: Subscription) -> None: ...
+
+    async def get_subscription(self, tenant: str, subscription_id: str) -> Subscription | None: ...
+
+    async def list_subscriptions(
+        self, tenant: str, *, cursor: str | None, limit: int
+    ) -> SubscriptionPage: ...
+
+    async def update_subscription(
+        self, tenant: str, subscription_id: str, changes: Mapping[str, Any]
+    ) -> Subscription | None:
+        """Change url, event_types, description, enabled (re-enabling clears the failure state),
+        secret, previous_secret or previous_expires_at."""
+
+    async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
+        """Delete it and fail its undelivered deliveries."""
+
+    async def disable_subscription(self, subscription_id: str, reason: str) -> Subscription | None:
+        """Disable it (its pending deliveries fail); None if already disabled or gone."""
+
+    async def claim_deliveries(
+        self, *, owner: str, now: float, lease: float, limit: int, exclude: Sequence[str]
+    ) -> Sequence[ClaimedDelivery]:
+        """Lease up to `limit` due deliveries to `owner`: pending ones whose time has come, and
+        ones whose lease ended (their worker died), skipping subscriptions in `exclude`."""
+
+    async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:
+        """Record attempts and move their deliveries on, in one transaction."""
+
+    async def list_deliveries(self, tenant: str, event_id: str) -> Sequence[Delivery]: ...
+
+    async def redeliver(
+        self, tenant: str, event_id: str, subscription_id: str | None
+    ) -> Sequence[Delivery]:
+        """Queue fresh deliveries of a stored event (to enabled matching subscriptions)."""
+
+    async def queue_depth(self) -> int:
+        """Deliveries not yet final."""
 
     async def get_event(self, tenant: str, event_id: str) -> Event | None: ...
 

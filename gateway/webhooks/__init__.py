@@ -1,0 +1,1 @@
+"""Webhooks to internal subscribers: signing, allowed targets, durable delivery."""

@@ -1,0 +1,255 @@
+"""The subscription and delivery operations of the contract; thin over the store."""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from gateway import problems, wire
+from gateway.backend import Event
+from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
+from gateway.problems import FieldError
+from gateway.state import EVENTS, INPUT, PLUGINS, SETTINGS, STORE, TENANT
+from gateway.store import WILDCARD, Delivery, Subscription
+from gateway.webhooks import signing
+from gateway.webhooks.targets import AllowedTargets, TargetNotAllowed
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=wire.dumps(body), status=status, content_type="application/json")
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat(timespec="seconds")
+
+
+def subscription_body(subscription: Subscription, *, secret: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": subscription.id,
+        "url": subscription.url,
+        "eventTypes": list(subscription.event_types),
+        "description": subscription.description,
+        "enabled": subscription.enabled,
+        "disabledReason": subscription.disabled_reason,
+        "createdAt": subscription.created_at,
+        "updatedAt": subscription.updated_at,
+    }
+    if secret:
+        body["secret"] = subscription.secret
+    return body
+
+
+def delivery_body(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "eventId": delivery.event_id,
+        "subscriptionId": delivery.subscription_id,
+        "status": delivery.status,
+        "attempts": [
+            {
+                "number": a.number,
+                "at": a.at,
+                "status": a.status,
+                "durationMs": a.duration_ms,
+                "error": a.error,
+                "responseExcerpt": a.response_excerpt,
+            }
+            for a in delivery.attempt_log
+        ],
+        "nextAttemptAt": _iso(delivery.next_attempt_at),
+    }
+
+
+def _known_types(request: web.Request) -> set[str]:
+    known = set(CORE_EVENT_TYPES)
+    for declaration in request.app[PLUGINS].declarations.values():
+        known.update(declaration.event_types)
+    return known
+
+
+def _check_types(request: web.Request, types: list[str]) -> tuple[str, ...]:
+    known = _known_types(request)
+    unknown = [t for t in types if t != WILDCARD and t not in known]
+    if unknown:
+        raise problems.ProblemError(
+            422,
+            "validation-failed",
+            "Unprocessable content",
+            f"unknown event types: {', '.join(unknown)}",
+            errors=[
+                FieldError(f"/eventTypes/{types.index(t)}", "unknown event type") for t in unknown
+            ],
+            extra={"validNames": sorted(known | {WILDCARD})},
+        )
+    return tuple(types)
+
+
+def _check_url(request: web.Request, url: str) -> str:
+    targets = AllowedTargets(request.app[SETTINGS].events.allowed_targets)
+    try:
+        return targets.check(url)
+    except TargetNotAllowed as exc:
+        raise problems.invalid_input(
+            f"the subscription URL is not allowed: {exc}", [FieldError("/url", str(exc))]
+        ) from None
+
+
+async def _subscription(request: web.Request) -> Subscription:
+    subscription_id = request[INPUT].path["subscriptionId"]
+    found = await request.app[STORE].get_subscription(request[TENANT].id, subscription_id)
+    if found is None:
+        raise problems.not_found(f"subscription {subscription_id} does not exist")
+    return found
+
+
+async def create_subscription(request: web.Request) -> web.Response:
+    body = request[INPUT].body
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    subscription = Subscription(
+        id=f"sub_{uuid.uuid4().hex}",
+        tenant=request[TENANT].id,
+        url=_check_url(request, body["url"]),
+        event_types=_check_types(request, body["eventTypes"]),
+        description=body.get("description"),
+        enabled=True,
+        disabled_reason=None,
+        secret=signing.new_secret(),
+        previous_secret=None,
+        previous_expires_at=None,
+        failing_since=None,
+        created_at=now,
+        updated_at=now,
+    )
+    await request.app[STORE].create_subscription(subscription)
+    return json_response(subscription_body(subscription, secret=True), 201)
+
+
+async def list_subscriptions(request: web.Request) -> web.Response:
+    query = request[INPUT].query
+    page = await request.app[STORE].list_subscriptions(
+        request[TENANT].id, cursor=query.get("cursor"), limit=query.get("limit", 50)
+    )
+    items = [subscription_body(s) for s in page.items]
+    return json_response({"items": items, "nextCursor": page.next_cursor})
+
+
+async def get_subscription(request: web.Request) -> web.Response:
+    return json_response(subscription_body(await _subscription(request)))
+
+
+async def update_subscription(request: web.Request) -> web.Response:
+    current = await _subscription(request)
+    body = request[INPUT].body
+    changes: dict[str, Any] = {}
+    if "url" in body:
+        changes["url"] = _check_url(request, body["url"])
+    if "eventTypes" in body:
+        changes["event_types"] = _check_types(request, body["eventTypes"])
+    if "description" in body:
+        changes["description"] = body["description"]
+    if "enabled" in body:
+        changes["enabled"] = body["enabled"]
+    updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
+    if updated is None:
+        raise problems.not_found(f"subscription {current.id} does not exist")
+    return json_response(subscription_body(updated))
+
+
+async def delete_subscription(request: web.Request) -> web.Response:
+    current = await _subscription(request)
+    await request.app[STORE].delete_subscription(current.tenant, current.id)
+    return web.Response(status=204)
+
+
+async def rotate_subscription_secret(request: web.Request) -> web.Response:
+    current = await _subscription(request)
+    body = request[INPUT].body or {}
+    grace = body.get("graceSeconds", request.app[SETTINGS].events.rotation_grace)
+    expires = time.time() + grace
+    changes = {
+        "secret": signing.new_secret(),
+        "previous_secret": current.secret,
+        "previous_expires_at": expires,
+    }
+    updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
+    assert updated is not None
+    return json_response({"secret": updated.secret, "previousSecretExpiresAt": _iso(expires)})
+
+
+async def send_test_event(request: web.Request) -> web.Response:
+    current = await _subscription(request)
+    event = Event.new(
+        TEST_EVENT,
+        {"subscriptionId": current.id, "message": "a test event, sent on request"},
+        tenant=current.tenant,
+        backend=None,
+    )
+    store = request.app[STORE]
+    await store.record_event(event, dedupe_window=0, only_subscription=current.id)
+    request.app[EVENTS].wake()
+    return json_response(event_body(event), 202)
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "tenant": event.tenant,
+        "backend": event.backend,
+        "occurredAt": event.occurred_at,
+        "data": event.data,
+    }
+
+
+async def _event(request: web.Request) -> Event:
+    event_id = request[INPUT].path["eventId"]
+    event = await request.app[STORE].get_event(request[TENANT].id, event_id)
+    if event is None:
+        raise problems.not_found(f"event {event_id} does not exist")
+    return event
+
+
+async def list_events(request: web.Request) -> web.Response:
+    query = request[INPUT].query
+    page = await request.app[STORE].list_events(
+        request[TENANT].id,
+        event_type=query.get("type"),
+        cursor=query.get("cursor"),
+        limit=query.get("limit", 50),
+    )
+    items = [event_body(e) for e in page.items]
+    return json_response({"items": items, "nextCursor": page.next_cursor})
+
+
+async def get_event(request: web.Request) -> web.Response:
+    return json_response(event_body(await _event(request)))
+
+
+async def list_event_deliveries(request: web.Request) -> web.Response:
+    event = await _event(request)
+    deliveries = await request.app[STORE].list_deliveries(event.tenant, event.id)
+    return json_response({"items": [delivery_body(d) for d in deliveries]})
+
+
+async def redeliver_event(request: web.Request) -> web.Response:
+    event = await _event(request)
+    body = request[INPUT].body or {}
+    subscription_id = body.get("subscriptionId")
+    store = request.app[STORE]
+    if subscription_id is not None:
+        target = await store.get_subscription(event.tenant, subscription_id)
+        if target is None:
+            raise problems.not_found(f"subscription {subscription_id} does not exist")
+        if not target.enabled:
+            raise problems.ProblemError(
+                409, "subscription-disabled", "Conflict", f"subscription {target.id} is disabled"
+            )
+    deliveries = await store.redeliver(event.tenant, event.id, subscription_id)
+    request.app[EVENTS].wake()
+    return json_response({"deliveries": [delivery_body(d) for d in deliveries]}, 202)

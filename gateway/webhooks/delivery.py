@@ -1,0 +1,336 @@
+"""Durable, signed delivery of events to subscribers.
+
+Every event is committed with one delivery row per matching subscription before anyone is told it
+was received. Workers lease due deliveries from the store (so a process killed at any moment loses
+nothing: its leases run out and another worker, or the restarted process, sends them again), send
+them signed with Standard Webhooks headers, and write the outcomes back in batches. Concurrency is
+bounded per process and per subscription, so one slow or dead subscriber never holds up the others.
+
+Delivery is at least once: a subscriber may see an event twice (after a crash, or a redelivery)
+and de-duplicates by `webhook-id`, which is the event id on every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import email.utils
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import orjson
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway import __version__
+from gateway.backend import Event
+from gateway.redaction import redact_url
+from gateway.settings import EventsSettings
+from gateway.store import Attempt, AttemptOutcome, ClaimedDelivery, Store, Subscription
+from gateway.webhooks import signing
+
+log = structlog.get_logger("gateway.webhooks")
+
+EXCERPT_BYTES = 256
+RETRY_AFTER_STATUSES = frozenset({429, 502, 504})
+# Outcome labels of the attempts metric.
+SUCCEEDED, RETRYING, FAILED, DISABLED = "succeeded", "retrying", "failed", "disabled"
+
+DisabledCallback = Callable[[Subscription, str], Awaitable[None]]
+
+
+def event_payload(event: Event) -> bytes:
+    """The exact bytes subscribers receive (and that are signed)."""
+    return orjson.dumps(
+        {
+            "id": event.id,
+            "type": event.type,
+            "tenant": event.tenant,
+            "backend": event.backend,
+            "occurredAt": event.occurred_at,
+            "data": event.data,
+        }
+    )
+
+
+class WebhookMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter(
+            "gateway_webhook_attempts_total",
+            "Delivery attempts, by outcome (succeeded, retrying, failed, disabled).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "gateway_webhook_delivery_latency_seconds",
+            "From the event's commit to the end of a successful attempt.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 36000),
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "gateway_webhook_queue_depth",
+            "Deliveries not yet final (pending or being delivered).",
+            registry=registry,
+        )
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+class DeliveryWorker:
+    """The delivery loop of one process: claims, sends, records, and wakes on new events."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: EventsSettings,
+        metrics: WebhookMetrics,
+        on_disabled: DisabledCallback,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.on_disabled = on_disabled
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: list[AttemptOutcome] = []
+        self._have_outcomes = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._rng = random.Random()
+
+    def wake(self) -> None:
+        """New deliveries were committed: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
+            timeout=aiohttp.ClientTimeout(total=self.settings.attempt_timeout),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": f"integration-gateway/{__version__} (webhooks)"},
+        )
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="webhooks-claim"),
+            asyncio.create_task(self._record_loop(), name="webhooks-record"),
+        ]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming, let attempts under way finish briefly, record what finished."""
+        self._loops[0].cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._loops[1].cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self._flush()  # unfinished ones keep their lease and go out again after it
+        if self._session is not None:
+            await self._session.close()
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        last_depth = 0.0
+        while True:
+            claimed = await self._claim()
+            now = time.monotonic()
+            if now - last_depth > 1.0:
+                self.metrics.queue_depth.set(await self.store.queue_depth())
+                last_depth = now
+            if claimed:
+                continue
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _claim(self) -> int:
+        free = self.settings.concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        limit = self.settings.per_subscription
+        busy = [sid for sid, n in self._in_flight.items() if n >= limit]
+        claimed = await self.store.claim_deliveries(
+            owner=self.owner, now=time.time(), lease=self.settings.lease, limit=free, exclude=busy
+        )
+        started = 0
+        for item in claimed:
+            subscription = item.subscription.id
+            if self._in_flight[subscription] >= limit:
+                # Over this subscription's share: leave it leased; it goes out when the lease
+                # ends, or sooner when this worker has room (the lease is ours, not a loss).
+                self._release_later(item)
+                continue
+            self._in_flight[subscription] += 1
+            task = asyncio.create_task(self._deliver(item))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+            started += 1
+        return started
+
+    def _release_later(self, item: ClaimedDelivery) -> None:
+        outcome = AttemptOutcome(
+            delivery_id=item.delivery.id,
+            subscription_id=item.subscription.id,
+            attempt=None,
+            status="pending",
+            next_attempt_at=time.time(),
+            subscription_succeeded=item.subscription.failing_since is None,
+        )
+        self._record(outcome)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()  # room for more
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook.worker_error", error=repr(task.exception()))
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def _deliver(self, item: ClaimedDelivery) -> None:
+        try:
+            await self._attempt(item)
+        finally:
+            self._in_flight[item.subscription.id] -= 1
+            if self._in_flight[item.subscription.id] <= 0:
+                del self._in_flight[item.subscription.id]
+
+    async def _attempt(self, item: ClaimedDelivery) -> None:
+        assert self._session is not None
+        delivery, event, subscription = item.delivery, item.event, item.subscription
+        number = delivery.attempts + 1
+        body = event_payload(event)
+        now = time.time()
+        headers = signing.headers(subscription.signing_secrets(now), event.id, int(now), body)
+        headers["Content-Type"] = "application/json"
+        started = time.perf_counter()
+        status: int | None = None
+        excerpt: str | None = None
+        error: str | None = None
+        retry_after: float | None = None
+        try:
+            async with self._session.post(
+                subscription.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                status = response.status
+                excerpt = (await response.content.read(EXCERPT_BYTES)).decode(errors="replace")
+                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        except TimeoutError:
+            error = f"timed out after {self.settings.attempt_timeout} s"
+        except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        ok = status is not None and 200 <= status < 300
+        if status is not None and not ok:
+            error = f"HTTP {status}"
+        attempt = Attempt(number, _iso(now), status, duration_ms, error, excerpt or None)
+        outcome, next_at = self._next(number, status, retry_after, ok)
+        self._record(
+            AttemptOutcome(
+                delivery_id=delivery.id,
+                subscription_id=subscription.id,
+                attempt=attempt,
+                status=outcome,
+                next_attempt_at=next_at,
+                subscription_succeeded=ok,
+            )
+        )
+        label = SUCCEEDED if ok else (RETRYING if outcome == "pending" else FAILED)
+        if ok:
+            self.metrics.latency.observe(max(0.0, time.time() - item.event_received))
+        disable_reason = self._disable_reason(subscription, status, ok, now)
+        if disable_reason:
+            label = DISABLED
+        self.metrics.attempts.labels(label).inc()
+        log.log(
+            20 if ok else 30,
+            "webhook.attempt",
+            tenant=event.tenant,
+            subscription=subscription.id,
+            delivery=delivery.id,
+            event_id=event.id,
+            event_type=event.type,
+            url=redact_url(subscription.url),
+            attempt=number,
+            status=status,
+            duration_ms=duration_ms,
+            outcome=label,
+            **({"error": error} if error else {}),
+        )
+        if disable_reason:
+            disabled = await self.store.disable_subscription(subscription.id, disable_reason)
+            if disabled is not None:
+                await self.on_disabled(disabled, disable_reason)
+
+    def _next(
+        self, number: int, status: int | None, retry_after: float | None, ok: bool
+    ) -> tuple[str, float | None]:
+        if ok:
+            return "succeeded", None
+        schedule = self.settings.retry_schedule
+        if status == 410 or number >= len(schedule):
+            return "failed", None
+        jitter = self.settings.jitter
+        delay = schedule[number] * self._rng.uniform(1 - jitter, 1 + jitter)
+        if status in RETRY_AFTER_STATUSES and retry_after is not None:
+            delay = max(delay, min(retry_after, self.settings.retry_after_cap))
+        return "pending", time.time() + delay
+
+    def _disable_reason(
+        self, subscription: Subscription, status: int | None, ok: bool, now: float
+    ) -> str | None:
+        if status == 410:
+            return "the endpoint answered 410 Gone"
+        failing_since = subscription.failing_since
+        if ok or failing_since is None or now - failing_since < self.settings.disable_after:
+            return None
+        days = self.settings.disable_after / 86400
+        return f"every delivery failed for {days:g} days"
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def _record(self, outcome: AttemptOutcome) -> None:
+        self._outcomes.append(outcome)
+        self._have_outcomes.set()
+
+    async def _record_loop(self) -> None:
+        while True:
+            await self._have_outcomes.wait()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Write every outcome gathered since the last flush in one transaction."""
+        self._have_outcomes.clear()
+        batch, self._outcomes = self._outcomes, []
+        if batch:
+            try:
+                await self.store.complete_attempts(batch, now=time.time())
+            except Exception:
+                # Not lost: the deliveries keep their lease and go out again when it ends.
+                log.exception("webhook.record_failed", count=len(batch))
+
+
+def _iso(moment: float) -> str:
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat(timespec="milliseconds")
