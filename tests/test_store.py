@@ -1,0 +1,204 @@
+"""The store's contract, run against every implementation (parametrised, never copied)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.backend import Event
+from gateway.store import AttemptOutcome, Store, Subscription, open_store
+from gateway.store.sqlite import SQLiteStore, migrations
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path}/store.db")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def subscription(sid: str, tenant: str = "t1", types: tuple[str, ...] = ("*",)) -> Subscription:
+    return Subscription(
+        id=sid,
+        tenant=tenant,
+        url="http://127.0.0.1:9/hook",
+        event_types=types,
+        description=None,
+        enabled=True,
+        disabled_reason=None,
+        secret="whsec_" + "A" * 43 + "=",
+        previous_secret=None,
+        previous_expires_at=None,
+        failing_since=None,
+        created_at="2026-01-01T00:00:00Z",
+        updated_at="2026-01-01T00:00:00Z",
+    )
+
+
+def event(event_type: str = "acme.done", tenant: str = "t1", dedupe: str | None = None) -> Event:
+    return Event.new(event_type, {"n": 1}, tenant=tenant, backend="acme", dedupe_key=dedupe)
+
+
+async def test_migrations_from_empty_reach_the_latest_version(tmp_path: Path) -> None:
+    """A new database gets every migration, in order, once."""
+    store = SQLiteStore(tmp_path / "new.db")
+    await store.open()
+    assert await store.schema_version() == migrations()[-1][0]
+    await store.close()
+    await store.open()  # opening again applies nothing twice
+    assert await store.schema_version() == migrations()[-1][0]
+    await store.close()
+
+
+@pytest.mark.parametrize("version", [v for v, _ in migrations()[:-1]])
+async def test_migrations_from_each_earlier_version_keep_data(tmp_path: Path, version: int) -> None:
+    """A database left at an earlier version migrates forward and keeps what it held."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        for number, script in migrations():
+            if number <= version:
+                db.executescript(script)
+                db.execute("INSERT INTO schema_migrations VALUES (?, 'then')", (number,))
+        db.execute(
+            "INSERT INTO resources (kind, id, tenant, backend, parent_id, created_at, updated_at)"
+            " VALUES ('product', 'p1', 't1', 'acme', NULL, 'then', 'then')"
+        )
+    store = SQLiteStore(path)
+    await store.open()
+    assert await store.schema_version() == migrations()[-1][0]
+    record = await store.get_resource("product", "p1")
+    assert record is not None
+    assert record.tenant == "t1"
+    await store.close()
+
+
+async def test_resources_are_claimed_once(store: Store) -> None:
+    """The first claim wins; later claims see the owner; attributes merge by top-level key."""
+    first = await store.claim_resource("product", "p1", tenant="t1", backend="acme", parent_id=None)
+    second = await store.claim_resource("product", "p1", tenant="t2", backend="x", parent_id=None)
+    assert (first.tenant, second.tenant) == ("t1", "t1")
+    await store.update_resource("product", "p1", {"name": "a", "sku": "s"})
+    updated = await store.update_resource("product", "p1", {"name": "b"})
+    assert updated is not None
+    assert dict(updated.attributes) == {"name": "b", "sku": "s"}
+
+
+async def test_event_fans_out_to_matching_enabled_subscriptions(store: Store) -> None:
+    """One delivery per enabled subscription whose filter matches, in the event's tenant."""
+    await store.create_subscription(subscription("s-all"))
+    await store.create_subscription(subscription("s-type", types=("acme.done",)))
+    await store.create_subscription(subscription("s-other", types=("gateway.test",)))
+    await store.create_subscription(subscription("s-tenant2", tenant="t2"))
+    await store.create_subscription(subscription("s-off"))
+    await store.update_subscription("t1", "s-off", {"enabled": False})
+    stored = event()
+    assert await store.record_event(stored, dedupe_window=60)
+    deliveries = await store.list_deliveries("t1", stored.id)
+    assert {d.subscription_id for d in deliveries} == {"s-all", "s-type"}
+    assert await store.queue_depth() == 2
+
+
+async def test_duplicates_within_the_window_are_recognised(store: Store) -> None:
+    """The same dedupe key inside the window is refused; outside it, accepted again."""
+    assert await store.record_event(event(dedupe="cb-1"), dedupe_window=60)
+    assert not await store.record_event(event(dedupe="cb-1"), dedupe_window=60)
+    assert await store.record_event(event(dedupe="cb-1", tenant="t2"), dedupe_window=60)
+    assert await store.record_event(event(dedupe="cb-1"), dedupe_window=0)
+
+
+async def test_leases_hand_out_each_delivery_once_until_they_expire(store: Store) -> None:
+    """A claimed delivery is invisible to other workers until its lease ends (a dead worker)."""
+    await store.create_subscription(subscription("s1"))
+    await store.record_event(event(), dedupe_window=60)
+    now = time.time()
+    first = await store.claim_deliveries(owner="a", now=now, lease=30, limit=10, exclude=())
+    assert len(first) == 1
+    assert first[0].event.type == "acme.done"
+    assert first[0].subscription.id == "s1"
+    again = await store.claim_deliveries(owner="b", now=now + 1, lease=30, limit=10, exclude=())
+    assert again == []
+    after = await store.claim_deliveries(owner="b", now=now + 31, lease=30, limit=10, exclude=())
+    assert [c.delivery.id for c in after] == [first[0].delivery.id]
+
+
+async def test_excluded_subscriptions_are_not_claimed(store: Store) -> None:
+    """A worker at its limit for a subscription claims only others' deliveries."""
+    await store.create_subscription(subscription("busy"))
+    await store.create_subscription(subscription("free"))
+    await store.record_event(event(), dedupe_window=60)
+    claimed = await store.claim_deliveries(
+        owner="a", now=time.time(), lease=30, limit=10, exclude=["busy"]
+    )
+    assert [c.subscription.id for c in claimed] == ["free"]
+
+
+async def test_outcomes_move_deliveries_on(store: Store) -> None:
+    """A retry goes back to pending at its time; success and failure are final."""
+    await store.create_subscription(subscription("s1"))
+    stored = event()
+    await store.record_event(stored, dedupe_window=60)
+    now = time.time()
+    [claimed] = await store.claim_deliveries(owner="a", now=now, lease=30, limit=1, exclude=())
+    from gateway.store import Attempt
+
+    attempt = Attempt(1, "2026-01-01T00:00:00Z", 500, 3.0, "HTTP 500", "oops")
+    retry = AttemptOutcome(claimed.delivery.id, "s1", attempt, "pending", now + 5, False)
+    await store.complete_attempts([retry], now=now)
+    [delivery] = await store.list_deliveries("t1", stored.id)
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert delivery.attempt_log[0].response_excerpt == "oops"
+    sub = await store.get_subscription("t1", "s1")
+    assert sub is not None
+    assert sub.failing_since is not None
+    assert await store.claim_deliveries(owner="a", now=now + 1, lease=30, limit=1, exclude=()) == []
+    [claimed] = await store.claim_deliveries(owner="a", now=now + 6, lease=30, limit=1, exclude=())
+    attempt = Attempt(2, "2026-01-01T00:00:05Z", 204, 2.0, None, None)
+    done = AttemptOutcome(claimed.delivery.id, "s1", attempt, "succeeded", None, True)
+    await store.complete_attempts([done], now=now + 6)
+    [delivery] = await store.list_deliveries("t1", stored.id)
+    assert delivery.status == "succeeded"
+    assert [a.status for a in delivery.attempt_log] == [500, 204]
+    sub = await store.get_subscription("t1", "s1")
+    assert sub is not None
+    assert sub.failing_since is None
+    assert await store.queue_depth() == 0
+
+
+async def test_disabling_fails_undelivered_deliveries(store: Store) -> None:
+    """A disabled (or deleted) subscription's pending deliveries fail; re-enabling clears state."""
+    await store.create_subscription(subscription("s1"))
+    stored = event()
+    await store.record_event(stored, dedupe_window=60)
+    disabled = await store.disable_subscription("s1", "410")
+    assert disabled is not None
+    assert not disabled.enabled
+    assert await store.disable_subscription("s1", "again") is None
+    [delivery] = await store.list_deliveries("t1", stored.id)
+    assert delivery.status == "failed"
+    enabled = await store.update_subscription("t1", "s1", {"enabled": True})
+    assert enabled is not None
+    assert enabled.disabled_reason is None
+    redelivered = await store.redeliver("t1", stored.id, None)
+    assert [d.status for d in redelivered] == ["pending"]
+
+
+async def test_idempotency_claims_expire_as_leases(store: Store) -> None:
+    """A running claim blocks others until its lease ends; a finished one replays until its TTL."""
+    assert (
+        await store.begin_idempotent("t1", "k", operation="op", fingerprint="f", lease=30) is None
+    )
+    held = await store.begin_idempotent("t1", "k", operation="op", fingerprint="f", lease=30)
+    assert held is not None
+    assert held.state == "running"
+    await store.finish_idempotent("t1", "k", status=201, headers={}, body=b"{}", ttl=60)
+    done = await store.get_idempotent("t1", "k")
+    assert done is not None
+    assert (done.state, done.status, done.body) == ("done", 201, b"{}")
+    assert await store.begin_idempotent("t1", "x", operation="op", fingerprint="f", lease=0) is None
+    assert await store.begin_idempotent("t1", "x", operation="op", fingerprint="g", lease=5) is None
