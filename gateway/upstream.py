@@ -402,6 +402,24 @@ async def _count_sent(
         stats.bytes_sent += len(params.chunk)
 
 
+class ConnectionDropped(aiohttp.ClientConnectionError):
+    """The connection broke during a call that must not be sent twice."""
+
+
+async def _send_once(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """aiohttp resends a GET/PUT/DELETE once, unseen, when the connection drops; retries are
+    this client's decision alone (a GET may delete upstream, and every attempt is logged), so a
+    drop is re-raised as an error aiohttp does not resend."""
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:
+        raise  # nothing was sent, and aiohttp does not resend it either
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        raise ConnectionDropped(str(exc) or type(exc).__name__) from exc
+
+
 def _credentials_guard(origin: URL, names: Iterable[str]) -> aiohttp.ClientMiddlewareType:
     """Drop credential headers from redirected requests that leave the upstream's origin.
 
@@ -592,7 +610,7 @@ class UpstreamClient:
                 data=body,
                 timeout=aiohttp.ClientTimeout(total=seconds, connect=self.policy.connect_timeout),
                 trace_request_ctx=stats,
-                middlewares=(_credentials_guard(url.origin(), creds.headers),),
+                middlewares=(_send_once, _credentials_guard(url.origin(), creds.headers)),
             )
             status = response.status
             fields["status"] = status

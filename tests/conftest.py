@@ -30,6 +30,15 @@ ACME_KEY_A = "acme-upstream-key-A-7Q2x9w"
 ACME_KEY_B = "acme-upstream-key-B-k3L8vz"
 CALLBACK_SECRET_A = "acme-callback-secret-A-88af1e"
 
+# Findings a test reports (not assertions): printed at the end of the run.
+REPORTS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in REPORTS:
+        terminalreporter.write_line(line)
+
+
 # Every secret any test configures; none may appear in any log line of the session.
 SECRETS = [CALLER_KEY_A, CALLER_KEY_B, ACME_KEY_A, ACME_KEY_B, CALLBACK_SECRET_A]
 

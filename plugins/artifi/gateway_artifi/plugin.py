@@ -1,23 +1,31 @@
-"""The Artifi backend: declaration, configuration, credentials, sandbox."""
+"""The Artifi backend's hooks: declaration, credentials, operations, sandbox.
+
+Artifi serves user photo uploads for product customisation (ARTIFI.md beside the upstream docs);
+the operations live in `operations.py`, the envelope in `envelope.py`, the upload checks in
+`preflight.py` and this project's assumptions about Artifi in `config.Assumptions`.
+"""
 
 from __future__ import annotations
 
-import attrs
-
-from gateway.backend import BackendDeclaration, Credentials, Sandbox, Secret, hookimpl
+from gateway.backend import (
+    BackendDeclaration,
+    Credentials,
+    OperationCall,
+    Reply,
+    Sandbox,
+    Secret,
+    hookimpl,
+)
+from gateway.problems import not_implemented
 from gateway_artifi import sandbox
+from gateway_artifi.client import ArtifiClient
+from gateway_artifi.config import ArtifiConfig
+from gateway_artifi.operations import EVENT_TYPES, OPERATIONS
+
+__all__ = ["NAME", "VERSION", "ArtifiConfig"]
 
 NAME = "artifi"
 VERSION = "0.1.0"
-
-
-@attrs.frozen
-class ArtifiConfig:
-    """A tenant's `[tenants.backends.artifi]` table."""
-
-    base_url: str
-    website_id: int
-    client_key: Secret
 
 
 @hookimpl
@@ -25,9 +33,10 @@ def gateway_declare_backend() -> BackendDeclaration:
     return BackendDeclaration(
         name=NAME,
         version=VERSION,
-        capabilities=frozenset(),
+        capabilities=frozenset(OPERATIONS),
         config_type=ArtifiConfig,
         description="Artifi: product customisation, user photo uploads.",
+        event_types=dict(EVENT_TYPES),
     )
 
 
@@ -41,6 +50,14 @@ def gateway_upstream_credentials(
         query={"websiteId": str(config.website_id), "webApiClientKey": key},
         secrets=frozenset({key}),
     )
+
+
+@hookimpl
+async def gateway_handle_operation(call: OperationCall) -> Reply:
+    operation = OPERATIONS.get(call.operation)
+    if operation is None:  # the core only routes declared capabilities here
+        raise not_implemented(f"backend {NAME} does not serve {call.operation}")
+    return await operation(call, ArtifiClient(call))
 
 
 @hookimpl

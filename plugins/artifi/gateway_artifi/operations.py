@@ -1,0 +1,246 @@
+"""The contract's photo operations, carried to Artifi.
+
+Uploads and deletes are never sent twice by the gateway: Artifi would store a second copy of a
+photo, and its delete is a GET whose answer may be lost after it took effect. After a lost delete
+answer the gateway reads the user's list instead of sending the delete again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import IO, Final
+
+import structlog
+from aiohttp import FormData
+
+from gateway.backend import OperationCall, Reply
+from gateway.problems import FieldError, ProblemError, bad_request, invalid_input, not_found
+from gateway.upstream import UpstreamTimeout, UpstreamUnavailable
+from gateway_artifi.client import (
+    DELETE_PATH,
+    LIST_PATH,
+    UPDATE_USER_PATH,
+    UPLOAD_PATH,
+    ArtifiClient,
+)
+from gateway_artifi.envelope import ArtifiProblem
+from gateway_artifi.photos import assets, to_photo
+from gateway_artifi.preflight import check_upload
+
+__all__ = ["EVENT_TYPES", "OPERATIONS"]
+
+DEFAULT_DPI: Final = 72  # documented
+PHOTO_UPLOADED: Final = "photo.uploaded"
+PHOTO_DELETED: Final = "photo.deleted"
+USER_MERGED: Final = "user.merged"
+
+EVENT_TYPES: Final[Mapping[str, str]] = {
+    PHOTO_UPLOADED: "A user photo was uploaded to Artifi through the gateway.",
+    PHOTO_DELETED: "A user photo was deleted from Artifi through the gateway.",
+    USER_MERGED: "A guest's Artifi uploads moved to a registered user through the gateway.",
+}
+
+_log = structlog.get_logger("gateway_artifi")
+
+
+def _dedupe_key(artifi: ArtifiClient, photo_id: str, what: str) -> str:
+    # Artifi photo ids are unique per installation and never reused: one event per photo and fact.
+    return f"artifi:{artifi.config.website_id}:photo:{photo_id}:{what}"
+
+
+async def upload_user_photo(call: OperationCall, artifi: ArtifiClient) -> Reply:
+    upload = call.form.files.get("file") if call.form is not None else None
+    if upload is None:
+        raise bad_request("the form has no file part", [FieldError("/file", "missing")])
+    assumptions = artifi.assumptions
+    facts = await check_upload(upload, await artifi.rules(), assumptions)
+    user_id = str(call.path["userId"])
+    params = {
+        "frontAppUserId": user_id,
+        "isGuest": "true" if call.body.get("guest") else "false",
+        "dpi": str(call.body.get("dpi", DEFAULT_DPI)),
+    }
+    if call.body.get("previousUserId"):
+        params["oldExternalUserId"] = str(call.body["previousUserId"])
+
+    handles: list[IO[bytes]] = []
+
+    def form() -> FormData:
+        # Streamed from the spooled file by aiohttp, which also writes the multipart boundary.
+        handle = upload.open()
+        handles.append(handle)
+        data = FormData()
+        data.add_field(
+            assumptions.file_part,
+            handle,
+            filename=upload.filename or f"photo{facts.extension}",
+            content_type=facts.mime_type,  # from the content, not what the caller declared
+        )
+        return data
+
+    fields = {
+        "frontappuserid": "userId",
+        "dpi": "/dpi",
+        assumptions.file_part.lower(): "/file",
+        "oldexternaluserid": "/previousUserId",
+    }
+    try:
+        data = await artifi.send(
+            "POST",
+            UPLOAD_PATH,
+            operation="UploadUserPhotos",
+            params=params,
+            data=form,
+            idempotent=False,
+            fields=fields,
+        )
+    except ArtifiProblem as exc:
+        if "262" in exc.codes:
+            # The file passed our preflight: the website's rules may have changed since cached.
+            artifi.runtime.settings.forget(call.tenant)
+        raise
+    finally:
+        for handle in handles:
+            handle.close()
+    photo = to_photo(data, facts)
+    await call.services.emit(
+        PHOTO_UPLOADED,
+        {"userId": user_id, "photo": photo},
+        dedupe_key=_dedupe_key(artifi, photo["id"], "uploaded"),
+    )
+    return Reply(201, photo)
+
+
+async def list_user_photos(call: OperationCall, artifi: ArtifiClient) -> Reply:
+    user_id = str(call.path["userId"])
+    page = int(call.query.get("page", 1))
+    page_size = int(call.query.get("pageSize", 20))
+    params = {
+        "userId": user_id,
+        "pageSize": str(page_size),
+        "pageIndex": str(page - 1 + artifi.assumptions.first_page_index),
+    }
+    if call.query.get("search"):
+        params["searchKey"] = str(call.query["search"])
+    data = await artifi.send(
+        "GET",
+        LIST_PATH,
+        operation="GetUserUploadedList",
+        params=params,
+        fields={"userid": "userId"},
+    )
+    items, total = assets(data)
+    return Reply(
+        200,
+        {
+            "items": [to_photo(item) for item in items],
+            "page": page,
+            "pageSize": page_size,
+            "total": total,
+        },
+    )
+
+
+async def _still_listed(artifi: ArtifiClient, user_id: str, photo_id: str) -> bool:
+    """Whether the user's list still has the photo, read page by page."""
+    size = artifi.config.scan_page_size
+    index = 0
+    while True:
+        params = {
+            "userId": user_id,
+            "pageSize": str(size),
+            "pageIndex": str(artifi.assumptions.first_page_index + index),
+        }
+        data = await artifi.send(
+            "GET",
+            LIST_PATH,
+            operation="GetUserUploadedList",
+            params=params,
+            fields={"userid": "userId"},
+        )
+        items, total = assets(data)
+        if any(isinstance(i, dict) and str(i.get("id")) == photo_id for i in items):
+            return True
+        index += 1
+        if not items or index * size >= total:
+            return False
+
+
+async def delete_user_photo(call: OperationCall, artifi: ArtifiClient) -> Reply:
+    user_id = str(call.path["userId"])
+    photo_id = str(call.path["photoId"])
+    if not (photo_id.isascii() and photo_id.isdigit()):
+        raise not_found(f"user {user_id} has no photo {photo_id} (Artifi photo ids are numbers)")
+    try:
+        await artifi.send(
+            "GET",
+            DELETE_PATH,
+            operation="DeleteUserPhoto",
+            params={"userId": user_id, "photoId": photo_id},
+            idempotent=False,  # a GET that deletes: never resent blindly
+            fields={"userid": "userId", "photoid": "photoId"},
+        )
+    except ArtifiProblem as exc:
+        if set(exc.codes) & set(artifi.assumptions.photo_missing_codes):
+            raise not_found(f"user {user_id} has no photo {photo_id}") from None
+        raise
+    except (UpstreamTimeout, UpstreamUnavailable) as lost:
+        # The delete may have happened with only its answer lost: the list tells.
+        try:
+            listed = await _still_listed(artifi, user_id, photo_id)
+        except ProblemError:
+            raise lost from None
+        if listed:
+            raise lost  # not deleted: the caller may try again
+        _log.info(
+            "artifi.delete_confirmed_by_list",
+            tenant=call.tenant,
+            operation="deleteUserPhoto",
+            photo_id=photo_id,
+            error=lost.slug,
+        )
+    await call.services.emit(
+        PHOTO_DELETED,
+        {"userId": user_id, "photoId": photo_id},
+        dedupe_key=_dedupe_key(artifi, photo_id, "deleted"),
+    )
+    return Reply(204)
+
+
+async def merge_user(call: OperationCall, artifi: ArtifiClient) -> Reply:
+    user_id = str(call.path["userId"])
+    guest_id = str(call.body["guestUserId"])
+    if guest_id == user_id:
+        raise invalid_input(
+            "a user cannot be merged into itself",
+            [FieldError("/guestUserId", "must differ from the userId of the path")],
+        )
+    data = await artifi.send(
+        "PUT",
+        UPDATE_USER_PATH,
+        operation="UpdateUserId",
+        # Moving a guest's photos twice moves nothing the second time: safe to retry (PUT).
+        params={"newUserId": user_id, "oldUserId": guest_id, "isGuest": "false"},
+        fields={"newuserid": "userId", "olduserid": "/guestUserId"},
+    )
+    if data is False:
+        raise ProblemError(
+            502, "upstream-error", "Upstream error", "backend artifi did not update the user id"
+        )
+    await call.services.emit(USER_MERGED, {"userId": user_id, "guestUserId": guest_id})
+    return Reply(200, {"userId": user_id, "guestUserId": guest_id, "merged": True})
+
+
+async def get_photo_settings(call: OperationCall, artifi: ArtifiClient) -> Reply:
+    return Reply(200, (await artifi.rules()).to_contract())
+
+
+Operation = Callable[[OperationCall, ArtifiClient], Awaitable[Reply]]
+
+OPERATIONS: Final[Mapping[str, Operation]] = {
+    "uploadUserPhoto": upload_user_photo,
+    "listUserPhotos": list_user_photos,
+    "deleteUserPhoto": delete_user_photo,
+    "mergeUser": merge_user,
+    "getPhotoSettings": get_photo_settings,
+}

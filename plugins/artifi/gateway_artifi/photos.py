@@ -1,0 +1,61 @@
+"""Artifi's photo records (key-folded `Data`) as the contract's `Photo` and `PhotoPage` parts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.problems import ProblemError
+from gateway_artifi.preflight import ImageFacts
+
+__all__ = ["assets", "to_photo"]
+
+
+def _invalid(what: str) -> ProblemError:
+    return ProblemError(502, "upstream-error", "Upstream error", f"backend artifi answered {what}")
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def to_photo(item: Any, facts: ImageFacts | None = None) -> dict[str, Any]:
+    """One photo; `facts` (what the gateway read from the uploaded file) fills what is missing.
+
+    The upload answer says `UniqueImageName`, the list `UniqueName` (both documented).
+    """
+    if not isinstance(item, dict) or _text(item.get("id")) is None:
+        raise _invalid("a photo without an Id")
+    width, height = _int(item.get("width")), _int(item.get("height"))
+    return {
+        "id": str(item["id"]),
+        "code": _text(item.get("photocode")),
+        "imageName": _text(item.get("imagename")) or "",
+        "uniqueImageName": _text(item.get("uniqueimagename") or item.get("uniquename")) or "",
+        "width": width if width is not None else (facts.width if facts else 0),
+        "height": height if height is not None else (facts.height if facts else 0),
+        "dpi": _int(item.get("dpi")),
+        "extension": _text(item.get("extension")),
+        "mimeType": _text(item.get("mimetype")) or (facts.mime_type if facts else None),
+    }
+
+
+def assets(data: Any) -> tuple[list[dict[str, Any]], int]:
+    """A GetUserUploadedList `Data`: its raw items and `AssetCount` (all matches, every page)."""
+    if data is None:  # nothing uploaded: some endpoints answer no Data rather than an empty list
+        return [], 0
+    if not isinstance(data, dict):
+        raise _invalid("a user uploaded list that is not an object")
+    items = data.get("assetlist") or []
+    if not isinstance(items, list):
+        raise _invalid("an AssetList that is not a list")
+    total = _int(data.get("assetcount"))
+    return items, total if total is not None else len(items)
