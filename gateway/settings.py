@@ -132,12 +132,20 @@ def _make_converter() -> cattrs.Converter:
 _converter = _make_converter()
 
 
+def _format_exception(exc: BaseException, type_: type | None) -> str:
+    """cattrs' wording, plus the reason a config class's own validator gave (it names the rule)."""
+    message = cattrs.v.format_exception(exc, type_)
+    if type_ is None and type(exc) is ValueError and str(exc):
+        return f"{message}: {exc}"
+    return message
+
+
 def _describe(exc: Exception, prefix: str) -> list[str]:
     """cattrs' `msg @ $.a.b` becomes `a.b: msg`, the form operators read in `gateway check`."""
     lines = []
-    for line in cattrs.transform_error(exc, path="$"):
+    for line in cattrs.transform_error(exc, path="$", format_exception=_format_exception):
         message, _, where = line.rpartition(" @ ")
-        path = prefix + where.removeprefix("$").lstrip(".")
+        path = (prefix + where.removeprefix("$").lstrip(".")).rstrip(".")
         message = "missing" if message == "required field missing" else message
         lines.append(f"{path}: {message}")
     return lines

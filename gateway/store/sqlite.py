@@ -1,23 +1,26 @@
 """The SQLite store: the embedded default, in WAL mode, migrated forward at start-up.
 
-One connection (aiosqlite runs it on its own thread). Writes take `_lock`, so that a transaction of
-one coroutine never swallows another's statement; `synchronous=FULL` makes a commit survive a crash
-of the machine, not only of the process, before the gateway answers 2xx for what it stored.
+One connection, owned by one thread: every operation is a plain function run there in a single
+hop. Writes are group-committed: operations queued while a commit is under way are run together in
+the next transaction, each inside its own savepoint (one failing does not undo the others), and
+none returns before its transaction committed. With `synchronous=FULL` a commit survives a crash of
+the machine, not only of the process, before the gateway answers 2xx for what it stored.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
+import functools
+import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
 import attrs
 import orjson
 
@@ -35,6 +38,8 @@ from gateway.store import (
 )
 
 MIGRATIONS = "gateway.store.migrations.sqlite"
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
 
 
 def _now() -> str:
@@ -53,74 +58,81 @@ def migrations() -> list[tuple[int, str]]:
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._queued: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("the store is not open")
         return self._db
 
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            raise RuntimeError("the store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, op, self.db)
+
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `op` in a transaction (shared with other writes queued meanwhile); its result
+        once committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((op, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued())
+        return await future
+
+    async def _commit_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                outcomes = await self._read(
+                    functools.partial(_run_batch, ops=[o for o, _ in batch])
+                )
+            except BaseException as exc:  # the thread is gone (closing): nothing committed
+                outcomes = [(False, exc)] * len(batch)
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self.db.execute("PRAGMA journal_mode=WAL")
-        await self.db.execute("PRAGMA synchronous=FULL")
-        await self.db.execute("PRAGMA busy_timeout=5000")
-        await self._migrate()
-
-    async def _migrate(self) -> None:
-        await self.db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-            " applied_at TEXT NOT NULL)"
-        )
-        async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as c:
-            row = await c.fetchone()
-        current = row[0] if row else 0
-        for version, script in migrations():
-            if version <= current:
-                continue
-            # One transaction per migration: a crash leaves the schema at a known version.
-            await self.db.executescript(
-                f"BEGIN;\n{script}\nINSERT INTO schema_migrations VALUES ({version}, '{_now()}');"
-                "\nCOMMIT;"
-            )
-
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction at a time, committed on exit, rolled back on error."""
-        async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            await self.db.execute("COMMIT")
-
-    async def schema_version(self) -> int:
-        async with self.db.execute("SELECT MAX(version) FROM schema_migrations") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
+        loop = asyncio.get_running_loop()
+        self._db = await loop.run_in_executor(self._thread, _connect, self.path)
+        await self._read(_migrate)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
+        if self._db is not None and self._thread is not None:
+            await self._read(lambda db: db.close())
+            self._thread.shutdown(wait=True)
+        self._db = None
+        self._thread = None
+
+    async def schema_version(self) -> int:
+        row = await self._read(
+            lambda db: db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        )
+        return int(row[0]) if row and row[0] is not None else 0
 
     async def ping(self) -> None:
-        async with self.db.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        await self._read(lambda db: db.execute("SELECT 1").fetchone())
+
+    # -- resources ------------------------------------------------------------------------------
 
     async def get_resource(self, kind: str, resource_id: str) -> ResourceRecord | None:
-        async with self.db.execute(
-            "SELECT kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
-            " FROM resources WHERE kind = ? AND id = ?",
-            (kind, resource_id),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return _resource(row) if row else None
+        return await self._read(lambda db: _get_resource(db, kind, resource_id))
 
     async def claim_resource(
         self,
@@ -132,58 +144,63 @@ class SQLiteStore:
         parent_id: str | None,
         attributes: Mapping[str, Any] | None = None,
     ) -> ResourceRecord:
-        now = _now()
-        async with self._write() as db:
-            await db.execute(
+        def op(db: sqlite3.Connection) -> ResourceRecord:
+            now = _now()
+            db.execute(
                 "INSERT OR IGNORE INTO resources (kind, id, tenant, backend, parent_id, attributes,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (kind, resource_id, tenant, backend, parent_id, _json(attributes or {}), now, now),
             )
-        record = await self.get_resource(kind, resource_id)
-        assert record is not None
-        return record
+            record = _get_resource(db, kind, resource_id)
+            assert record is not None
+            return record
+
+        return await self._write(op)
 
     async def update_resource(
         self, kind: str, resource_id: str, attributes: Mapping[str, Any]
     ) -> ResourceRecord | None:
-        # json_patch merges top-level keys in one statement: no read-modify-write race.
-        async with self._write() as db:
-            await db.execute(
+        def op(db: sqlite3.Connection) -> ResourceRecord | None:
+            db.execute(
                 "UPDATE resources SET attributes = json_patch(attributes, ?), updated_at = ?"
                 " WHERE kind = ? AND id = ?",
                 (_json(attributes), _now(), kind, resource_id),
             )
-        return await self.get_resource(kind, resource_id)
+            return _get_resource(db, kind, resource_id)
+
+        return await self._write(op)
 
     async def list_resources(
         self, tenant: str, kind: str, parent_id: str
     ) -> Sequence[ResourceRecord]:
-        async with self.db.execute(
-            "SELECT kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
-            " FROM resources WHERE parent_id = ? AND kind = ? AND tenant = ?"
-            " ORDER BY created_at, id",
-            (parent_id, kind, tenant),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._read(
+            lambda db: db.execute(
+                f"SELECT {_RESOURCE} FROM resources WHERE parent_id = ? AND kind = ?"
+                " AND tenant = ? ORDER BY created_at, id",
+                (parent_id, kind, tenant),
+            ).fetchall()
+        )
         return [_resource(row) for row in rows]
+
+    # -- idempotency keys -----------------------------------------------------------------------
 
     async def begin_idempotent(
         self, tenant: str, key: str, *, operation: str, fingerprint: str, lease: float
     ) -> IdempotentRecord | None:
-        now = time.time()
-        async with self._write() as db:
-            await db.execute(
+        def op(db: sqlite3.Connection) -> IdempotentRecord | None:
+            now = time.time()
+            db.execute(
                 "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND expires_at <= ?",
                 (tenant, key, now),
             )
-            cursor = await db.execute(
+            cursor = db.execute(
                 "INSERT OR IGNORE INTO idempotency_keys (tenant, key, operation, fingerprint,"
                 " state, created_at, expires_at) VALUES (?, ?, ?, ?, 'running', ?, ?)",
                 (tenant, key, operation, fingerprint, _now(), now + lease),
             )
-        if cursor.rowcount == 1:
-            return None
-        return await self.get_idempotent(tenant, key)
+            return None if cursor.rowcount == 1 else _get_idempotent(db, tenant, key)
+
+        return await self._write(op)
 
     async def finish_idempotent(
         self,
@@ -195,48 +212,41 @@ class SQLiteStore:
         body: bytes | None,
         ttl: float,
     ) -> None:
-        async with self._write() as db:
-            await db.execute(
+        await self._write(
+            lambda db: db.execute(
                 "UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ?,"
                 " expires_at = ? WHERE tenant = ? AND key = ?",
                 (status, _json(dict(headers)), body, time.time() + ttl, tenant, key),
             )
+        )
 
     async def abandon_idempotent(self, tenant: str, key: str) -> None:
-        async with self._write() as db:
-            await db.execute(
+        await self._write(
+            lambda db: db.execute(
                 "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND state = 'running'",
                 (tenant, key),
             )
+        )
 
     async def get_idempotent(self, tenant: str, key: str) -> IdempotentRecord | None:
-        async with self.db.execute(
-            "SELECT tenant, key, operation, fingerprint, state, status, headers, body"
-            " FROM idempotency_keys WHERE tenant = ? AND key = ? AND expires_at > ?",
-            (tenant, key, time.time()),
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        tenant, key, operation, fingerprint, state, status, headers, body = row
-        return IdempotentRecord(
-            tenant, key, operation, fingerprint, state, status, orjson.loads(headers or "{}"), body
-        )
+        return await self._read(lambda db: _get_idempotent(db, tenant, key))
+
+    # -- events ---------------------------------------------------------------------------------
 
     async def record_event(
         self, event: Event, *, dedupe_window: float, only_subscription: str | None = None
     ) -> bool:
-        now = time.time()
-        async with self._write() as db:
+        def op(db: sqlite3.Connection) -> bool:
+            now = time.time()
             if event.dedupe_key is not None:
-                async with db.execute(
+                seen = db.execute(
                     "SELECT 1 FROM events WHERE tenant = ? AND dedupe_key = ?"
                     " AND received_epoch > ? LIMIT 1",
                     (event.tenant, event.dedupe_key, now - dedupe_window),
-                ) as cursor:
-                    if await cursor.fetchone() is not None:
-                        return False
-            await db.execute(
+                ).fetchone()
+                if seen is not None:
+                    return False
+            db.execute(
                 "INSERT INTO events (id, tenant, type, backend, occurred_at, data, dedupe_key,"
                 " received_at, received_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -254,43 +264,44 @@ class SQLiteStore:
             if only_subscription is not None:
                 targets = [only_subscription]
             else:
-                subscriptions = await self._subscriptions(db, event.tenant, enabled_only=True)
+                subscriptions = _subscriptions(db, event.tenant, enabled_only=True)
                 targets = [s.id for s in subscriptions if s.matches(event.type)]
-            await self._queue(db, event.id, event.tenant, targets, now)
-        return True
+            _queue(db, event.id, event.tenant, targets, now)
+            return True
 
-    async def _queue(
-        self,
-        db: aiosqlite.Connection,
-        event_id: str,
-        tenant: str,
-        subscription_ids: Sequence[str],
-        now: float,
-    ) -> list[str]:
-        ids = [f"dlv_{uuid.uuid4().hex}" for _ in subscription_ids]
-        await db.executemany(
-            "INSERT INTO deliveries (id, event_id, subscription_id, tenant, status, attempts,"
-            " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-            [
-                (delivery_id, event_id, subscription_id, tenant, now, now, now)
-                for delivery_id, subscription_id in zip(ids, subscription_ids, strict=True)
-            ],
+        return await self._write(op)
+
+    async def get_event(self, tenant: str, event_id: str) -> Event | None:
+        row = await self._read(
+            lambda db: db.execute(
+                f"SELECT {_EVENT} FROM events WHERE tenant = ? AND id = ?", (tenant, event_id)
+            ).fetchone()
         )
-        return ids
+        return _event(row) if row else None
 
-    async def _subscriptions(
-        self, db: aiosqlite.Connection, tenant: str, *, enabled_only: bool
-    ) -> list[Subscription]:
-        query = f"SELECT {_SUBSCRIPTION} FROM subscriptions WHERE tenant = ?"
-        if enabled_only:
-            query += " AND enabled = 1"
-        async with db.execute(query + " ORDER BY seq", (tenant,)) as cursor:
-            return [_subscription(row) for row in await cursor.fetchall()]
+    async def list_events(
+        self, tenant: str, *, event_type: str | None, cursor: str | None, limit: int
+    ) -> EventPage:
+        after = int(cursor) if cursor and cursor.isdigit() else 0
+        query = f"SELECT {_EVENT}, seq FROM events WHERE tenant = ? AND seq > ?"
+        args: list[object] = [tenant, after]
+        if event_type:
+            query += " AND type = ?"
+            args.append(event_type)
+        query += " ORDER BY seq LIMIT ?"
+        args.append(limit + 1)
+        found = await self._read(lambda db: db.execute(query, args).fetchall())
+        more = len(found) > limit
+        found = found[:limit]
+        next_cursor = str(found[-1][-1]) if more and found else None
+        return EventPage([_event(row[:-1]) for row in found], next_cursor)
+
+    # -- subscriptions --------------------------------------------------------------------------
 
     async def create_subscription(self, subscription: Subscription) -> None:
         s = subscription
-        async with self._write() as db:
-            await db.execute(
+        await self._write(
+            lambda db: db.execute(
                 "INSERT INTO subscriptions (id, tenant, url, event_types, description, enabled,"
                 " disabled_reason, secret, previous_secret, previous_expires_at, failing_since,"
                 " seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
@@ -311,25 +322,22 @@ class SQLiteStore:
                     s.updated_at,
                 ),
             )
+        )
 
     async def get_subscription(self, tenant: str, subscription_id: str) -> Subscription | None:
-        async with self.db.execute(
-            f"SELECT {_SUBSCRIPTION} FROM subscriptions WHERE tenant = ? AND id = ?",
-            (tenant, subscription_id),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return _subscription(row) if row else None
+        return await self._read(lambda db: _get_subscription(db, subscription_id, tenant))
 
     async def list_subscriptions(
         self, tenant: str, *, cursor: str | None, limit: int
     ) -> SubscriptionPage:
         after = int(cursor) if cursor and cursor.isdigit() else 0
-        async with self.db.execute(
-            f"SELECT {_SUBSCRIPTION}, seq FROM subscriptions WHERE tenant = ? AND seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (tenant, after, limit + 1),
-        ) as rows:
-            found = list(await rows.fetchall())
+        found = await self._read(
+            lambda db: db.execute(
+                f"SELECT {_SUBSCRIPTION}, seq FROM subscriptions WHERE tenant = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (tenant, after, limit + 1),
+            ).fetchall()
+        )
         more = len(found) > limit
         found = found[:limit]
         next_cursor = str(found[-1][-1]) if more and found else None
@@ -338,197 +346,295 @@ class SQLiteStore:
     async def update_subscription(
         self, tenant: str, subscription_id: str, changes: Mapping[str, Any]
     ) -> Subscription | None:
-        columns: dict[str, Callable[[Any], Any]] = {
-            "url": lambda v: v,
+        encode: dict[str, Callable[[Any], Any]] = {
+            "url": str,
             "event_types": lambda v: _json(list(v)),
             "description": lambda v: v,
             "enabled": int,
-            "secret": lambda v: v,
+            "secret": str,
             "previous_secret": lambda v: v,
             "previous_expires_at": lambda v: v,
         }
-        sets = [f"{name} = ?" for name in changes if name in columns]
-        values = [columns[name](value) for name, value in changes.items() if name in columns]
+        sets = [f"{name} = ?" for name in changes if name in encode]
+        values = [encode[name](value) for name, value in changes.items() if name in encode]
         if changes.get("enabled") is True:
             sets += ["disabled_reason = NULL", "failing_since = NULL"]
-        async with self._write() as db:
-            await db.execute(
+
+        def op(db: sqlite3.Connection) -> Subscription | None:
+            db.execute(
                 f"UPDATE subscriptions SET {', '.join([*sets, 'updated_at = ?'])}"
                 " WHERE tenant = ? AND id = ?",
                 (*values, _now(), tenant, subscription_id),
             )
-        return await self.get_subscription(tenant, subscription_id)
+            return _get_subscription(db, subscription_id, tenant)
+
+        return await self._write(op)
 
     async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
-        async with self._write() as db:
-            cursor = await db.execute(
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
                 "DELETE FROM subscriptions WHERE tenant = ? AND id = ?", (tenant, subscription_id)
             )
             if cursor.rowcount:
-                await self._fail_undelivered(db, subscription_id, "subscription deleted")
-        return bool(cursor.rowcount)
+                _fail_undelivered(db, subscription_id, "subscription deleted")
+            return bool(cursor.rowcount)
+
+        return await self._write(op)
 
     async def disable_subscription(self, subscription_id: str, reason: str) -> Subscription | None:
-        async with self._write() as db:
-            cursor = await db.execute(
+        def op(db: sqlite3.Connection) -> Subscription | None:
+            cursor = db.execute(
                 "UPDATE subscriptions SET enabled = 0, disabled_reason = ?, updated_at = ?"
                 " WHERE id = ? AND enabled = 1",
                 (reason, _now(), subscription_id),
             )
             if not cursor.rowcount:
                 return None
-            await self._fail_undelivered(db, subscription_id, f"subscription disabled: {reason}")
-            async with db.execute(
-                f"SELECT {_SUBSCRIPTION} FROM subscriptions WHERE id = ?", (subscription_id,)
-            ) as rows:
-                row = await rows.fetchone()
-        return _subscription(row) if row else None
+            _fail_undelivered(db, subscription_id, f"subscription disabled: {reason}")
+            return _get_subscription(db, subscription_id)
 
-    async def _fail_undelivered(
-        self, db: aiosqlite.Connection, subscription_id: str, reason: str
-    ) -> None:
-        await db.execute(
-            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, last_error = ?,"
-            " lease_owner = NULL, lease_until = NULL, updated_at = ?"
-            " WHERE subscription_id = ? AND status IN ('pending', 'delivering')",
-            (reason, time.time(), subscription_id),
-        )
+        return await self._write(op)
+
+    # -- deliveries -----------------------------------------------------------------------------
 
     async def claim_deliveries(
         self, *, owner: str, now: float, lease: float, limit: int, exclude: Sequence[str]
     ) -> Sequence[ClaimedDelivery]:
         skip = ",".join("?" * len(exclude))
-        async with self._write() as db:
-            async with db.execute(
-                "UPDATE deliveries SET status = 'delivering', lease_owner = ?, lease_until = ?,"
-                " updated_at = ? WHERE id IN (SELECT id FROM deliveries WHERE"
-                " ((status = 'pending' AND next_attempt_at <= ?)"
-                " OR (status = 'delivering' AND lease_until < ?))"
-                f" AND subscription_id NOT IN ({skip}) ORDER BY next_attempt_at LIMIT ?)"
-                " RETURNING id",
-                (owner, now + lease, now, now, now, *exclude, limit),
-            ) as cursor:
-                ids = [row[0] for row in await cursor.fetchall()]
+
+        def op(db: sqlite3.Connection) -> list[ClaimedDelivery]:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "UPDATE deliveries SET status = 'delivering', lease_owner = ?,"
+                    " lease_until = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries"
+                    " WHERE ((status = 'pending' AND next_attempt_at <= ?)"
+                    " OR (status = 'delivering' AND lease_until < ?))"
+                    f" AND subscription_id NOT IN ({skip}) ORDER BY next_attempt_at LIMIT ?)"
+                    " RETURNING id",
+                    (owner, now + lease, now, now, now, *exclude, limit),
+                ).fetchall()
+            ]
             if not ids:
                 return []
             marks = ",".join("?" * len(ids))
-            async with db.execute(
+            rows = db.execute(
                 f"SELECT {_DELIVERY_JOINED} FROM deliveries d"
                 " JOIN events e ON e.id = d.event_id"
                 " JOIN subscriptions s ON s.id = d.subscription_id"
                 f" WHERE d.id IN ({marks})",
                 ids,
-            ) as cursor:
-                rows = await cursor.fetchall()
-        return [_claimed(row) for row in rows]
+            ).fetchall()
+            return [_claimed(row) for row in rows]
+
+        return await self._write(op)
 
     async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:
-        if not outcomes:
-            return
-        made = [(o, o.attempt) for o in outcomes if o.attempt is not None]
-        handed_back = [o.delivery_id for o in outcomes if o.attempt is None]
-        async with self._write() as db:
-            await db.executemany(
-                "INSERT OR REPLACE INTO attempts (delivery_id, number, at, status, duration_ms,"
-                " error, response_excerpt) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(o.delivery_id, *attrs.astuple(a)) for o, a in made],
-            )
-            # Only a delivery still leased moves on: one failed by a disable stays failed.
-            await db.executemany(
-                "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
-                " last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
-                " WHERE id = ? AND status = 'delivering'",
-                [
-                    (o.status, a.number, o.next_attempt_at, a.error, now, o.delivery_id)
-                    for o, a in made
-                ],
-            )
-            await db.executemany(
-                "UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL,"
-                " updated_at = ? WHERE id = ? AND status = 'delivering'",
-                [(now, delivery_id) for delivery_id in handed_back],
-            )
-            await db.executemany(
-                "UPDATE subscriptions SET failing_since = CASE WHEN ? THEN NULL"
-                " ELSE COALESCE(failing_since, ?) END WHERE id = ?",
-                [(o.subscription_succeeded, now, o.subscription_id) for o, _ in made],
-            )
+        if outcomes:
+            await self._write(lambda db: _complete(db, outcomes, now))
 
     async def list_deliveries(self, tenant: str, event_id: str) -> Sequence[Delivery]:
-        async with self.db.execute(
-            f"SELECT {_DELIVERY} FROM deliveries WHERE tenant = ? AND event_id = ?"
-            " ORDER BY created_at, id",
-            (tenant, event_id),
-        ) as cursor:
-            deliveries = [_delivery(row) for row in await cursor.fetchall()]
-        if not deliveries:
-            return []
-        marks = ",".join("?" * len(deliveries))
-        async with self.db.execute(
-            "SELECT delivery_id, number, at, status, duration_ms, error, response_excerpt"
-            f" FROM attempts WHERE delivery_id IN ({marks}) ORDER BY number",
-            [d.id for d in deliveries],
-        ) as cursor:
-            attempts: dict[str, list[Attempt]] = {}
-            for row in await cursor.fetchall():
-                attempts.setdefault(row[0], []).append(Attempt(*row[1:]))
-        return [attrs.evolve(d, attempt_log=tuple(attempts.get(d.id, ()))) for d in deliveries]
+        return await self._read(lambda db: _list_deliveries(db, tenant, event_id))
 
     async def redeliver(
         self, tenant: str, event_id: str, subscription_id: str | None
     ) -> Sequence[Delivery]:
-        event = await self.get_event(tenant, event_id)
-        if event is None:
-            return []
-        now = time.time()
-        async with self._write() as db:
-            subscriptions = await self._subscriptions(db, tenant, enabled_only=True)
+        def op(db: sqlite3.Connection) -> list[Delivery]:
+            row = db.execute(
+                "SELECT type FROM events WHERE tenant = ? AND id = ?", (tenant, event_id)
+            ).fetchone()
+            if row is None:
+                return []
             targets = [
                 s.id
-                for s in subscriptions
-                if (s.id == subscription_id if subscription_id else s.matches(event.type))
+                for s in _subscriptions(db, tenant, enabled_only=True)
+                if (s.id == subscription_id if subscription_id else s.matches(row[0]))
             ]
-            ids = await self._queue(db, event_id, tenant, targets, now)
-        return [d for d in await self.list_deliveries(tenant, event_id) if d.id in ids]
+            ids = set(_queue(db, event_id, tenant, targets, time.time()))
+            return [d for d in _list_deliveries(db, tenant, event_id) if d.id in ids]
+
+        return await self._write(op)
 
     async def queue_depth(self) -> int:
-        async with self.db.execute(
-            "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'delivering')"
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'delivering')"
+            ).fetchone()
+        )
         return int(row[0]) if row else 0
 
-    async def get_event(self, tenant: str, event_id: str) -> Event | None:
-        async with self.db.execute(
-            "SELECT id, type, tenant, backend, occurred_at, data, dedupe_key FROM events"
-            " WHERE tenant = ? AND id = ?",
-            (tenant, event_id),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return _event(row) if row else None
 
-    async def list_events(
-        self, tenant: str, *, event_type: str | None, cursor: str | None, limit: int
-    ) -> EventPage:
-        after = int(cursor) if cursor and cursor.isdigit() else 0
-        query = (
-            "SELECT id, type, tenant, backend, occurred_at, data, dedupe_key, seq FROM events"
-            " WHERE tenant = ? AND seq > ?"
+# -- run in the store's thread --------------------------------------------------------------------
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+        " applied_at TEXT NOT NULL)"
+    )
+    row = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+    current = row[0] if row else 0
+    for version, script in migrations():
+        if version <= current:
+            continue
+        # One transaction per migration: a crash leaves the schema at a known version.
+        db.executescript(
+            f"BEGIN;\n{script}\nINSERT INTO schema_migrations VALUES ({version}, '{_now()}');"
+            "\nCOMMIT;"
         )
-        args: list[object] = [tenant, after]
-        if event_type:
-            query += " AND type = ?"
-            args.append(event_type)
-        query += " ORDER BY seq LIMIT ?"
-        args.append(limit + 1)
-        async with self.db.execute(query, args) as rows:
-            found = list(await rows.fetchall())
-        more = len(found) > limit
-        found = found[:limit]
-        next_cursor = str(found[-1][7]) if more and found else None
-        return EventPage([_event(row) for row in found], next_cursor)
 
 
+def _run_batch(db: sqlite3.Connection, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
+    """One transaction, one savepoint per operation; results (ok, value or exception)."""
+    outcomes: list[tuple[bool, Any]] = []
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        for op in ops:
+            db.execute("SAVEPOINT op")
+            try:
+                value = op(db)
+            except Exception as exc:
+                db.execute("ROLLBACK TO op")
+                db.execute("RELEASE op")
+                outcomes.append((False, exc))
+            else:
+                db.execute("RELEASE op")
+                outcomes.append((True, value))
+        db.execute("COMMIT")
+    except Exception as exc:  # the transaction itself failed: nothing of it is durable
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        return [(False, exc)] * len(ops)
+    return outcomes
+
+
+def _get_resource(db: sqlite3.Connection, kind: str, resource_id: str) -> ResourceRecord | None:
+    row = db.execute(
+        f"SELECT {_RESOURCE} FROM resources WHERE kind = ? AND id = ?", (kind, resource_id)
+    ).fetchone()
+    return _resource(row) if row else None
+
+
+def _get_idempotent(db: sqlite3.Connection, tenant: str, key: str) -> IdempotentRecord | None:
+    row = db.execute(
+        "SELECT tenant, key, operation, fingerprint, state, status, headers, body"
+        " FROM idempotency_keys WHERE tenant = ? AND key = ? AND expires_at > ?",
+        (tenant, key, time.time()),
+    ).fetchone()
+    if row is None:
+        return None
+    tenant, key, operation, fingerprint, state, status, headers, body = row
+    return IdempotentRecord(
+        tenant, key, operation, fingerprint, state, status, orjson.loads(headers or "{}"), body
+    )
+
+
+def _subscriptions(
+    db: sqlite3.Connection, tenant: str, *, enabled_only: bool
+) -> list[Subscription]:
+    query = f"SELECT {_SUBSCRIPTION} FROM subscriptions WHERE tenant = ?"
+    if enabled_only:
+        query += " AND enabled = 1"
+    return [_subscription(row) for row in db.execute(query + " ORDER BY seq", (tenant,))]
+
+
+def _get_subscription(
+    db: sqlite3.Connection, subscription_id: str, tenant: str | None = None
+) -> Subscription | None:
+    row = db.execute(
+        f"SELECT {_SUBSCRIPTION} FROM subscriptions WHERE id = ?", (subscription_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    found = _subscription(row)
+    return found if tenant is None or found.tenant == tenant else None
+
+
+def _queue(
+    db: sqlite3.Connection, event_id: str, tenant: str, subscription_ids: Sequence[str], now: float
+) -> list[str]:
+    ids = [f"dlv_{uuid.uuid4().hex}" for _ in subscription_ids]
+    db.executemany(
+        "INSERT INTO deliveries (id, event_id, subscription_id, tenant, status, attempts,"
+        " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+        [
+            (delivery_id, event_id, subscription_id, tenant, now, now, now)
+            for delivery_id, subscription_id in zip(ids, subscription_ids, strict=True)
+        ],
+    )
+    return ids
+
+
+def _fail_undelivered(db: sqlite3.Connection, subscription_id: str, reason: str) -> None:
+    db.execute(
+        "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, last_error = ?,"
+        " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+        " WHERE subscription_id = ? AND status IN ('pending', 'delivering')",
+        (reason, time.time(), subscription_id),
+    )
+
+
+def _complete(db: sqlite3.Connection, outcomes: Sequence[AttemptOutcome], now: float) -> None:
+    made = [(o, o.attempt) for o in outcomes if o.attempt is not None]
+    handed_back = [o.delivery_id for o in outcomes if o.attempt is None]
+    db.executemany(
+        "INSERT OR REPLACE INTO attempts (delivery_id, number, at, status, duration_ms,"
+        " error, response_excerpt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(o.delivery_id, *attrs.astuple(a)) for o, a in made],
+    )
+    # Only a delivery still leased moves on: one failed by a disable stays failed.
+    db.executemany(
+        "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
+        " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+        " WHERE id = ? AND status = 'delivering'",
+        [(o.status, a.number, o.next_attempt_at, a.error, now, o.delivery_id) for o, a in made],
+    )
+    db.executemany(
+        "UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL,"
+        " updated_at = ? WHERE id = ? AND status = 'delivering'",
+        [(now, delivery_id) for delivery_id in handed_back],
+    )
+    db.executemany(
+        "UPDATE subscriptions SET failing_since = CASE WHEN ? THEN NULL"
+        " ELSE COALESCE(failing_since, ?) END WHERE id = ?",
+        [(o.subscription_succeeded, now, o.subscription_id) for o, _ in made],
+    )
+
+
+def _list_deliveries(db: sqlite3.Connection, tenant: str, event_id: str) -> list[Delivery]:
+    deliveries = [
+        _delivery(row)
+        for row in db.execute(
+            f"SELECT {_DELIVERY} FROM deliveries WHERE tenant = ? AND event_id = ?"
+            " ORDER BY created_at, id",
+            (tenant, event_id),
+        )
+    ]
+    if not deliveries:
+        return []
+    marks = ",".join("?" * len(deliveries))
+    attempts: dict[str, list[Attempt]] = {}
+    for row in db.execute(
+        "SELECT delivery_id, number, at, status, duration_ms, error, response_excerpt"
+        f" FROM attempts WHERE delivery_id IN ({marks}) ORDER BY number",
+        [d.id for d in deliveries],
+    ):
+        attempts.setdefault(row[0], []).append(Attempt(*row[1:]))
+    return [attrs.evolve(d, attempt_log=tuple(attempts.get(d.id, ()))) for d in deliveries]
+
+
+# -- rows to values -------------------------------------------------------------------------------
+
+_RESOURCE = "kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
+_EVENT = "id, type, tenant, backend, occurred_at, data, dedupe_key"
 _SUBSCRIPTION = (
     "id, tenant, url, event_types, description, enabled, disabled_reason, secret,"
     " previous_secret, previous_expires_at, failing_since, created_at, updated_at"
@@ -545,6 +651,37 @@ _DELIVERY_JOINED = (
     " s.secret, s.previous_secret, s.previous_expires_at, s.failing_since, s.created_at,"
     " s.updated_at"
 )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _resource(row: Any) -> ResourceRecord:
+    kind, resource_id, tenant, backend, parent_id, attributes, created_at, updated_at = row
+    return ResourceRecord(
+        kind,
+        resource_id,
+        tenant,
+        backend,
+        parent_id,
+        orjson.loads(attributes),
+        created_at,
+        updated_at,
+    )
+
+
+def _event(row: Any) -> Event:
+    event_id, event_type, tenant, backend, occurred_at, data, dedupe_key = row
+    return Event(
+        id=event_id,
+        type=event_type,
+        tenant=tenant,
+        backend=backend,
+        occurred_at=occurred_at,
+        data=orjson.loads(data),
+        dedupe_key=dedupe_key,
+    )
 
 
 def _subscription(row: Any) -> Subscription:
@@ -566,35 +703,4 @@ def _claimed(row: Any) -> ClaimedDelivery:
         event=_event(row[9:16]),
         subscription=_subscription(row[17:]),
         event_received=float(row[16]),
-    )
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _resource(row: Any) -> ResourceRecord:
-    kind, resource_id, tenant, backend, parent_id, attributes, created_at, updated_at = row
-    return ResourceRecord(
-        kind,
-        resource_id,
-        tenant,
-        backend,
-        parent_id,
-        orjson.loads(attributes),
-        created_at,
-        updated_at,
-    )
-
-
-def _event(row: aiosqlite.Row | tuple[object, ...]) -> Event:
-    event_id, event_type, tenant, backend, occurred_at, data, dedupe_key = tuple(row)[:7]
-    return Event(
-        id=str(event_id),
-        type=str(event_type),
-        tenant=str(tenant),
-        backend=None if backend is None else str(backend),
-        occurred_at=str(occurred_at),
-        data=orjson.loads(str(data)),
-        dedupe_key=None if dedupe_key is None else str(dedupe_key),
     )

@@ -1,0 +1,48 @@
+"""`python -m bench [--smoke] [NAME ...]`: run benchmarks, print a table, write JSON.
+
+Each benchmark measures its baseline in the same run, so figures are ratios that hold from one
+machine to another better than absolute numbers. `--smoke` uses tiny counts: CI runs it so the
+benchmarks keep working; it is never a timing assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import fanout
+
+BENCHES = {"fanout": fanout.run}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHES], default=[])
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, to check they run")
+    args = parser.parse_args()
+    names = args.names or list(BENCHES)
+    machine = {"cores": os.cpu_count(), "python": platform.python_version()}
+    results: dict[str, Any] = {"machine": machine, "smoke": args.smoke}
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as workdir:
+            results[name] = await BENCHES[name](Path(workdir), smoke=args.smoke)
+        print(f"\n{name} ({machine['cores']} cores{', smoke' if args.smoke else ''})")
+        for key, value in results[name].items():
+            if not isinstance(value, dict):
+                print(f"  {key:<34} {value}")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / ("smoke.json" if args.smoke else "latest.json")
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {out.relative_to(RESULTS.parent.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

@@ -1,0 +1,181 @@
+"""PICTOFiT's answers in the contract's shapes: configurations, results, images, products.
+
+Result URLs are the gateway's own downloadResult URLs: the service's file URLs are for data
+exchange only (doc) and may expire, so they never leave the gateway.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gateway_pictofit.config import Assumptions
+
+if TYPE_CHECKING:
+    from gateway.backend import GatewayServices
+    from gateway.store import ResourceRecord
+
+__all__ = [
+    "ResultLink",
+    "canonical",
+    "configuration_view",
+    "configuration_views",
+    "epoch_to_iso",
+    "find_result",
+    "image_view",
+    "now_iso",
+    "product_view",
+    "result_link",
+    "unified_state",
+]
+
+JSON = dict[str, Any]
+ResultLink = Callable[[str, str, bool], str]  # (configuration id, format, compressed) -> URL
+
+IMAGE_FIELDS = ("kind", "name", "contentType", "width", "height", "bytes")
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def epoch_to_iso(value: Any) -> str | None:
+    """The doc's epoch float seconds as RFC 3339; None when absent or unreadable."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        moment = datetime.datetime.fromtimestamp(value, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.isoformat(timespec="milliseconds")
+
+
+def canonical(resource_id: str) -> str:
+    """A UUID in the service's form (lower case); other text unchanged."""
+    try:
+        return str(uuid.UUID(resource_id))
+    except ValueError:
+        return resource_id
+
+
+def unified_state(raw: Mapping[str, Any], assumptions: Assumptions) -> str:
+    state_id = raw.get("stateId")
+    if isinstance(state_id, int) and not isinstance(state_id, bool):
+        return assumptions.states.get(state_id, assumptions.unknown_state)
+    return assumptions.unknown_state
+
+
+def result_link(services: GatewayServices, product_id: str) -> ResultLink:
+    def link(configuration_id: str, fmt: str, compressed: bool) -> str:
+        url = services.url_for(
+            "downloadResult", productId=product_id, configurationId=configuration_id, format=fmt
+        )
+        return f"{url}?compressed={'true' if compressed else 'false'}"
+
+    return link
+
+
+def _results(raw: Mapping[str, Any], assumptions: Assumptions) -> list[Mapping[str, Any]]:
+    results = raw.get("results")
+    if not isinstance(results, list):
+        return []
+    a = assumptions
+    return [
+        r
+        for r in results
+        if isinstance(r, dict)
+        and isinstance(r.get(a.result_format_key), str)
+        and isinstance(r.get(a.result_compressed_key), bool)
+    ]
+
+
+def find_result(
+    raw: Mapping[str, Any], fmt: str, compressed: bool, assumptions: Assumptions
+) -> Mapping[str, Any] | None:
+    a = assumptions
+    for result in _results(raw, a):
+        if result[a.result_format_key] == fmt and result[a.result_compressed_key] is compressed:
+            return result
+    return None
+
+
+def image_view(record: ResourceRecord) -> JSON:
+    return {"id": record.id, **{key: record.attributes.get(key) for key in IMAGE_FIELDS}}
+
+
+def configuration_view(
+    raw: Mapping[str, Any],
+    *,
+    configuration_id: str,
+    product_id: str,
+    assumptions: Assumptions,
+    images: Sequence[ResourceRecord],
+    link: ResultLink,
+) -> JSON:
+    """One configuration as the contract has it; ids are the ones the caller used."""
+    a = assumptions
+    sku = raw.get("sku")
+    name = raw.get("name")
+    results = [
+        {
+            "format": r[a.result_format_key],
+            "compressed": r[a.result_compressed_key],
+            "url": link(configuration_id, r[a.result_format_key], r[a.result_compressed_key]),
+            "fileName": r.get(a.result_file_name_key)
+            if isinstance(r.get(a.result_file_name_key), str)
+            else None,
+        }
+        for r in _results(raw, a)
+    ]
+    return {
+        "id": configuration_id,
+        "productId": product_id,
+        "name": name if isinstance(name, str) else "",
+        "sku": sku if isinstance(sku, str) else None,
+        "state": unified_state(raw, a),
+        "images": [image_view(i) for i in images if all(k in i.attributes for k in IMAGE_FIELDS)],
+        "results": results,
+        "updatedAt": epoch_to_iso(raw.get("modifiedAt")),
+    }
+
+
+def configuration_views(
+    raws: Iterable[Mapping[str, Any]],
+    *,
+    product_id: str,
+    records: Sequence[ResourceRecord],
+    images: Mapping[str, Sequence[ResourceRecord]],
+    assumptions: Assumptions,
+    link: ResultLink,
+) -> list[JSON]:
+    """The service's configurations of a product, with the caller's ids and the known images."""
+    ids = {canonical(r.id): r.id for r in records}
+    views = []
+    for raw in raws:
+        configuration_id = ids.get(canonical(str(raw["id"])), str(raw["id"]))
+        views.append(
+            configuration_view(
+                raw,
+                configuration_id=configuration_id,
+                product_id=product_id,
+                assumptions=assumptions,
+                images=images.get(configuration_id, ()),
+                link=link,
+            )
+        )
+    return views
+
+
+def product_view(record: ResourceRecord, configurations: list[JSON], backend: str) -> JSON:
+    a = record.attributes
+    return {
+        "id": record.id,
+        "name": a.get("name", ""),
+        "type": a.get("type", ""),
+        "sku": a.get("sku"),
+        "backend": backend,
+        "createdAt": a.get("createdAt") or record.created_at,
+        "configurations": configurations,
+    }

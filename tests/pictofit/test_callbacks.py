@@ -1,0 +1,196 @@
+"""PICTOFiT callbacks: registration with the service, and deliveries turned into events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from gateway.state import CALLBACKS, STORE
+from gateway_pictofit.sandbox import CALLBACK_TYPES
+from tests.conftest import CALLER_KEY_B
+from tests.pictofit.conftest import (
+    CALLBACK_SECRET,
+    CUSTOMER,
+    PICTOFIT_KEY_A,
+    MakePictofit,
+    Pictofit,
+    assert_schema,
+    tenant_a_config,
+    wait_for,
+    wait_for_events,
+)
+
+
+def _callback_path(tenant: str, callback_type: str, object_id: str) -> str:
+    return f"/callbacks/pictofit/{tenant}/{callback_type}/{object_id}"
+
+
+async def _stored_events(gateway: Pictofit, tenant: str) -> list[Any]:
+    page = await gateway.client.app[STORE].list_events(
+        tenant, event_type=None, cursor=None, limit=50
+    )
+    return list(page.items)
+
+
+async def test_every_listed_type_is_registered_with_the_tenants_secret(
+    pictofit: Pictofit,
+) -> None:
+    """At start-up each callback type the service lists points at the tenant's callback URL."""
+    registered = {name: reg for (_, name), reg in pictofit.sandbox.callbacks.items()}
+    assert set(registered) == set(CALLBACK_TYPES.values())
+    for name, registration in registered.items():
+        assert registration.url == f"{pictofit.public_url}/callbacks/pictofit/tenant-a/{name}/"
+        assert registration.authorization_header_value == CALLBACK_SECRET
+    readiness = await pictofit.client.get("/readyz")
+    checks = (await readiness.json())["checks"]
+    assert checks["callbacks:pictofit:tenant-a"] == {"ok": True, "detail": "synced"}
+
+
+async def test_registration_is_idempotent(pictofit: Pictofit) -> None:
+    """Registering again (as `gateway callbacks sync` does) leaves one registration per type."""
+    before = dict(pictofit.sandbox.callbacks)
+    states = await pictofit.client.app[CALLBACKS].sync_all()
+    assert states[("tenant-a", "pictofit")].state == "synced"
+    assert pictofit.sandbox.callbacks == before
+
+
+async def test_without_a_secret_registration_fails_clearly(pictofit: Pictofit) -> None:
+    """Tenant B has no callback_secret: shown as failed, naming the setting, in /readyz and
+    /v1/backends; nothing was registered for it upstream."""
+    readiness = await pictofit.client.get("/readyz")
+    assert readiness.status == 503
+    check = (await readiness.json())["checks"]["callbacks:pictofit:tenant-b"]
+    assert check["ok"] is False
+    assert "callback_secret" in check["detail"]
+    backends = await pictofit.call("GET", "/v1/backends", CALLER_KEY_B, 200)
+    [entry] = [b for b in backends["items"] if b["name"] == "pictofit"]
+    assert entry["health"]["callbacks"]["state"] == "failed"
+    assert "callback_secret" in entry["health"]["callbacks"]["detail"]
+    assert {r.url for r in pictofit.sandbox.callbacks.values()} == {
+        f"{pictofit.public_url}/callbacks/pictofit/tenant-a/{name}/"
+        for name in CALLBACK_TYPES.values()
+    }
+
+
+async def test_failed_registration_is_retried_in_the_background(
+    make_pictofit: MakePictofit,
+) -> None:
+    """A service failing at start-up (three 503s: one sync's retries) shows `failed` in
+    /v1/backends until a background retry registers every type."""
+    gateway = await make_pictofit(faults={"fail_next": 3}, wait_synced=False)
+    registrar = gateway.client.app[CALLBACKS]
+    await wait_for(lambda: registrar.states[("tenant-a", "pictofit")].state, "failed")
+    backends = await gateway.call("GET", "/v1/backends", expect=200)
+    [entry] = [b for b in backends["items"] if b["name"] == "pictofit"]
+    assert entry["health"]["callbacks"]["state"] == "failed"
+    assert "503" in entry["health"]["callbacks"]["detail"]
+    assert gateway.sandbox.callbacks == {}
+    await wait_for(lambda: registrar.states[("tenant-a", "pictofit")].state, "synced", 4)
+    assert len(gateway.sandbox.callbacks) == len(CALLBACK_TYPES)
+
+
+async def test_forged_callbacks_get_401_and_store_nothing(pictofit: Pictofit) -> None:
+    """A wrong, missing or other tenant's secret is 401; nothing is stored or fetched."""
+    product_id = await pictofit.put_product()
+    before = len(pictofit.sandbox.requests)
+    path = _callback_path("tenant-a", "PRODUCT_COMPLETED", product_id)
+    for headers in (
+        {"Authorization": "guess"},
+        {},
+        {"Authorization": f"Bearer {CALLBACK_SECRET}"},
+        {"Authorization": PICTOFIT_KEY_A},
+    ):
+        response = await pictofit.client.post(path, headers=headers)
+        assert response.status == 401, headers
+        assert response.content_type == "application/problem+json"
+    for tenant in ("tenant-b", "nobody"):
+        other = _callback_path(tenant, "PRODUCT_COMPLETED", product_id)
+        response = await pictofit.client.post(other, headers={"Authorization": CALLBACK_SECRET})
+        assert response.status == 401, tenant
+    assert len(pictofit.sandbox.requests) == before
+    assert await _stored_events(pictofit, "tenant-a") == []
+    assert await _stored_events(pictofit, "tenant-b") == []
+
+
+async def test_duplicate_callback_is_stored_once(pictofit: Pictofit) -> None:
+    """The same callback twice: both answered 204, one event."""
+    product_id = await pictofit.put_product()
+    await pictofit.put_configuration(product_id)
+    path = _callback_path("tenant-a", "PRODUCT_REJECTED", product_id)
+    for _ in range(2):
+        response = await pictofit.client.post(path, headers={"Authorization": CALLBACK_SECRET})
+        assert response.status == 204
+    [event] = await pictofit.events()
+    assert event["type"] == "product.rejected"
+    assert_schema("ProductEventData", event["data"])
+    [configuration] = event["data"]["configurations"]
+    assert configuration["state"] == "draft"
+    assert configuration["results"] == []
+
+
+async def test_other_callback_types_become_raw_events(pictofit: Pictofit) -> None:
+    """A type with no unified name is forwarded as `pictofit.<type in lower case>`."""
+    product_id = await pictofit.put_product()
+    path = _callback_path("tenant-a", "PRODUCT_UPDATED", product_id)
+    response = await pictofit.client.post(path, headers={"Authorization": CALLBACK_SECRET})
+    assert response.status == 204
+    elsewhere = _callback_path("tenant-a", "CUSTOMER_NOTICE", "n-42")
+    response = await pictofit.client.post(elsewhere, headers={"Authorization": CALLBACK_SECRET})
+    assert response.status == 204
+    events = {e["type"]: e["data"] for e in await wait_for_events(pictofit, 2)}
+    assert events["pictofit.product_updated"] == {
+        "callbackType": "PRODUCT_UPDATED",
+        "objectId": product_id,
+        "productId": product_id,
+        "configurations": [],
+    }
+    assert events["pictofit.customer_notice"] == {
+        "callbackType": "CUSTOMER_NOTICE",
+        "objectId": "n-42",
+    }
+
+
+async def test_product_callback_for_a_product_the_tenant_lacks_is_404(pictofit: Pictofit) -> None:
+    """A completion for a product the tenant never created (another tenant's on a shared
+    customer, or a test trigger) becomes no event of this tenant."""
+    other = await pictofit.put_product(key=CALLER_KEY_B)
+    for product_id in (other, str(uuid.uuid4())):
+        path = _callback_path("tenant-a", "PRODUCT_COMPLETED", product_id)
+        response = await pictofit.client.post(path, headers={"Authorization": CALLBACK_SECRET})
+        assert response.status == 404
+    assert await _stored_events(pictofit, "tenant-a") == []
+
+
+async def test_malformed_callback_path_is_400(pictofit: Pictofit) -> None:
+    """An authenticated callback without an object id is a clear 400."""
+    path = "/callbacks/pictofit/tenant-a/PRODUCT_COMPLETED/"
+    response = await pictofit.client.post(path, headers={"Authorization": CALLBACK_SECRET})
+    assert response.status == 400
+    assert (await response.json())["errors"][0]["location"] == "callbackPath"
+
+
+async def test_the_sandbox_trigger_reaches_the_gateway(pictofit: Pictofit) -> None:
+    """The service's own test trigger is delivered and verified like a real callback."""
+    product_id = await pictofit.put_product()
+    trigger = f"/customers/{CUSTOMER}/callbacks/PRODUCT_REJECTED/trigger/{product_id}"
+    response = await pictofit.client.session.post(
+        pictofit.sandbox_url + trigger, headers={"Authorization": f"Bearer {PICTOFIT_KEY_A}"}
+    )
+    assert (await response.json())["sent"]["status"] == 204
+    [event] = await pictofit.events()
+    assert (event["type"], event["data"]["productId"]) == ("product.rejected", product_id)
+
+
+async def test_tenant_without_secret_is_not_registered(make_pictofit: MakePictofit) -> None:
+    """A tenant table without callback_secret registers nothing and its state says why."""
+
+    def no_secret(url: str) -> dict[str, Any]:
+        config = tenant_a_config(url)
+        del config["callback_secret"]
+        return config
+
+    gateway = await make_pictofit(tenant_a=no_secret, wait_synced=False)
+    registrar = gateway.client.app[CALLBACKS]
+    await wait_for(lambda: registrar.states[("tenant-a", "pictofit")].state, "failed")
+    assert gateway.sandbox.callbacks == {}
+    assert not gateway.sandbox.requests
