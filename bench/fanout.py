@@ -80,8 +80,9 @@ async def baseline_rate(http: aiohttp.ClientSession, receiver: str, total: int) 
 
 async def gateway_rate(
     http: aiohttp.ClientSession, gateway: str, receiver: str, events: int
-) -> tuple[float, float]:
-    """Callbacks as fast as they are accepted; deliveries/s until the last one arrived."""
+) -> tuple[float, float, float]:
+    """Callbacks as fast as they are accepted; deliveries/s until the last one arrived (overall,
+    and while draining the backlog once ingestion ended), and callbacks ingested/s."""
     await http.post(f"{receiver}/reset")
     gate = asyncio.Semaphore(32)
     headers = {"Authorization": CALLBACK_SECRET}
@@ -96,8 +97,10 @@ async def gateway_rate(
     started = time.perf_counter()
     await asyncio.gather(*(callback(n) for n in range(events)))
     ingested = time.perf_counter()
+    backlog = events * SUBSCRIBERS - (await _stats(http, receiver))["count"]
     done = await _wait_for(http, receiver, events * SUBSCRIBERS)
-    return events * SUBSCRIBERS / (done - started), events / (ingested - started)
+    overall = events * SUBSCRIBERS / (done - started)
+    return overall, backlog / (done - ingested), events / (ingested - started)
 
 
 async def latency(
@@ -167,7 +170,7 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
             async with http.post(f"{gateway}/v1/subscriptions", json=body, headers=auth) as r:
                 assert r.status == 201, await r.text()
         base_rate = await baseline_rate(http, receiver, events * SUBSCRIBERS)
-        rate, ingest_rate = await gateway_rate(http, gateway, receiver, events)
+        rate, drain_rate, ingest_rate = await gateway_rate(http, gateway, receiver, events)
         base_lat = await baseline_latency(http, receiver, 200, seconds)
         lat = await latency(http, gateway, receiver, 200, seconds)
     p95, base_p95 = percentile(lat, 95), percentile(base_lat, 95)
@@ -175,6 +178,7 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
         "deliveries_per_second": round(rate),
         "baseline_posts_per_second": round(base_rate),
         "deliveries_ratio": round(rate / base_rate, 3),
+        "backlog_deliveries_per_second": round(drain_rate),
         "callbacks_ingested_per_second": round(ingest_rate),
         "first_attempt_p50_ms": round(percentile(lat, 50), 2),
         "first_attempt_p95_ms": round(p95, 2),
