@@ -131,6 +131,17 @@ class Event:
     data: Mapping[str, Any]
     dedupe_key: str | None = None
 
+    def document(self) -> dict[str, Any]:
+        """The event as subscribers and callers see it (the contract's `Event`)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "tenant": self.tenant,
+            "backend": self.backend,
+            "occurredAt": self.occurred_at,
+            "data": self.data,
+        }
+
     @classmethod
     def new(
         cls,

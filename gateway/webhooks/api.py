@@ -193,18 +193,7 @@ async def send_test_event(request: web.Request) -> web.Response:
     store = request.app[STORE]
     await store.record_event(event, dedupe_window=0, only_subscription=current.id)
     request.app[EVENTS].wake()
-    return json_response(event_body(event), 202)
-
-
-def event_body(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type,
-        "tenant": event.tenant,
-        "backend": event.backend,
-        "occurredAt": event.occurred_at,
-        "data": event.data,
-    }
+    return json_response(event.document(), 202)
 
 
 async def _event(request: web.Request) -> Event:
@@ -223,12 +212,12 @@ async def list_events(request: web.Request) -> web.Response:
         cursor=query.get("cursor"),
         limit=query.get("limit", 50),
     )
-    items = [event_body(e) for e in page.items]
+    items = [e.document() for e in page.items]
     return json_response({"items": items, "nextCursor": page.next_cursor})
 
 
 async def get_event(request: web.Request) -> web.Response:
-    return json_response(event_body(await _event(request)))
+    return json_response((await _event(request)).document())
 
 
 async def list_event_deliveries(request: web.Request) -> web.Response:

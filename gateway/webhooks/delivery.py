@@ -47,16 +47,7 @@ DisabledCallback = Callable[[Subscription, str], Awaitable[None]]
 
 def event_payload(event: Event) -> bytes:
     """The exact bytes subscribers receive (and that are signed)."""
-    return orjson.dumps(
-        {
-            "id": event.id,
-            "type": event.type,
-            "tenant": event.tenant,
-            "backend": event.backend,
-            "occurredAt": event.occurred_at,
-            "data": event.data,
-        }
-    )
+    return orjson.dumps(event.document())
 
 
 class WebhookMetrics:
