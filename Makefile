@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format check-all clean
+.PHONY: run test lint format clean bench bench-smoke
 
 $(STAMP): pyproject.toml plugins/pictofit/pyproject.toml plugins/artifi/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,10 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .gateway-data .mypy_cache .ruff_cache .pytest_cache
+
+## bench: the benchmarks (table on stdout, JSON in bench/results/)
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --smoke
