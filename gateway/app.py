@@ -13,6 +13,7 @@ from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
 from gateway.logs import SECRETS
 from gateway.metrics import Metrics
 from gateway.middleware import MB, MIDDLEWARES
+from gateway.owners import Owners
 from gateway.plugins import PluginHost
 from gateway.routes import add_routes
 from gateway.settings import Settings, structure_backend_configs
@@ -21,6 +22,7 @@ from gateway.state import (
     CONTRACT,
     EVENTS,
     METRICS,
+    OWNERS,
     PLUGINS,
     SETTINGS,
     STORE,
@@ -67,6 +69,7 @@ def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> w
     app[METRICS] = metrics
     app[UPSTREAMS] = {}
     app[EVENTS] = worker
+    app[OWNERS] = Owners(store)
 
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_upstreams)

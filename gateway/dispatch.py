@@ -7,6 +7,7 @@ build the call, let the plugin do its work, encode its reply. Errors propagate t
 from __future__ import annotations
 
 import functools
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,9 +24,12 @@ from gateway.backend import (
 )
 from gateway.contract import Operation
 from gateway.middleware import REQUEST_ID_HEADER
+from gateway.owners import Owners
 from gateway.state import (
+    CONTRACT,
     INPUT,
     OPERATION,
+    OWNERS,
     PLUGINS,
     REQUEST_ID,
     SETTINGS,
@@ -34,7 +38,6 @@ from gateway.state import (
     TENANTS,
     UPSTREAMS,
 )
-from gateway.store import Store
 from gateway.tenants import Tenant, choose_backend
 from gateway.upstream import BoundUpstream
 
@@ -43,7 +46,9 @@ MAX_CALLBACK_BYTES = 1024 * 1024
 
 def url_for(request: web.Request, operation_id: str, /, **path: str) -> str:
     base = request.app[SETTINGS].server.public_url or f"{request.scheme}://{request.host}"
-    return base.rstrip("/") + str(request.app.router[operation_id].url_for(**path))
+    template = request.app[CONTRACT].operations[operation_id].path
+    quoted = {name: urllib.parse.quote(str(value), safe="") for name, value in path.items()}
+    return base.rstrip("/") + template.format_map(quoted)
 
 
 async def start_stream(
@@ -103,7 +108,7 @@ def to_response(result: Reply | web.StreamResponse) -> web.StreamResponse:
 
 
 async def _owned_backend(
-    store: Store, operation: Operation, tenant: Tenant, path: Mapping[str, Any]
+    owners: Owners, operation: Operation, tenant: Tenant, path: Mapping[str, Any]
 ) -> tuple[str | None, list[tuple[str, str, str | None]]]:
     """The backend recorded for the path's resources, and the resources this call creates.
 
@@ -115,7 +120,7 @@ async def _owned_backend(
     parent: str | None = None
     for ref in operation.resources:
         resource_id = str(path[ref.param])
-        owner = await store.get_resource(ref.kind, resource_id)
+        owner = await owners.get(ref.kind, resource_id)
         if owner is None:
             if not ref.create:
                 raise problems.not_found(f"{ref.kind} {resource_id} does not exist")
@@ -134,7 +139,8 @@ async def backend_operation(request: web.Request) -> web.StreamResponse:
     checked = request[INPUT]
     store = request.app[STORE]
     plugins = request.app[PLUGINS]
-    owner, to_create = await _owned_backend(store, operation, tenant, checked.path)
+    owners = request.app[OWNERS]
+    owner, to_create = await _owned_backend(owners, operation, tenant, checked.path)
     body_backend = checked.body.get("backend") if isinstance(checked.body, dict) else None
     backend = choose_backend(
         tenant,
@@ -150,6 +156,7 @@ async def backend_operation(request: web.Request) -> web.StreamResponse:
         )
         if claimed.tenant != tenant.id:  # another tenant won the race for this id
             raise problems.not_found(f"{kind} {resource_id} does not exist")
+        owners.remember(claimed)
     config = tenant.configs[backend]
     call = OperationCall(
         operation=operation.operation_id,

@@ -48,13 +48,40 @@ def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
     return orjson.dumps(event_dict, default=repr).decode()
 
 
+class _Sink:
+    """A structlog logger that writes each rendered line to a text stream.
+
+    structlog's own loggers skip the stdlib's record and handler machinery (the cost of a log line
+    halves); `name` feeds `add_logger_name` as a stdlib logger's would.
+    """
+
+    def __init__(self, name: str, stream: IO[str]) -> None:
+        self.name = name
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        self._stream.write(message + "\n")
+        self._stream.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+class _SinkFactory:
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def __call__(self, *args: Any) -> _Sink:
+        return _Sink(str(args[0]) if args else "gateway", self._stream)
+
+
 def configure_logging(
     format: str = "json", level: str = "info", *, stream: IO[str] | None = None, cache: bool = True
 ) -> None:
-    """Configure structlog and the stdlib root logger; safe to call again.
+    """Configure structlog and the stdlib root logger (aiohttp's logs) alike; safe to call again.
 
     `cache=False` keeps loggers re-configurable (tests capture logs per test).
     """
+    output = stream or sys.stderr
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -64,25 +91,21 @@ def configure_logging(
         scrub_secrets,
     ]
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.dev.ConsoleRenderer(colors=output.isatty())
         if format == "console"
         else _render_json
     )
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, renderer],
+        logger_factory=_SinkFactory(output),
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         cache_logger_on_first_use=cache,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(output)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

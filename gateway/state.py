@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.callbacks import CallbackRegistrar
 from gateway.contract import Contract, Operation
 from gateway.metrics import Metrics
+from gateway.owners import Owners
 from gateway.plugins import PluginHost
 from gateway.settings import Settings
 from gateway.store import Store
@@ -24,6 +25,7 @@ METRICS = web.AppKey("metrics", Metrics)
 UPSTREAMS = web.AppKey("upstreams", dict[str, UpstreamClient])
 CALLBACKS = web.AppKey("callbacks", CallbackRegistrar)
 EVENTS = web.AppKey("events", DeliveryWorker)
+OWNERS = web.AppKey("owners", Owners)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 OPERATION = web.RequestKey("operation", Operation)

@@ -30,5 +30,8 @@ _converter = _make_converter()
 
 
 def dumps(value: Any) -> bytes:
-    """JSON bytes of plain data or attrs values (field names in camelCase)."""
-    return orjson.dumps(_converter.unstructure(value))
+    """JSON bytes of plain data or attrs values (field names in camelCase).
+
+    orjson encodes dicts and lists itself and asks the converter only for what it does not know.
+    """
+    return orjson.dumps(value, default=_converter.unstructure)
