@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format clean bench bench-smoke
+.PHONY: run test lint format clean bench bench-smoke bench-tools
 
 $(STAMP): pyproject.toml plugins/pictofit/pyproject.toml plugins/artifi/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,13 @@ clean:
 	rm -rf $(VENV) .gateway-data .mypy_cache .ruff_cache .pytest_cache
 
 ## bench: the benchmarks (table on stdout, JSON in bench/results/)
-bench: $(STAMP)
+bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench
 
-bench-smoke: $(STAMP)
+bench-smoke: $(STAMP) bench-tools
 	$(BIN)/python -m bench --smoke
+
+# wrk (the load generator) and nginx (an upstream that is not the bottleneck), from Debian.
+bench-tools:
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light)

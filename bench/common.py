@@ -17,16 +17,30 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.asynccontextmanager
-async def process(*args: str, health: str, env: dict[str, str] | None = None) -> AsyncIterator[int]:
-    """Run `python -m ARGS... PORT` until the block ends; yields the port once `health` answers."""
-    port = unused_port()
+async def process(
+    *args: str,
+    health: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    append_port: bool = True,
+    log: Path | None = None,
+) -> AsyncIterator[int]:
+    """Run `python -m ARGS... [PORT]` until the block ends; yields the port once `health` answers.
+
+    Its output goes to `log` (default: discarded), so that a chatty server's logging is paid for
+    as in production without flooding the benchmark's table.
+    """
+    port = port or unused_port()
+    output = log.open("ab") if log else open(os.devnull, "wb")  # noqa: SIM115 - closed below
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         *args,
-        str(port),
+        *([str(port)] if append_port else []),
         cwd=ROOT,
         env={**os.environ, **(env or {})},
+        stdout=output,
+        stderr=output,
     )
     try:
         async with aiohttp.ClientSession() as http:
@@ -38,6 +52,50 @@ async def process(*args: str, health: str, env: dict[str, str] | None = None) ->
                 await asyncio.sleep(0.05)
             else:
                 raise RuntimeError(f"{' '.join(args)} did not start")
+        yield port
+    finally:
+        child.terminate()
+        await child.wait()
+        output.close()
+
+
+@contextlib.asynccontextmanager
+async def nginx(workdir: Path, locations: str) -> AsyncIterator[int]:
+    """nginx (Debian's, installed by `make bench`) serving canned answers: an upstream that is
+    not the bottleneck. `locations` is the body of its server block."""
+    port = unused_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        f"""
+daemon off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {workdir};
+    proxy_temp_path {workdir};
+    fastcgi_temp_path {workdir};
+    uwsgi_temp_path {workdir};
+    scgi_temp_path {workdir};
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        default_type application/json;
+        {locations}
+    }}
+}}
+"""
+    )
+    child = await asyncio.create_subprocess_exec("nginx", "-c", str(conf), "-p", str(workdir))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/"):
+                        break
+                await asyncio.sleep(0.05)
         yield port
     finally:
         child.terminate()
