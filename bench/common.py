@@ -31,7 +31,7 @@ async def process(
     as in production without flooding the benchmark's table.
     """
     port = port or unused_port()
-    output = log.open("ab") if log else open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    output = (log or Path(os.devnull)).open("ab")
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
