@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, proxy
+from bench import fanout, proxy, uploads
 
-BENCHES = {"proxy": proxy.run, "fanout": fanout.run}
+BENCHES = {"proxy": proxy.run, "uploads": uploads.run, "fanout": fanout.run}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

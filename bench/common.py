@@ -11,9 +11,23 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiohttp
+import attrs
 from aiohttp.test_utils import unused_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@attrs.frozen
+class Child:
+    port: int
+    pid: int
+
+    def rss_bytes(self) -> int:
+        """Resident memory now, from /proc (Linux)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for {self.pid}")
 
 
 @contextlib.asynccontextmanager
@@ -24,8 +38,8 @@ async def process(
     port: int | None = None,
     append_port: bool = True,
     log: Path | None = None,
-) -> AsyncIterator[int]:
-    """Run `python -m ARGS... [PORT]` until the block ends; yields the port once `health` answers.
+) -> AsyncIterator[Child]:
+    """Run `python -m ARGS... [PORT]` until the block ends; yields it once `health` answers.
 
     Its output goes to `log` (default: discarded), so that a chatty server's logging is paid for
     as in production without flooding the benchmark's table.
@@ -52,7 +66,7 @@ async def process(
                 await asyncio.sleep(0.05)
             else:
                 raise RuntimeError(f"{' '.join(args)} did not start")
-        yield port
+        yield Child(port, child.pid)
     finally:
         child.terminate()
         await child.wait()

@@ -158,12 +158,14 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
     write_config(config, workdir)
     env = {"BENCH_ACME_KEY": "bench-acme-key", "BENCH_CALLBACK_SECRET": CALLBACK_SECRET}
     async with (
-        process("bench.receiver", health="/stats") as receiver_port,
-        process("tests.gateway_process", str(config), health="/healthz", env=env) as port,
+        process("bench.receiver", health="/stats") as receiver_process,
+        process(
+            "tests.gateway_process", str(config), health="/healthz", env=env
+        ) as gateway_process,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http,
     ):
-        gateway = f"http://127.0.0.1:{port}"
-        receiver = f"http://127.0.0.1:{receiver_port}"
+        gateway = f"http://127.0.0.1:{gateway_process.port}"
+        receiver = f"http://127.0.0.1:{receiver_process.port}"
         auth = {"Authorization": f"Bearer {CALLER_KEY}"}
         for n in range(SUBSCRIBERS):
             body = {"url": f"{receiver}/sub{n}", "eventTypes": ["*"]}

@@ -105,10 +105,10 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
         env = {"BENCH_PICTOFIT_KEY": "bench-pictofit-key"}
         gateway_cli = ("gateway.cli", "serve", "--config", str(config), "--port")
         async with (
-            process("bench.minimal_proxy", upstream, health="/products/types") as proxy_port,
-            process(*gateway_cli, health="/healthz", env=env, log=workdir / "gateway.log") as port,
+            process("bench.minimal_proxy", upstream, health="/products/types") as proxy,
+            process(*gateway_cli, health="/healthz", env=env, log=workdir / "gateway.log") as gw,
         ):
-            gateway = f"http://127.0.0.1:{port}"
+            gateway = f"http://127.0.0.1:{gw.port}"
             auth = {"Authorization": f"Bearer {CALLER_KEY}"}
             async with aiohttp.ClientSession() as http:
                 body = {"name": "Bench", "type": "GARMENT_2D"}
@@ -125,7 +125,7 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
                     f"{upstream}{path}", connections=connections, seconds=seconds
                 )
                 figures[f"proxy_c{connections}"] = await wrk(
-                    f"http://127.0.0.1:{proxy_port}{path}", connections=connections, seconds=seconds
+                    f"http://127.0.0.1:{proxy.port}{path}", connections=connections, seconds=seconds
                 )
                 figures[f"gateway_c{connections}"] = await wrk(
                     read, connections=connections, seconds=seconds, key=CALLER_KEY

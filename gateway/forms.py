@@ -31,7 +31,6 @@ class UploadedFile:
     content_type: str | None
     size: int
     path: Path
-    sha256: str  # of the content, computed while spooling (Idempotency-Key fingerprints)
 
     def open(self) -> BinaryIO:
         """A fresh handle from the start (an upload that is retried reads the file again)."""
@@ -41,6 +40,14 @@ class UploadedFile:
         """The first bytes, enough for an image's header."""
         with self.open() as f:
             return f.read(size)
+
+    def sha256(self) -> str:
+        """The content's digest, read again from disk: only Idempotency-Key fingerprints need it,
+        so an upload does not pay for it otherwise."""
+        digest = hashlib.sha256()
+        for chunk in self.chunks():
+            digest.update(chunk)
+        return digest.hexdigest()
 
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
         with self.open() as f:
@@ -99,12 +106,10 @@ async def _spool(
     fd, raw_path = tempfile.mkstemp(prefix="gateway-upload-")
     path = Path(raw_path)
     size = 0
-    digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := await part.read_chunk(CHUNK):
                 size += len(chunk)
-                digest.update(chunk)
                 if total + size > limit:
                     raise problems.payload_too_large(limit)
                 out.write(chunk)
@@ -112,5 +117,5 @@ async def _spool(
         path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink, no slower than a write
         raise
     content_type = part.headers.get("Content-Type")
-    upload = UploadedFile(name, part.filename, content_type, size, path, digest.hexdigest())
+    upload = UploadedFile(name, part.filename, content_type, size, path)
     return upload, total + size

@@ -30,12 +30,13 @@ REPLAYED = "Idempotent-Replayed"
 POLL_INTERVAL = 0.02
 
 
-def fingerprint(operation_id: str, checked: Input) -> str:
+async def fingerprint(operation_id: str, checked: Input) -> str:
     """What makes two requests "the same": operation, parameters, body and file contents."""
     files = {}
     if checked.form is not None:
         files = {
-            name: [f.sha256, f.filename, f.content_type] for name, f in checked.form.files.items()
+            name: [await asyncio.to_thread(f.sha256), f.filename, f.content_type]
+            for name, f in checked.form.files.items()
         }
     document = {
         "operation": operation_id,
@@ -63,7 +64,7 @@ async def run_once(
     wait: float,
     run: Callable[[], Awaitable[Reply | web.StreamResponse]],
 ) -> Reply | web.StreamResponse:
-    request_print = fingerprint(operation_id, checked)
+    request_print = await fingerprint(operation_id, checked)
     try:
         async with asyncio.timeout(wait):
             while True:
