@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from gateway.middleware import MB, MIDDLEWARES
 from gateway.owners import Owners
 from gateway.plugins import PluginHost
 from gateway.routes import add_routes
-from gateway.settings import Settings, structure_backend_configs
+from gateway.settings import Settings, StoreSettings, structure_backend_configs
 from gateway.state import (
     CALLBACKS,
     CONTRACT,
@@ -29,7 +30,7 @@ from gateway.state import (
     TENANTS,
     UPSTREAMS,
 )
-from gateway.store import Subscription, open_store
+from gateway.store import Store, Subscription, open_store
 from gateway.tenants import TenantDirectory
 from gateway.upstream import UpstreamClient
 from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
@@ -37,7 +38,7 @@ from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
 
 def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> web.Application:
     """The gateway as an aiohttp app; resources open on start-up and close on clean-up."""
-    store = open_store(settings.store.url)
+    store = _open_store(settings.store)
     metrics = Metrics()
 
     async def announce_disabled(subscription: Subscription, reason: str) -> None:
@@ -77,6 +78,15 @@ def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> w
     app.cleanup_ctx.append(_webhooks)
     add_routes(app, app[CONTRACT])
     return app
+
+
+def _open_store(settings: StoreSettings) -> Store:
+    url = settings.resolved_url()
+    password = settings.password.reveal() if settings.password else None
+    if url != settings.url:  # read from a secret reference: the whole URL is a secret
+        SECRETS.add(url)
+    SECRETS.add(*(p for p in (password, urllib.parse.urlsplit(url).password) if p))
+    return open_store(url, password=password, pool_size=settings.pool_size)
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:

@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import attrs
 import orjson
+import structlog
 from aiohttp import web
 
 from gateway import __version__
@@ -32,6 +35,13 @@ from gateway.state import CALLBACKS
 from gateway.tenants import digest_key, new_key
 
 SANDBOX_DATA = Path(".gateway-data")
+# `serve --workers N`: how the supervisor watches, restarts and stops its worker processes.
+SUPERVISE_INTERVAL = 0.2
+QUICK_DEATH = 5.0  # a worker that exits sooner than this after starting failed to start
+GIVE_UP_AFTER = 5  # quick deaths in a row of one worker stop them all (exit 1)
+RESTART_BACKOFF_CAP = 10.0
+STOP_GRACE = 30.0  # seconds the workers get to finish after SIGTERM
+ORPHAN_CHECK = 1.0
 SANDBOX_KEY_ENV = "GATEWAY_SANDBOX_KEY"
 SANDBOX_TENANT = "demo"
 
@@ -58,9 +68,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no configuration needed: every backend's simulator, SQLite, a demo tenant",
     )
-    serve.add_argument("--workers", type=int, default=1, help="processes serving one port")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving one port, each with its own delivery workers (PostgreSQL only)",
+    )
     serve.add_argument("--host", help="overrides server.host")
     serve.add_argument("--port", type=int, help="overrides server.port")
+    # Set by `--workers N` on the processes it starts: share the port, stop when orphaned.
+    serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     keys = commands.add_parser("keys", help="caller keys").add_subparsers(required=True)
@@ -141,16 +158,28 @@ def _serve(args: argparse.Namespace) -> int:
     server = settings.server
     server = attrs.evolve(server, host=args.host or server.host, port=args.port or server.port)
     settings = attrs.evolve(settings, server=server)
-    if args.workers > 1:
+    if args.workers > 1 and (args.sandbox or _store_scheme(settings) == "sqlite"):
         raise ConfigError(
-            ["--workers: the SQLite store serves one process; run one worker per database file"]
+            [
+                "--workers: the SQLite store serves one process; run one worker per database"
+                ' file, or use PostgreSQL (store.url = "postgresql://...") for several'
+            ]
         )
     configure_logging(settings.log.format, settings.log.level)
-    asyncio.run(_run(settings, sandbox=args.sandbox))
+    if args.workers > 1:
+        return _supervise(args, settings)
+    asyncio.run(_run(settings, sandbox=args.sandbox, parent=args.worker_of))
     return 0
 
 
-async def _run(settings: Settings, *, sandbox: bool) -> None:
+def _store_scheme(settings: Settings) -> str:
+    try:
+        return settings.store.scheme()
+    except (LookupError, OSError) as exc:  # the URL's secret reference cannot be read
+        raise ConfigError([f"store.url: {exc}"]) from None
+
+
+async def _run(settings: Settings, *, sandbox: bool, parent: int | None = None) -> None:
     async with contextlib.AsyncExitStack() as stack:
         demo_key = None
         if sandbox:
@@ -158,7 +187,10 @@ async def _run(settings: Settings, *, sandbox: bool) -> None:
         runner = web.AppRunner(create_app(settings), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, settings.server.host, settings.server.port)
+        # One of several processes on the port: the kernel spreads connections among them.
+        site = web.TCPSite(
+            runner, settings.server.host, settings.server.port, reuse_port=parent is not None
+        )
         await site.start()
         base = f"http://{settings.server.host}:{settings.server.port}"
         if demo_key:
@@ -167,7 +199,82 @@ async def _run(settings: Settings, *, sandbox: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if parent is not None:
+            stack.enter_context(_stop_when_orphaned(parent, stop))
         await stop.wait()
+
+
+@contextlib.contextmanager
+def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> Iterator[None]:
+    """A worker whose supervisor died (even by SIGKILL) stops rather than hold the port."""
+
+    async def watch() -> None:
+        while os.getppid() == parent:  # noqa: ASYNC110 - no event says the parent died
+            await asyncio.sleep(ORPHAN_CHECK)
+        stop.set()
+
+    task = asyncio.get_running_loop().create_task(watch())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _supervise(args: argparse.Namespace, settings: Settings) -> int:
+    """Start `--workers` processes on one port (SO_REUSEPORT), restart any that dies, and stop
+    them all on SIGTERM or SIGINT. Each opens the store and runs its own delivery workers."""
+    log = structlog.get_logger("gateway.workers")
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--worker-of", str(os.getpid())]
+    command += ["--host", settings.server.host, "--port", str(settings.server.port)]
+    if args.config:
+        command += ["--config", args.config]
+    stopping: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _: stopping.append(signum))
+
+    def start() -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(command)
+        log.info("workers.started", pid=child.pid)
+        return child
+
+    children = [start() for _ in range(args.workers)]
+    started = [time.monotonic()] * args.workers
+    restart_at: list[float | None] = [None] * args.workers
+    quick_deaths = [0] * args.workers
+    code = 0
+    while not stopping:
+        time.sleep(SUPERVISE_INTERVAL)
+        now = time.monotonic()
+        for i, child in enumerate(children):
+            if stopping or child.poll() is None:
+                continue
+            if restart_at[i] is None:  # just exited
+                lived = now - started[i]
+                quick_deaths[i] = quick_deaths[i] + 1 if lived < QUICK_DEATH else 0
+                log.warning(
+                    "workers.exited", pid=child.pid, code=child.returncode, lived_s=round(lived, 1)
+                )
+                if quick_deaths[i] >= GIVE_UP_AFTER:
+                    log.error("workers.giving_up", reason="a worker keeps exiting as it starts")
+                    stopping.append(0)
+                    code = 1
+                    break
+                backoff = 0.5 * 2 ** quick_deaths[i] if quick_deaths[i] else 0.0
+                restart_at[i] = now + min(RESTART_BACKOFF_CAP, backoff)
+            if now >= (restart_at[i] or 0.0):
+                children[i], started[i], restart_at[i] = start(), now, None
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_GRACE
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    log.info("workers.stopped", workers=len(children))
+    return code
 
 
 @contextlib.asynccontextmanager

@@ -61,7 +61,8 @@ class Parameter:
         except ValueError:
             return raw
         if kind == "boolean":
-            return {"true": True, "false": False, "1": True, "0": False}.get(raw.lower(), raw)
+            # Only the spellings OpenAPI serialises booleans to; "1" or "yes" is a type error.
+            return {"true": True, "false": False}.get(raw.lower(), raw)
         return raw
 
     def check(self, raw: str) -> tuple[Any, list[FieldError]]:
@@ -82,6 +83,8 @@ class Operation:
     body_validators: Mapping[str, Any]  # content type -> compiled validator
     resources: tuple[ResourceRef, ...]
     form_properties: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    # `x-gateway-raw-body`: any content type is taken unread (upstream callbacks).
+    raw_body: bool = False
 
     @property
     def route_path(self) -> str:
@@ -171,6 +174,7 @@ def _operation(
         body_validators=validators,
         resources=tuple(ResourceRef(**r) for r in node.get("x-gateway-resources", ())),
         form_properties=form_properties,
+        raw_body=bool(node.get("x-gateway-raw-body", False)),
     )
 
 
@@ -223,3 +227,83 @@ def body_errors(validator: Any, instance: Any) -> list[FieldError]:
         else:
             errors.append(FieldError(pointer or "/", error.message))
     return errors
+
+
+# --- responses --------------------------------------------------------------------------------
+
+_JSON_MEDIA = re.compile(r"^application/(?:[\w.-]+\+)?json$")
+
+
+def is_json_media(media_type: str) -> bool:
+    """application/json and the `+json` types (problem+json)."""
+    return bool(_JSON_MEDIA.match(media_type))
+
+
+# (operationId, status) -> media type -> compiled body validator; None where the body is not JSON.
+ResponseTable = Mapping[tuple[str, int], Mapping[str, Any | None]]
+
+
+def compile_responses(contract: Contract) -> ResponseTable:
+    """Every documented response of every operation, with a validator for each JSON body.
+
+    The gateway does not check its own answers at run time; tests do (a drift between the code and
+    the contract fails them), and so may anyone holding a response and its operationId. Identical
+    schemas (every shared problem response) are compiled once.
+    """
+    document = contract.document
+    compiled: dict[bytes, Any] = {}
+    table: dict[tuple[str, int], dict[str, Any | None]] = {}
+    for operation_id, operation in contract.operations.items():
+        node = document["paths"][operation.path][operation.method.lower()]
+        for code, raw in node.get("responses", {}).items():
+            media_types: dict[str, Any | None] = {}
+            for media_type, media in _resolve(document, raw).get("content", {}).items():
+                schema = media.get("schema", {})
+                if not is_json_media(media_type):
+                    media_types[media_type] = None
+                    continue
+                key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+                if key not in compiled:
+                    compiled[key] = _compile(document, schema)
+                media_types[media_type] = compiled[key]
+            table[(operation_id, int(code))] = media_types
+    return table
+
+
+def response_problems(
+    table: ResponseTable,
+    operation_id: str,
+    status: int,
+    content_type: str | None,
+    body: bytes | None,
+) -> list[str]:
+    """What is wrong with a response against the contract (empty when it conforms).
+
+    `content_type` is the media type without parameters (None when the response has none);
+    `body` is None when it was streamed and cannot be read back: then only the status and the
+    content type are checked.
+    """
+    documented = table.get((operation_id, status))
+    if documented is None:
+        statuses = sorted(code for op, code in table if op == operation_id)
+        return [f"{operation_id}: status {status} is not documented (documented: {statuses})"]
+    if not documented:
+        if body:
+            return [f"{operation_id} {status}: a body ({content_type}) where none is documented"]
+        return []
+    if content_type is None or content_type not in documented:
+        return [
+            f"{operation_id} {status}: content type {content_type} is not documented "
+            f"(documented: {sorted(documented)})"
+        ]
+    validator = documented[content_type]
+    if validator is None or body is None:
+        return []
+    try:
+        instance = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return [f"{operation_id} {status}: the body is not JSON: {exc}"]
+    return [
+        f"{operation_id} {status}: {json_pointer(error.instance_path) or '/'}: {error.message}"
+        for error in validator.iter_errors(instance)
+    ]

@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import attrs
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import problems
 
@@ -94,7 +95,8 @@ async def read_form(request: web.Request, *, limit: int) -> Form:
     except problems.ProblemError:
         Form(fields, files).close()
         raise
-    except (ValueError, AssertionError, LookupError) as exc:
+    except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+        # HttpProcessingError: a part's headers do not parse (aiohttp's own header parser).
         Form(fields, files).close()
         raise problems.bad_request(f"malformed multipart body: {exc}") from None
     return Form(fields, files)

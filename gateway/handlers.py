@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import wire
+from gateway import docs, wire
 from gateway.callbacks import SyncState
 from gateway.events import CORE_EVENT_TYPES
 from gateway.metrics import CONTENT_TYPE_LATEST
@@ -21,6 +21,7 @@ from gateway.state import (
     TENANTS,
     UPSTREAMS,
 )
+from gateway.store import StoreUnavailable
 
 STORE_PING_TIMEOUT = 2.0
 
@@ -38,6 +39,8 @@ async def get_readiness(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(request.app[STORE].ping(), STORE_PING_TIMEOUT)
         checks["store"] = {"ok": True}
+    except StoreUnavailable as exc:
+        checks["store"] = {"ok": False, "detail": str(exc)}
     except Exception as exc:  # any failure means not ready; say which
         checks["store"] = {"ok": False, "detail": f"store unreachable: {type(exc).__name__}"}
     tenants = request.app[TENANTS].tenants
@@ -76,6 +79,12 @@ async def get_contract_json(request: web.Request) -> web.Response:
 
 async def get_contract_yaml(request: web.Request) -> web.Response:
     return web.Response(body=request.app[CONTRACT].yaml_bytes, content_type="application/yaml")
+
+
+async def get_docs(request: web.Request) -> web.Response:
+    return web.Response(
+        body=docs.page(request.app[CONTRACT]), content_type="text/html", charset="utf-8"
+    )
 
 
 async def list_backends(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 import uuid
+from urllib.parse import quote
 
 import orjson
 import structlog
@@ -20,6 +21,7 @@ from aiohttp.typedefs import Handler
 from gateway import problems
 from gateway.problems import PROBLEM_CONTENT_TYPE, ProblemError
 from gateway.state import CONTRACT, INPUT, METRICS, OPERATION, REQUEST_ID, SETTINGS, TENANT, TENANTS
+from gateway.store import StoreUnavailable
 from gateway.validation import validate_request
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -31,7 +33,7 @@ log = structlog.get_logger("gateway.http")
 
 
 def problem_response(exc: ProblemError, request: web.Request) -> web.Response:
-    body = exc.to_body(instance=request.path, request_id=request.get(REQUEST_ID, ""))
+    body = exc.to_body(instance=instance_of(request), request_id=request.get(REQUEST_ID, ""))
     return web.Response(
         body=orjson.dumps(body),
         status=exc.status,
@@ -40,11 +42,50 @@ def problem_response(exc: ProblemError, request: web.Request) -> web.Response:
     )
 
 
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Everything a URI path may carry as is (RFC 3986 pchar and "/"), plus existing %XX escapes.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+
+
+def instance_of(request: web.Request) -> str:
+    """The request's path as a valid URI reference (the problem's `instance`), as it was sent.
+
+    The decoded path may hold spaces, control or non-ASCII characters; the raw one is re-escaped
+    where needed, so `instance` always satisfies the contract's `format: uri-reference`.
+    """
+    raw = _STRAY_PERCENT.sub("%25", request.rel_url.raw_path)
+    return quote(raw, safe=_PATH_SAFE, errors="surrogateescape")
+
+
 def _from_http_exception(exc: web.HTTPException) -> ProblemError:
     slug, title = problems.HTTP_STATUS_SLUGS.get(exc.status, ("http-error", exc.reason))
     detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else None
     headers = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
     return ProblemError(exc.status, slug, title, detail or exc.reason, headers=headers)
+
+
+STORE_RETRY_AFTER = 5  # seconds; a restarting database is usually back within a few
+
+
+def store_unavailable() -> ProblemError:
+    return ProblemError(
+        503,
+        "store-unavailable",
+        "Service unavailable",
+        "the gateway's database cannot be reached; nothing was stored: retry later",
+        headers={"Retry-After": str(STORE_RETRY_AFTER)},
+    )
+
+
+def _caused_by_store_outage(exc: BaseException | None) -> bool:
+    """The store was unreachable, even if a plugin wrapped the error in its own."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, StoreUnavailable):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @web.middleware
@@ -70,15 +111,20 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = problem_response(_from_http_exception(exc), request)
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("http.unhandled_error", route=route)
-        internal = ProblemError(
-            500,
-            "internal-error",
-            "Internal server error",
-            "the gateway failed to answer; quote the request id to its operators",
-        )
-        response = problem_response(internal, request)
+    except Exception as exc:
+        if _caused_by_store_outage(exc):
+            # Nothing was acknowledged: the caller (an upstream's callback too) retries later.
+            log.warning("http.store_unavailable", route=route, error=str(exc))
+            response = problem_response(store_unavailable(), request)
+        else:
+            log.exception("http.unhandled_error", route=route)
+            internal = ProblemError(
+                500,
+                "internal-error",
+                "Internal server error",
+                "the gateway failed to answer; quote the request id to its operators",
+            )
+            response = problem_response(internal, request)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id
     seconds = time.perf_counter() - started

@@ -41,6 +41,7 @@ CORE_HANDLERS: Mapping[str, Handler] = {
     "getMetrics": handlers.get_metrics,
     "getContractJson": handlers.get_contract_json,
     "getContractYaml": handlers.get_contract_yaml,
+    "getDocs": handlers.get_docs,
     "listBackends": handlers.list_backends,
     "listEventTypes": handlers.list_event_types,
     "listEvents": webhooks.list_events,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +44,20 @@ class ServerSettings:
 
 @attrs.frozen
 class StoreSettings:
+    # sqlite:///PATH or postgresql://USER@HOST:PORT/DB, or a secret reference to one ("env:NAME",
+    # "file:PATH") when it carries a password: a password is never written in the file.
     url: str = "sqlite:///data/gateway.db"
+    password: Secret | None = None  # PostgreSQL's, when the URL has none
+    pool_size: int = 10  # PostgreSQL connections per process
+
+    def resolved_url(self) -> str:
+        """The URL itself, read from its reference when it is one."""
+        if self.url.startswith(("env:", "file:")):
+            return Secret(self.url).reveal()
+        return self.url
+
+    def scheme(self) -> str:
+        return self.resolved_url().partition("://")[0]
 
 
 @attrs.frozen
@@ -76,7 +90,9 @@ class EventsSettings:
     concurrency: int = 64  # deliveries in flight per process
     per_subscription: int = 8  # of which at most this many to one subscription
     lease: float = 60.0  # a claimed delivery returns to the queue if its worker dies
-    poll_interval: float = 1.0  # idle workers look for due retries this often
+    # Idle workers look for due retries (and leases a dead process left) this often; new
+    # deliveries wake them at once (across processes with PostgreSQL), so it can be long.
+    poll_interval: float = 1.0
 
 
 @attrs.frozen
@@ -178,11 +194,29 @@ def load_settings(raw: Mapping[str, Any]) -> Settings:
             problems.append(
                 f"{where}.default_backend: {tenant.default_backend!r} is not configured"
             )
-    if settings.store.url.split(":", 1)[0] not in {"sqlite"}:
-        problems.append("store.url: expected sqlite:///PATH")
+    problems.extend(_store_problems(settings.store))
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _store_problems(store: StoreSettings) -> list[str]:
+    if store.url.startswith(("env:", "file:")):
+        return []  # read when the store opens, like every secret
+    parts = urllib.parse.urlsplit(store.url)
+    if parts.scheme == "sqlite":
+        return []
+    if parts.scheme not in {"postgresql", "postgres"}:
+        return ["store.url: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"]
+    problems = []
+    if parts.password:
+        problems.append(
+            'store.url: a password is never written in the file: use url = "env:NAME" or'
+            " store.password"
+        )
+    if store.pool_size < 1:
+        problems.append("store.pool_size: at least 1")
+    return problems
 
 
 def read_settings(path: str | os.PathLike[str] | None = None) -> Settings:

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from gateway import problems
-from gateway.problems import FieldError
+from gateway.problems import FieldError, ProblemError
 from gateway.settings import Settings
 
 KEY_PREFIX = "gwk_"
@@ -75,26 +75,40 @@ def choose_backend(
     A resource's recorded backend wins, then the one the caller asked for, then the tenant's
     default, then the first configured backend that serves the operation.
     """
+    capable = [name for name in tenant.configs if serves(name, operation_id)]
     if owner is not None:
         chosen = owner
     elif requested is not None:
+        # The caller's choice is input: one that cannot serve the call is their mistake (422).
         if requested not in tenant.configs:
             configured = ", ".join(tenant.configs) or "none"
-            raise problems.invalid_input(
+            raise _unusable_backend(
                 f"backend {requested!r} is not configured for this tenant",
-                [FieldError(requested_at, f"not configured; configured backends: {configured}")],
+                FieldError(requested_at, f"not configured; configured backends: {configured}"),
+                capable,
+            )
+        if requested not in capable:
+            raise _unusable_backend(
+                f"backend {requested!r} does not serve {operation_id}",
+                FieldError(requested_at, f"does not serve {operation_id}"),
+                capable,
             )
         chosen = requested
+    elif tenant.default_backend in capable:
+        chosen = tenant.default_backend
+    elif capable:
+        chosen = capable[0]
     else:
-        capable = [name for name in tenant.configs if serves(name, operation_id)]
-        if tenant.default_backend in capable:
-            chosen = tenant.default_backend
-        elif capable:
-            chosen = capable[0]
-        else:
-            raise problems.not_implemented(
-                f"no backend configured for this tenant serves {operation_id}"
-            )
+        raise problems.not_implemented(
+            f"no backend configured for this tenant serves {operation_id}"
+        )
     if not serves(chosen, operation_id):
         raise problems.not_implemented(f"backend {chosen!r} does not serve {operation_id}")
     return chosen
+
+
+def _unusable_backend(detail: str, error: FieldError, capable: list[str]) -> ProblemError:
+    """422 naming the backends that would serve the call (`validNames`)."""
+    problem = problems.invalid_input(detail, [error])
+    problem.extra["validNames"] = capable
+    return problem

@@ -72,7 +72,7 @@ def _has_body(request: web.Request) -> bool:
 
 
 async def _body(request: web.Request, operation: Operation, limit: int) -> tuple[Any, Form | None]:
-    if not operation.body_validators or "*/*" in operation.body_validators:
+    if not operation.body_validators or operation.raw_body:
         # Any content (upstream callbacks): the handler reads the raw body itself.
         return None, None
     if not _has_body(request):
@@ -116,8 +116,8 @@ def _coerce_form(validator: Any, operation: Operation, fields: dict[str, Any]) -
             continue
         if kind == "integer" and value.lstrip("-").isdigit():
             coerced[name] = int(value)
-        elif kind == "boolean" and value.lower() in {"true", "false", "1", "0"}:
-            coerced[name] = value.lower() in {"true", "1"}
+        elif kind == "boolean" and value.lower() in {"true", "false"}:
+            coerced[name] = value.lower() == "true"
     for name, schema in properties.items():
         if name not in coerced and "default" in schema:
             coerced[name] = schema["default"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import uuid
 from typing import Any
 
 import attrs
@@ -106,7 +107,10 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
         form = await request.post()
         upload = form["file"]
         assert isinstance(upload, web.FileField)
-        return web.json_response({"bytes": len(upload.file.read()), "id": form["id"]}, status=201)
+        # The made-up API does not decode images: it reports every one as 1x1.
+        size = len(upload.file.read())
+        answer = {"id": form["id"], "bytes": size, "width": 1, "height": 1}
+        return web.json_response(answer, status=201)
 
     async def upload_photo(request: web.Request) -> web.Response:
         form = await request.post()
@@ -185,7 +189,8 @@ class AcmeBackend:
         base = call.config.base_url
         if call.operation == "listProductTypes":
             answer = await call.upstream.request("GET", f"{base}/types", operation="getTypes")
-            return Reply(200, {"items": [{"name": t["name"]} for t in answer.json()]})
+            items = [{"name": t["name"]} for t in answer.json()]
+            return Reply(200, {"backend": NAME, "items": items})
         if call.operation == "putProduct":
             product_id = str(call.path["productId"])
             body = {"name": call.body["name"], "type": call.body["type"]}
@@ -200,10 +205,11 @@ class AcmeBackend:
         if call.operation == "uploadProductImage":
             assert call.form is not None
             upload = call.form.files["file"]
+            image_id = str(uuid.uuid4())  # chosen by the gateway, as the contract says
 
             def form() -> FormData:
                 data = FormData()
-                data.add_field("id", "chosen-by-gateway")
+                data.add_field("id", image_id)
                 data.add_field("file", upload.open(), filename="image.png")
                 return data
 
@@ -211,7 +217,17 @@ class AcmeBackend:
             answer = await call.upstream.request(
                 "POST", f"{base}/files", data=form, idempotent=retryable
             )
-            return Reply(201, answer.json())
+            stored = answer.json()
+            image = {
+                "id": stored["id"],
+                "kind": call.body["kind"],
+                "name": call.body.get("name") or upload.filename or "image",
+                "contentType": upload.content_type or "application/octet-stream",
+                "width": stored["width"],
+                "height": stored["height"],
+                "bytes": stored["bytes"],
+            }
+            return Reply(201, image)
         if call.operation == "downloadResult":
             async with call.upstream.stream("GET", f"{base}/results/1") as upstream:
                 response = await call.services.start_stream(
@@ -254,10 +270,11 @@ class AcmeBackend:
         given = call.headers.get("Authorization", "")
         if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
             raise ProblemError(401, "unauthorized", "Unauthorized", "bad callback secret")
-        event = await call.services.emit(
+        # 204 whether new or a duplicate: the upstream only needs to know it was taken.
+        await call.services.emit(
             "acme.done", {"path": call.callback_path}, dedupe_key=call.callback_path
         )
-        return Reply(202 if event else 200)
+        return Reply(204)
 
     @hookimpl
     async def gateway_register_callbacks(

@@ -23,6 +23,8 @@ from gateway.settings import Settings, load_settings
 from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
 from tests.acme_backend import ACME_STATE, AcmeBackend, AcmeUpstreamState, make_acme_upstream
+from tests.contract_check import ContractCheck
+from tests.pg import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures for every module
 
 CALLER_KEY_A = "gwk_test-caller-key-tenant-a-5b1d0c"
 CALLER_KEY_B = "gwk_test-caller-key-tenant-b-93e7aa"
@@ -146,8 +148,21 @@ MakeGateway = Callable[..., Any]
 
 
 @pytest.fixture
+def contract_check() -> Iterator[ContractCheck]:
+    """Checks every answer of the apps the fixtures build against the contract; any drift (an
+    undocumented status, another content type, a body breaking its schema) fails the test."""
+    check = ContractCheck()
+    yield check
+    check.assert_clean()
+
+
+@pytest.fixture
 async def make_gateway(
-    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, secrets_env: None
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    tmp_path: Path,
+    secrets_env: None,
+    contract_check: ContractCheck,
 ) -> MakeGateway:
     """Start the Acme simulator and a gateway in front of it; `events` tunes [events], other
     keyword arguments [upstream]."""
@@ -156,7 +171,8 @@ async def make_gateway(
         server: TestServer = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
         url = str(server.make_url("")).rstrip("/")
         settings = load_settings(gateway_config(tmp_path, url, events=events, **upstream))
-        client = await aiohttp_client(create_app(settings, extra_plugins=[AcmeBackend()]))
+        app = create_app(settings, extra_plugins=[AcmeBackend()])
+        client = await aiohttp_client(contract_check.install(app))
         # Start-up registers callbacks upstream; let it finish so tests own the simulator.
         registrar = client.app[CALLBACKS]
         await eventually(lambda: all(s.state != "pending" for s in registrar.states.values()))

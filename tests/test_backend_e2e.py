@@ -32,7 +32,10 @@ async def test_operation_carries_tenant_credential_not_caller_key(
         "/v1/product-types", headers=gateway.auth(**{"X-Request-ID": "req-e2e-1"})
     )
     assert response.status == 200, await response.text()
-    assert await response.json() == {"items": [{"name": "SHIRT"}, {"name": "TROUSERS"}]}
+    assert await response.json() == {
+        "backend": "acme",
+        "items": [{"name": "SHIRT"}, {"name": "TROUSERS"}],
+    }
 
     [seen] = [r for r in gateway.upstream.requests if r["path"] == "/types"]
     assert seen["headers"]["Authorization"] == f"Bearer {ACME_KEY_A}"

@@ -46,6 +46,7 @@ OPERATION_IDS = {
     "getMetrics",
     "getContractJson",
     "getContractYaml",
+    "getDocs",
 }
 
 

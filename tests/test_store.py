@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from gateway.backend import Event
-from gateway.store import AttemptOutcome, Store, Subscription, open_store
+from gateway.store import AttemptOutcome, Store, StoreUnavailable, Subscription, open_store
+from gateway.store import postgres as pg_store
 from gateway.store.sqlite import SQLiteStore, migrations
+from tests.conftest import eventually
+from tests.pg import PostgresServer, running_server
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path}/store.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind; PostgreSQL's on the session's own server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return await server.create_database()
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = open_store(store_url)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def twin(store: Store, store_url: str) -> AsyncIterator[Store]:
+    """A second store on the same database, as another gateway process would have."""
+    opened = open_store(store_url)
     await opened.open()
     yield opened
     await opened.close()
@@ -202,3 +225,195 @@ async def test_idempotency_claims_expire_as_leases(store: Store) -> None:
     assert (done.state, done.status, done.body) == ("done", 201, b"{}")
     assert await store.begin_idempotent("t1", "x", operation="op", fingerprint="f", lease=0) is None
     assert await store.begin_idempotent("t1", "x", operation="op", fingerprint="g", lease=5) is None
+
+
+# -- two processes on one database --------------------------------------------------------------
+
+
+async def test_a_callback_received_twice_at_once_is_stored_once(store: Store, twin: Store) -> None:
+    """The dedupe check and insert are one step across stores: concurrent duplicates lose."""
+    await store.create_subscription(subscription("s1"))
+    results = await asyncio.gather(
+        *(s.record_event(event(dedupe="cb-race"), dedupe_window=60) for s in [store, twin] * 8)
+    )
+    assert sorted(results) == [False] * 15 + [True]
+    assert await store.queue_depth() == 1
+
+
+async def test_an_idempotency_key_is_claimed_once_across_stores(store: Store, twin: Store) -> None:
+    """Concurrent first requests with one key, through two stores: exactly one runs."""
+    results = await asyncio.gather(
+        *(
+            s.begin_idempotent("t1", "k-race", operation="op", fingerprint="f", lease=30)
+            for s in [store, twin] * 8
+        )
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(r.state == "running" for r in results if r is not None)
+
+
+async def test_concurrent_claims_never_hand_out_a_delivery_twice(store: Store, twin: Store) -> None:
+    """Two stores claiming at once share the due deliveries between them, each exactly once."""
+    for n in range(6):
+        await store.create_subscription(subscription(f"s{n}"))
+    for _ in range(6):
+        await store.record_event(event(), dedupe_window=60)
+    claimed: list[str] = []
+    now = time.time()
+
+    async def worker(s: Store, owner: str) -> None:
+        while batch := await s.claim_deliveries(
+            owner=owner, now=now, lease=30, limit=5, exclude=()
+        ):
+            claimed.extend(c.delivery.id for c in batch)
+
+    await asyncio.gather(*(worker(s, f"w{i}") for i, s in enumerate([store, twin] * 3)))
+    assert len(claimed) == 36
+    assert len(set(claimed)) == 36
+
+
+# -- PostgreSQL only ----------------------------------------------------------------------------
+
+
+def test_both_stores_have_the_same_migrations() -> None:
+    """Every schema version exists for both databases: a version means the same thing in each."""
+    assert [v for v, _ in pg_store.migrations()] == [v for v, _ in migrations()]
+
+
+async def _pg_columns(url: str) -> set[tuple[str, str]]:
+    db = await asyncpg.connect(url)
+    try:
+        rows = await db.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public'"
+        )
+    finally:
+        await db.close()
+    return {(row[0], row[1]) for row in rows}
+
+
+async def test_both_stores_have_the_same_tables_and_columns(tmp_path: Path, pg_url: str) -> None:
+    """Migrated to the latest version, SQLite and PostgreSQL hold the same tables and columns."""
+    lite = SQLiteStore(tmp_path / "schema.db")
+    await lite.open()
+    await lite.close()
+    with sqlite3.connect(tmp_path / "schema.db") as db:
+        tables = [
+            row[0]
+            for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        sqlite_columns = {
+            (table, row[1]) for table in tables for row in db.execute(f"PRAGMA table_info({table})")
+        }
+    postgres = open_store(pg_url)
+    await postgres.open()
+    await postgres.close()
+    assert await _pg_columns(pg_url) == sqlite_columns
+
+
+async def test_postgres_migrations_from_empty_reach_the_latest_version(pg_url: str) -> None:
+    """A new PostgreSQL database gets every migration once, even with two replicas starting."""
+    first, second = open_store(pg_url), open_store(pg_url)
+    assert isinstance(first, pg_store.PostgresStore)
+    assert isinstance(second, pg_store.PostgresStore)
+    await asyncio.gather(first.open(), second.open())  # the advisory lock serialises them
+    assert await first.schema_version() == pg_store.migrations()[-1][0]
+    await asyncio.gather(first.close(), second.close())
+    again = pg_store.PostgresStore(pg_url)
+    await again.open()  # opening again applies nothing twice
+    assert await again.schema_version() == pg_store.migrations()[-1][0]
+    await again.close()
+
+
+@pytest.mark.parametrize("version", [v for v, _ in pg_store.migrations()[:-1]])
+async def test_postgres_migrations_from_each_earlier_version_keep_data(
+    pg_url: str, version: int
+) -> None:
+    """A PostgreSQL database left at an earlier version migrates forward and keeps its data."""
+    db = await asyncpg.connect(pg_url)
+    try:
+        await db.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+        )
+        for number, script in pg_store.migrations():
+            if number <= version:
+                await db.execute(script)
+                await db.execute("INSERT INTO schema_migrations VALUES ($1, 'then')", number)
+        await db.execute(
+            "INSERT INTO resources (kind, id, tenant, backend, parent_id, created_at, updated_at)"
+            " VALUES ('product', 'p1', 't1', 'acme', NULL, 'then', 'then')"
+        )
+    finally:
+        await db.close()
+    store = pg_store.PostgresStore(pg_url)
+    await store.open()
+    assert await store.schema_version() == pg_store.migrations()[-1][0]
+    record = await store.get_resource("product", "p1")
+    assert record is not None
+    assert record.tenant == "t1"
+    await store.close()
+
+
+async def test_listeners_wake_when_another_process_queues_deliveries(pg_url: str) -> None:
+    """A new event, a redelivery and a lease handed back through one store wake the other's
+    listener once each (LISTEN/NOTIFY); what queues nothing (an event without subscribers, a
+    claim) does not, nor does what the listening store queues itself (its process wakes its own
+    workers)."""
+    writer, reader = pg_store.PostgresStore(pg_url), pg_store.PostgresStore(pg_url)
+    await writer.open()
+    await reader.open()
+    wakes: list[float] = []
+    reader.listen(lambda: wakes.append(time.time()))
+    try:
+        await eventually(lambda: len(wakes) == 1, within=10)  # on connecting: the backlog
+        await writer.record_event(event(), dedupe_window=60)  # no subscription: nothing queued
+        await writer.create_subscription(subscription("s1"))
+        await reader.record_event(event(), dedupe_window=60)  # its own
+        stored = event()
+        await writer.record_event(stored, dedupe_window=60)
+        await eventually(lambda: len(wakes) == 2, within=10)
+        await writer.redeliver("t1", stored.id, None)
+        await eventually(lambda: len(wakes) == 3, within=10)
+        [claimed, *_] = await writer.claim_deliveries(
+            owner="a", now=time.time(), lease=30, limit=3, exclude=()
+        )
+        back = AttemptOutcome(claimed.delivery.id, "s1", None, "pending", time.time(), True)
+        await writer.complete_attempts([back], now=time.time())
+        await eventually(lambda: len(wakes) >= 4, within=10)
+        # Notifications arrive in commit order: had the others woken it, it would show by now.
+        assert len(wakes) == 4
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_a_stopped_server_is_unavailable_and_the_store_recovers_by_itself() -> None:
+    """With PostgreSQL stopped every operation raises StoreUnavailable (nothing else); once it is
+    started again the same store works without reopening, and its listener reconnects."""
+    with running_server() as server:
+        url = await server.create_database()
+        store = pg_store.PostgresStore(url)
+        await store.open()
+        wakes: list[float] = []
+        store.listen(lambda: wakes.append(time.time()))
+        try:
+            await store.create_subscription(subscription("s1"))
+            await eventually(lambda: len(wakes) == 1, within=10)
+            await asyncio.to_thread(server.stop)
+            with pytest.raises(StoreUnavailable):
+                await store.ping()
+            with pytest.raises(StoreUnavailable):
+                await store.record_event(event(), dedupe_window=60)
+            with pytest.raises(StoreUnavailable):
+                await store.claim_deliveries(
+                    owner="a", now=time.time(), lease=1, limit=1, exclude=()
+                )
+            await asyncio.to_thread(server.start)
+            await eventually(lambda: len(wakes) == 2, within=20)  # reconnected: catch up
+            await store.ping()
+            assert await store.record_event(event(), dedupe_window=60)
+            assert await store.queue_depth() == 1
+        finally:
+            await store.close()

@@ -1,12 +1,12 @@
 """The store: what the gateway must remember across restarts, behind one narrow interface.
 
-SQLite is the embedded default. The interface stays small so that a second implementation (the
-PostgreSQL store for several replicas) can pass the same tests.
+SQLite is the embedded default; PostgreSQL serves several gateway processes or replicas on one
+database. Both pass the same contract tests (`tests/test_store.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -134,6 +134,11 @@ class AttemptOutcome:
     subscription_succeeded: bool
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached (its server is down, the connection was lost). The operation
+    was not acknowledged: the caller is answered 503 with Retry-After and may retry."""
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
@@ -142,6 +147,11 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise if the store cannot answer."""
+
+    def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever any process using this store queues deliveries (new events,
+        redeliveries, leases handed back). A store only one process can use may do nothing: that
+        process wakes its own workers."""
 
     async def get_resource(self, kind: str, resource_id: str) -> ResourceRecord | None: ...
 
@@ -245,12 +255,20 @@ class Store(Protocol):
     ) -> EventPage: ...
 
 
-def open_store(url: str) -> Store:
-    """The store named by `store.url` (not yet opened)."""
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
+
+
+def open_store(url: str, *, password: str | None = None, pool_size: int = 10) -> Store:
+    """The store named by `store.url` (not yet opened); `password` and `pool_size` are for
+    PostgreSQL."""
+    scheme, _, rest = url.partition("://")
+    if scheme in POSTGRES_SCHEMES:
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(url, password=password, pool_size=pool_size)
+    if scheme != "sqlite":
+        raise ValueError(f"unsupported store url scheme {scheme!r}")
     from gateway.store.sqlite import SQLiteStore
 
-    scheme, _, rest = url.partition("://")
-    if scheme != "sqlite":
-        raise ValueError(f"unsupported store url {url!r}")
     # sqlite:///relative/path.db and sqlite:////absolute/path.db, as SQLAlchemy spells them.
     return SQLiteStore(Path(rest[1:]))

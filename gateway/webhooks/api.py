@@ -56,7 +56,7 @@ def delivery_body(delivery: Delivery) -> dict[str, Any]:
                 "number": a.number,
                 "at": a.at,
                 "status": a.status,
-                "durationMs": a.duration_ms,
+                "durationMs": round(a.duration_ms),  # stored with a decimal; whole ms on the wire
                 "error": a.error,
                 "responseExcerpt": a.response_excerpt,
             }

@@ -32,13 +32,21 @@ from gateway import __version__
 from gateway.backend import Event
 from gateway.redaction import redact_url
 from gateway.settings import EventsSettings
-from gateway.store import Attempt, AttemptOutcome, ClaimedDelivery, Store, Subscription
+from gateway.store import (
+    Attempt,
+    AttemptOutcome,
+    ClaimedDelivery,
+    Store,
+    StoreUnavailable,
+    Subscription,
+)
 from gateway.webhooks import signing
 
 log = structlog.get_logger("gateway.webhooks")
 
 EXCERPT_BYTES = 256
 RETRY_AFTER_STATUSES = frozenset({429, 502, 504})
+RECORD_RETRY = 0.5  # seconds between tries to record outcomes while the store is unavailable
 # Outcome labels of the attempts metric.
 SUCCEEDED, RETRYING, FAILED, DISABLED = "succeeded", "retrying", "failed", "disabled"
 
@@ -123,6 +131,8 @@ class DeliveryWorker:
             asyncio.create_task(self._claim_loop(), name="webhooks-claim"),
             asyncio.create_task(self._record_loop(), name="webhooks-record"),
         ]
+        # Deliveries queued by other processes on the same database wake this one too.
+        self.store.listen(self.wake)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, let attempts under way finish briefly, record what finished."""
@@ -142,15 +152,27 @@ class DeliveryWorker:
 
     async def _claim_loop(self) -> None:
         last_depth = 0.0
+        failing = False
         while True:
-            claimed = await self._claim()
-            now = time.monotonic()
-            if now - last_depth > 1.0:
-                self.metrics.queue_depth.set(await self.store.queue_depth())
-                last_depth = now
+            # Cleared before claiming, not after: a wake that comes while the claim's query runs
+            # (an event committed too late for it to see) is kept and looked at right away.
+            self._wake.clear()
+            try:
+                claimed = await self._claim()
+                now = time.monotonic()
+                if now - last_depth > 1.0:
+                    self.metrics.queue_depth.set(await self.store.queue_depth())
+                    last_depth = now
+            except Exception as exc:  # the store is down: keep trying, never stop delivering
+                if not failing:
+                    log.warning("webhook.claim_failed", error=str(exc) or type(exc).__name__)
+                failing, claimed = True, 0
+            else:
+                if failing:
+                    log.info("webhook.claim_recovered")
+                failing = False
             if claimed:
                 continue
-            self._wake.clear()
             try:
                 async with asyncio.timeout(self.settings.poll_interval):
                     await self._wake.wait()
@@ -309,18 +331,27 @@ class DeliveryWorker:
     async def _record_loop(self) -> None:
         while True:
             await self._have_outcomes.wait()
-            await self._flush()
+            if not await self._flush():
+                await asyncio.sleep(RECORD_RETRY)
 
-    async def _flush(self) -> None:
-        """Write every outcome gathered since the last flush in one transaction."""
+    async def _flush(self) -> bool:
+        """Write every outcome gathered since the last flush in one transaction; False when the
+        store was unavailable (the outcomes are kept for the next try)."""
         self._have_outcomes.clear()
         batch, self._outcomes = self._outcomes, []
         if batch:
             try:
                 await self.store.complete_attempts(batch, now=time.time())
+            except StoreUnavailable:
+                # Written once the store is back, unless their leases end first: then they go
+                # out again (at least once), and recording them later changes nothing.
+                self._outcomes[:0] = batch
+                self._have_outcomes.set()
+                return False
             except Exception:
                 # Not lost: the deliveries keep their lease and go out again when it ends.
                 log.exception("webhook.record_failed", count=len(batch))
+        return True
 
 
 def _iso(moment: float) -> str:

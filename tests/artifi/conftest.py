@@ -35,6 +35,7 @@ from gateway_artifi.sandbox import (
     create_sandbox_app,
 )
 from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS
+from tests.contract_check import ContractCheck
 
 ARTIFI_KEY_A = "artifi-client-key-A-Vq81xKe2"
 ARTIFI_KEY_B = "artifi-client-key-B-p3Wd7Zr9"
@@ -220,7 +221,11 @@ def artifi_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def make_artifi(
-    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, artifi_env: None
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    tmp_path: Path,
+    artifi_env: None,
+    contract_check: ContractCheck,
 ) -> MakeArtifi:
     """Start the sandbox and a gateway; `tenant_a`/`tenant_b` override their artifi tables."""
 
@@ -267,7 +272,7 @@ async def make_artifi(
                 },
             ],
         }
-        client = await aiohttp_client(create_app(load_settings(raw)))
+        client = await aiohttp_client(contract_check.install(create_app(load_settings(raw))))
         return ArtifiGateway(client, server.app[SANDBOX_STATE], tap)
 
     return make

@@ -37,6 +37,7 @@ from gateway_pictofit.sandbox import (
     create_sandbox_app,
 )
 from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS, LogLines, eventually
+from tests.contract_check import ContractCheck
 
 PICTOFIT_KEY_A = "pictofit-key-A-4Hq9mZt2w"
 PICTOFIT_KEY_B = "pictofit-key-B-Rv7c1Lx8p"
@@ -164,7 +165,11 @@ def pictofit_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def make_pictofit(
-    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, pictofit_env: None
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    tmp_path: Path,
+    pictofit_env: None,
+    contract_check: ContractCheck,
 ) -> MakePictofit:
     """Start the sandbox and a gateway in front of it.
 
@@ -219,7 +224,7 @@ async def make_pictofit(
                 },
             ],
         }
-        app = create_app(load_settings(raw))
+        app = contract_check.install(create_app(load_settings(raw)))
         client = await aiohttp_client(TestServer(app, host="127.0.0.1", port=port))
         gateway = Pictofit(client, server.app[SANDBOX_STATE], sandbox_url, public_url)
         if wait_synced:

@@ -1,0 +1,253 @@
+"""`/docs`: the contract as a human-readable page, rendered by the gateway itself.
+
+One static HTML page made from the OpenAPI document: operations grouped by tag (method, path,
+summary, operationId, parameters, request body, responses, links), the webhooks subscribers receive
+and every schema. The template and stylesheet ship inside the package (`gateway/assets/`); the page
+loads nothing from anywhere, runs no script, and reads the same in a terminal browser.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from string import Template
+from typing import Any
+
+import orjson
+
+from gateway.contract import HTTP_METHODS, Contract
+
+_ASSETS = resources.files("gateway") / "assets"
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+
+
+def _asset(name: str) -> str:
+    return (_ASSETS / name).read_text(encoding="utf-8")
+
+
+def _text(raw: str | None) -> str:
+    """Escaped description text, with the Markdown the contract uses: paragraphs, code, bold."""
+    paragraphs = [p.strip() for p in (raw or "").split("\n\n") if p.strip()]
+    rendered = []
+    for paragraph in paragraphs:
+        escaped = html.escape(" ".join(paragraph.split()), quote=False)
+        escaped = _CODE.sub(r"<code>\1</code>", escaped)
+        rendered.append("<p>" + _BOLD.sub(r"<strong>\1</strong>", escaped) + "</p>")
+    return "".join(rendered)
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _ref_name(ref: str) -> str:
+    return ref.rsplit("/", 1)[-1]
+
+
+def _resolve(document: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in node:
+        target: Any = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def _type(schema: Mapping[str, Any]) -> str:
+    """A schema in one line: a link for a named schema, else type, format and constraints."""
+    if "$ref" in schema:
+        name = _ref_name(schema["$ref"])
+        return f'<a href="#schema-{_e(name)}">{_e(name)}</a>'
+    for combinator, word in (("allOf", "all of"), ("oneOf", "one of"), ("anyOf", "any of")):
+        if combinator in schema:
+            return f"{word} (" + ", ".join(_type(s) for s in schema[combinator]) + ")"
+    kind = schema.get("type", "any")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if "array" in kinds:
+        text = "array of " + _type(schema.get("items", {}))
+    else:
+        text = _e(" | ".join(kinds))
+    details = [f"format {schema['format']}"] if "format" in schema else []
+    if "enum" in schema:
+        details.append("one of " + ", ".join(str(v) for v in schema["enum"]))
+    if "const" in schema:
+        details.append(f"always {schema['const']}")
+    for key in ("pattern", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
+        if key in schema:
+            details.append(f"{key} {schema[key]}")
+    if "default" in schema:
+        details.append(f"default {schema['default']}")
+    if details:
+        text += ' <span class="constraints">(' + _e("; ".join(details)) + ")</span>"
+    return text
+
+
+def _table(head: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    """Cells are HTML already; header names are plain text."""
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    if not body:
+        return ""
+    header = "".join(f"<th>{_e(h)}</th>" for h in head)
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _parameters(document: Mapping[str, Any], raw: Iterable[Mapping[str, Any]]) -> str:
+    rows = []
+    for ref in raw:
+        spec = _resolve(document, ref)
+        required = "required" if spec.get("required") else "optional"
+        rows.append(
+            [
+                f"<code>{_e(spec['name'])}</code>",
+                _e(spec["in"]),
+                required,
+                _type(spec.get("schema", {})),
+                _text(spec.get("description")),
+            ]
+        )
+    table = _table(["name", "in", "", "schema", "description"], rows)
+    return f"<h4>Parameters</h4>{table}" if table else ""
+
+
+def _content(content: Mapping[str, Any]) -> str:
+    return "<br>".join(
+        f"<code>{_e(media_type)}</code>: {_type(media.get('schema', {}))}"
+        for media_type, media in content.items()
+    )
+
+
+def _request_body(document: Mapping[str, Any], node: Mapping[str, Any]) -> str:
+    if "requestBody" not in node:
+        return ""
+    body = _resolve(document, node["requestBody"])
+    required = "required" if body.get("required") else "optional"
+    return f"<h4>Request body ({required})</h4><p>{_content(body.get('content', {}))}</p>"
+
+
+def _responses(document: Mapping[str, Any], node: Mapping[str, Any]) -> str:
+    rows = []
+    for status, raw in node.get("responses", {}).items():
+        response = _resolve(document, raw)
+        links = ", ".join(
+            f'<a href="#op-{_e(link["operationId"])}">{_e(name)}</a>'
+            for name, ref in response.get("links", {}).items()
+            for link in [_resolve(document, ref)]
+        )
+        rows.append(
+            [
+                f'<span class="status s{_e(status)[0]}">{_e(status)}</span>',
+                _text(response.get("description")),
+                _content(response.get("content", {})) or "no body",
+                links,
+            ]
+        )
+    return "<h4>Responses</h4>" + _table(["status", "description", "body", "links"], rows)
+
+
+def _operation(document: Mapping[str, Any], path: str, method: str, node: Mapping[str, Any]) -> str:
+    op_id = node["operationId"]
+    security = node.get("security", document.get("security", []))
+    auth = "caller key (Bearer)" if security else "no caller key"
+    shared = document.get("paths", {}).get(path, {}).get("parameters", [])
+    return (
+        f'<article class="operation" id="op-{_e(op_id)}">'
+        f'<h3><span class="method {_e(method)}">{_e(method.upper())}</span> '
+        f"<code>{_e(path)}</code> {_e(node.get('summary', ''))}</h3>"
+        f'<p class="meta">operationId <code class="operation-id">{_e(op_id)}</code> · {auth}</p>'
+        f"{_text(node.get('description'))}"
+        f"{_parameters(document, [*shared, *node.get('parameters', [])])}"
+        f"{_request_body(document, node)}"
+        f"{_responses(document, node)}"
+        "</article>"
+    )
+
+
+def _operations_by_tag(
+    document: Mapping[str, Any], items: Mapping[str, Any]
+) -> dict[str, list[tuple[str, str, Mapping[str, Any]]]]:
+    grouped: dict[str, list[tuple[str, str, Mapping[str, Any]]]] = {
+        tag["name"]: [] for tag in document.get("tags", [])
+    }
+    for path, item in items.items():
+        for method in HTTP_METHODS:
+            if method in item:
+                tag = (item[method].get("tags") or ["other"])[0]
+                grouped.setdefault(tag, []).append((path, method, item[method]))
+    return grouped
+
+
+def _schema(name: str, schema: Mapping[str, Any]) -> str:
+    required = set(schema.get("required", []))
+    rows = [
+        [
+            f"<code>{_e(prop)}</code>",
+            "required" if prop in required else "optional",
+            _type(spec),
+            _text(spec.get("description")),
+        ]
+        for prop, spec in schema.get("properties", {}).items()
+    ]
+    shape = "" if rows else f"<p>{_type(schema)}</p>"
+    return (
+        f'<article class="schema" id="schema-{_e(name)}"><h3>{_e(name)}</h3>'
+        f"{_text(schema.get('description'))}{shape}"
+        f"{_table(['property', '', 'schema', 'description'], rows)}</article>"
+    )
+
+
+def render(document: Mapping[str, Any]) -> str:
+    """The whole page for an OpenAPI 3.1 document."""
+    info = document.get("info", {})
+    grouped = _operations_by_tag(document, document.get("paths", {}))
+    tags = {tag["name"]: tag.get("description", "") for tag in document.get("tags", [])}
+    nav, sections = [], []
+    for tag, operations in grouped.items():
+        if not operations:
+            continue
+        entries = "".join(
+            f'<li><a href="#op-{_e(node["operationId"])}"><span class="method {_e(method)}">'
+            f"{_e(method.upper())}</span> {_e(node.get('summary', node['operationId']))}</a></li>"
+            for _, method, node in operations
+        )
+        nav.append(f'<li><a href="#tag-{_e(tag)}">{_e(tag)}</a><ul>{entries}</ul></li>')
+        articles = "".join(_operation(document, p, m, n) for p, m, n in operations)
+        sections.append(
+            f'<section class="tag" id="tag-{_e(tag)}"><h2>{_e(tag)}</h2>'
+            f"{_text(tags.get(tag))}{articles}</section>"
+        )
+    webhooks = "".join(
+        f'<article class="operation webhook" id="op-{_e(node["operationId"])}">'
+        f"<h3><code>{_e(event_type)}</code> {_e(node.get('summary', ''))}</h3>"
+        f'<p class="meta">operationId <code class="operation-id">{_e(node["operationId"])}</code>'
+        f"</p>{_text(node.get('description'))}{_request_body(document, node)}</article>"
+        for event_type, item in document.get("webhooks", {}).items()
+        for node in [item["post"]]
+    )
+    schemas = "".join(
+        _schema(name, schema)
+        for name, schema in document.get("components", {}).get("schemas", {}).items()
+    )
+    return Template(_asset("docs.html")).substitute(
+        title=_e(info.get("title", "API")),
+        version=_e(info.get("version", "")),
+        css=_asset("docs.css"),
+        description=_text(info.get("description")),
+        nav="".join(nav),
+        operations="".join(sections),
+        webhooks=webhooks,
+        schemas=schemas,
+    )
+
+
+def page(contract: Contract) -> bytes:
+    """The rendered page of a contract, made once per document."""
+    return _page(contract.json_bytes)
+
+
+@functools.lru_cache(maxsize=2)
+def _page(json_bytes: bytes) -> bytes:
+    return render(orjson.loads(json_bytes)).encode()

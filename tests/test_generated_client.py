@@ -1,0 +1,300 @@
+"""Internal teams' view: a client generated from the contract drives a sandbox gateway, end to end.
+
+The client is generated once per session by openapi/generate_client.py (what `make client` runs,
+failing on any generator warning) into a temporary directory and imported from there. The gateway
+runs as `gateway serve --sandbox` in a process of its own. Every call below goes through the
+generated client only: the whole PICTOFiT flow, the Artifi photo flow, and a subscription whose
+test delivery reaches a local receiver and verifies with the standardwebhooks library. The
+generated models parse every answer, so an answer that breaks the contract fails here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import io
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer, unused_port
+from PIL import Image
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from gateway_pictofit.sandbox import sandbox_result_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_KEY = "gwk_generated-client-e2e-key"
+PACKAGE = "gateway_client"
+
+
+@pytest.fixture(scope="session")
+def client_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """The generated package, imported from where the generator wrote it."""
+    sys.path.insert(0, str(ROOT / "openapi"))
+    try:
+        generator = importlib.import_module("generate_client")
+    finally:
+        sys.path.remove(str(ROOT / "openapi"))
+    output = tmp_path_factory.mktemp("client")
+    generator.generate(output)  # raises, with the generator's output, on any warning
+    sys.path.insert(0, str(output))
+    try:
+        yield importlib.import_module(PACKAGE)
+    finally:
+        sys.path.remove(str(output))
+        for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`gateway serve --sandbox` as its own process, in a fresh directory (its SQLite file)."""
+    workdir = tmp_path_factory.mktemp("sandbox")
+    port = unused_port()
+    env = {**os.environ, "GATEWAY_SANDBOX_KEY": SANDBOX_KEY}
+    env.pop("GATEWAY_CONFIG", None)
+    with (workdir / "gateway.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--sandbox", "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(url, process)
+        yield url
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen[bytes], within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the sandbox gateway exited during start-up"
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"the sandbox gateway did not answer within {within} s")
+
+
+class Generated:
+    """The generated package as teams use it: `g.op("products", "put_product")`, `g.models`."""
+
+    def __init__(self, package: ModuleType) -> None:
+        self.models = importlib.import_module(f"{package.__name__}.models")
+        self.types = importlib.import_module(f"{package.__name__}.types")
+        self.name = package.__name__
+
+    def op(self, tag: str, operation: str) -> Any:
+        return importlib.import_module(f"{self.name}.api.{tag}.{operation}")
+
+
+@pytest.fixture
+async def api(client_package: ModuleType, sandbox_url: str) -> AsyncIterator[Any]:
+    """An authenticated generated client (one per test: it binds to the test's event loop)."""
+    client = client_package.AuthenticatedClient(base_url=sandbox_url, token=SANDBOX_KEY)
+    async with client as session:
+        yield session
+
+
+async def until(probe: Callable[[], Awaitable[Any]], within: float = 15.0) -> Any:
+    """Poll `probe` (through the client) until it returns something truthy."""
+    async with asyncio.timeout(within):
+        while not (found := await probe()):  # noqa: ASYNC110 - polling the gateway's own API
+            await asyncio.sleep(0.05)
+    return found
+
+
+def picture(fmt: str, size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (40, 90, 200)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+async def test_pictofit_flow_through_the_generated_client(
+    client_package: ModuleType, api: Any
+) -> None:
+    """Product, configuration, FRONTAL image, submit, finished, download: all typed calls."""
+    g = Generated(client_package)
+    product_id, configuration_id = uuid.uuid4(), uuid.uuid4()
+    types = await g.op("catalog", "list_product_types").asyncio(client=api)
+    assert "GARMENT_2D" in {t.name for t in types.items}
+
+    created = await g.op("products", "put_product").asyncio_detailed(
+        product_id, client=api, body=g.models.ProductInput(name="Silk shirt", type_="GARMENT_2D")
+    )
+    assert created.status_code == 201
+    assert created.parsed.id == product_id
+    assert created.parsed.backend == "pictofit"
+
+    configuration = await g.op("products", "put_configuration").asyncio_detailed(
+        product_id,
+        configuration_id,
+        client=api,
+        body=g.models.ConfigurationInput(name="Blue, M", sku="shirt-blue-m"),
+    )
+    assert configuration.status_code == 201
+    assert configuration.parsed.state == g.models.ConfigurationState.DRAFT
+
+    upload = g.models.ProductImageUpload(
+        file=g.types.File(
+            payload=io.BytesIO(picture("PNG", (1200, 900))),
+            file_name="front.png",
+            mime_type="image/png",
+        ),
+        kind="FRONTAL",
+    )
+    image = await g.op("products", "upload_product_image").asyncio_detailed(
+        product_id, configuration_id, client=api, body=upload
+    )
+    assert image.status_code == 201, image.content
+    assert (image.parsed.kind, image.parsed.width, image.parsed.height) == ("FRONTAL", 1200, 900)
+
+    submitted = await g.op("products", "submit_configuration").asyncio_detailed(
+        product_id, configuration_id, client=api
+    )
+    assert submitted.status_code == 202
+    assert submitted.parsed.state in {
+        g.models.ConfigurationState.SUBMITTED,
+        g.models.ConfigurationState.PROCESSING,
+    }
+
+    async def finished() -> Any:
+        product = await g.op("products", "get_product").asyncio(product_id, client=api)
+        [only] = product.configurations
+        return only if only.state == g.models.ConfigurationState.FINISHED else None
+
+    done = await until(finished)
+    assert done.results, "a finished configuration has results"
+    result = done.results[0]
+    download = await g.op("products", "download_result").asyncio_detailed(
+        product_id, configuration_id, result.format_, client=api, compressed=result.compressed
+    )
+    assert download.status_code == 200
+    expected = sandbox_result_bytes(str(configuration_id), result.format_, result.compressed)
+    assert download.content == expected
+
+    async def completed() -> Any:
+        page = await g.op("events", "list_events").asyncio(client=api, type_="product.completed")
+        return [e for e in page.items if e.data["productId"] == str(product_id)]
+
+    [event] = await until(completed)
+    assert event.backend == "pictofit"
+
+
+async def test_artifi_photo_flow_through_the_generated_client(
+    client_package: ModuleType, api: Any
+) -> None:
+    """A guest's upload is listed, merged into a registered user, then deleted."""
+    g = Generated(client_package)
+    guest, user = f"guest-{uuid.uuid4().hex[:8]}", f"user-{uuid.uuid4().hex[:8]}"
+    settings = await g.op("photos", "get_photo_settings").asyncio(client=api)
+    assert "JPEG" in settings.allowed_types
+
+    upload = g.models.UserPhotoUpload(
+        file=g.types.File(
+            payload=io.BytesIO(picture("JPEG", (640, 480))),
+            file_name="holiday.jpg",
+            mime_type="image/jpeg",
+        ),
+        guest=True,
+    )
+    stored = await g.op("photos", "upload_user_photo").asyncio_detailed(
+        guest, client=api, body=upload, idempotency_key=str(uuid.uuid4())
+    )
+    assert stored.status_code == 201, stored.content
+    photo = stored.parsed
+    assert (photo.width, photo.height) == (640, 480)
+
+    listed = await g.op("photos", "list_user_photos").asyncio(guest, client=api)
+    assert [p.id for p in listed.items] == [photo.id]
+
+    merged = await g.op("photos", "merge_user").asyncio_detailed(
+        user, client=api, body=g.models.MergeUserInput(guest_user_id=guest)
+    )
+    assert merged.status_code == 200
+    assert (merged.parsed.user_id, merged.parsed.guest_user_id) == (user, guest)
+    moved = await g.op("photos", "list_user_photos").asyncio(user, client=api)
+    assert [p.id for p in moved.items] == [photo.id]
+
+    deleted = await g.op("photos", "delete_user_photo").asyncio_detailed(user, photo.id, client=api)
+    assert deleted.status_code == 204
+    after = await g.op("photos", "list_user_photos").asyncio(user, client=api)
+    assert after.items == []
+    assert after.total == 0
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: Any) -> tuple[TestServer, list[tuple[bytes, dict[str, str]]]]:
+    """A subscriber endpoint recording each delivery's raw body and headers."""
+    got: list[tuple[bytes, dict[str, str]]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        got.append((await request.read(), {k.lower(): v for k, v in request.headers.items()}))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hooks", handle)
+    server: TestServer = await aiohttp_server(app)
+    return server, got
+
+
+async def test_subscription_test_event_is_delivered_and_verifies(
+    client_package: ModuleType,
+    api: Any,
+    receiver: tuple[TestServer, list[tuple[bytes, dict[str, str]]]],
+) -> None:
+    """Create a subscription, send a test event, receive it signed, verify it, see it succeed."""
+    g = Generated(client_package)
+    server, got = receiver
+    body = g.models.SubscriptionInput(
+        url=str(server.make_url("/hooks")), event_types=["gateway.test"], description="e2e"
+    )
+    created = await g.op("subscriptions", "create_subscription").asyncio_detailed(
+        client=api, body=body
+    )
+    assert created.status_code == 201
+    subscription = created.parsed
+    assert subscription.secret.startswith("whsec_")
+
+    sent = await g.op("subscriptions", "send_test_event").asyncio_detailed(
+        subscription.id, client=api
+    )
+    assert sent.status_code == 202
+    event = sent.parsed
+
+    async def received() -> bool:
+        return bool(got)
+
+    await until(received)
+    raw, headers = got[0]
+    payload = Webhook(subscription.secret).verify(raw, headers)
+    assert payload["id"] == event.id == headers["webhook-id"]
+    assert payload["type"] == "gateway.test"
+    assert payload["data"]["subscriptionId"] == subscription.id
+    with pytest.raises(WebhookVerificationError):
+        Webhook(subscription.secret).verify(raw + b" ", headers)
+
+    async def succeeded() -> Any:
+        deliveries = await g.op("events", "list_event_deliveries").asyncio(event.id, client=api)
+        return [d for d in deliveries.items if d.status == g.models.DeliveryStatus.SUCCEEDED]
+
+    [delivery] = await until(succeeded)
+    assert delivery.subscription_id == subscription.id
+    assert delivery.attempts[0].status == 204
