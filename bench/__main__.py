@@ -16,13 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, fanout_postgres, proxy, uploads
+from bench import fanout, fanout_postgres, proxy, scaling, uploads
 
 BENCHES = {
     "proxy": proxy.run,
     "uploads": uploads.run,
     "fanout": fanout.run,
     "fanout-postgres": fanout_postgres.run,
+    "scaling": scaling.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -39,11 +39,11 @@ LOCATIONS = f"""
 """
 
 
-def write_config(path: Path, workdir: Path, upstream: str) -> None:
+def write_config(path: Path, workdir: Path, upstream: str, store_url: str | None = None) -> None:
     path.write_text(
         f"""
 [store]
-url = "sqlite:///{workdir}/gateway.db"
+url = "{store_url or f"sqlite:///{workdir}/gateway.db"}"
 
 [log]
 level = "info"
