@@ -85,6 +85,15 @@ class Operation:
     form_properties: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     # `x-gateway-raw-body`: any content type is taken unread (upstream callbacks).
     raw_body: bool = False
+    # The parameters by location, grouped once: every request walks them.
+    by_location: Mapping[str, tuple[Parameter, ...]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        grouped = {
+            location: tuple(p for p in self.parameters if p.location == location)
+            for location in ("path", "query", "header")
+        }
+        object.__setattr__(self, "by_location", grouped)
 
     @property
     def route_path(self) -> str:
@@ -96,7 +105,7 @@ class Operation:
         return path
 
     def params_in(self, location: str) -> tuple[Parameter, ...]:
-        return tuple(p for p in self.parameters if p.location == location)
+        return self.by_location.get(location, ())
 
 
 @attrs.frozen

@@ -108,17 +108,23 @@ class SecretRegistry:
         return f"SecretRegistry({len(self)} values)"
 
 
-def redact_url(url: str | URL, secrets: Iterable[str] = ()) -> str:
+def redact_url(url: str | URL, secrets: Iterable[str] | SecretRegistry = ()) -> str:
     """A URL fit for a log line: sensitive query values and any known secret replaced by REDACTED.
 
     The userinfo password is removed. The result is meant to be read, not requested: it is not
-    guaranteed to round-trip.
+    guaranteed to round-trip. A `SecretRegistry` brings its pattern compiled once; plain values
+    are compiled here.
     """
-    pattern = _pattern(secrets)
+    if isinstance(secrets, SecretRegistry):
+        scrub = secrets.scrub
+    else:
+        pattern = _pattern(secrets)
 
-    def scrub(text: str) -> str:
-        return text if pattern is None else pattern.sub(REDACTED, text)
+        def scrub(text: str) -> str:
+            return text if pattern is None else pattern.sub(REDACTED, text)
 
+    if isinstance(url, URL) and not url.raw_query_string and url.raw_password is None:
+        return scrub(str(url))  # the common case: nothing to take apart, only secrets to find
     text = str(url)
     try:
         parsed = url if isinstance(url, URL) else URL(text)

@@ -55,16 +55,13 @@ def _parameters(
 async def validate_request(request: web.Request, operation: Operation, *, limit: int) -> Input:
     path, errors = _parameters(operation, "path", request.match_info)
     query, query_errors = _parameters(operation, "query", request.query)
-    headers, header_errors = _parameters(operation, "header", _lower(request.headers))
+    # Header parameter names are lower case; the request's headers are looked up case-blind.
+    headers, header_errors = _parameters(operation, "header", request.headers)
     errors += query_errors + header_errors
     if errors:
         raise problems.bad_request("the request's parameters are invalid", errors)
     body, form = await _body(request, operation, limit)
     return Input(path=path, query=query, headers=headers, body=body, form=form)
-
-
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()}
 
 
 def _has_body(request: web.Request) -> bool:
