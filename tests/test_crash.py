@@ -21,8 +21,8 @@ from tests.conftest import (
     CALLER_KEY_A,
     REPORTS,
     eventually,
+    gateway_config as base_config,
 )
-from tests.conftest import gateway_config as base_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = 300

@@ -12,8 +12,14 @@ import asyncpg
 import pytest
 
 from gateway.backend import Event
-from gateway.store import AttemptOutcome, Store, StoreUnavailable, Subscription, open_store
-from gateway.store import postgres as pg_store
+from gateway.store import (
+    AttemptOutcome,
+    Store,
+    StoreUnavailable,
+    Subscription,
+    open_store,
+    postgres as pg_store,
+)
 from gateway.store.sqlite import SQLiteStore, migrations
 from tests.conftest import eventually
 from tests.pg import PostgresServer, running_server

@@ -43,6 +43,19 @@ from gateway.store import (
     Subscription,
     SubscriptionPage,
 )
+from gateway.store.rows import (
+    DELIVERY as _DELIVERY,
+    DELIVERY_JOINED as _DELIVERY_JOINED,
+    EVENT as _EVENT,
+    RESOURCE as _RESOURCE,
+    SUBSCRIPTION as _SUBSCRIPTION,
+    claimed as _claimed,
+    delivery as _delivery,
+    event as _event,
+    resource as _resource,
+    subscription as _subscription,
+    to_json as _json,
+)
 
 MIGRATIONS = "gateway.store.migrations.postgres"
 CHANNEL = "gateway_deliveries"
@@ -833,89 +846,3 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
-
-
-# -- rows to values -------------------------------------------------------------------------------
-
-_RESOURCE = "kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
-_EVENT = "id, type, tenant, backend, occurred_at, data, dedupe_key"
-_SUBSCRIPTION = (
-    "id, tenant, url, event_types, description, enabled, disabled_reason, secret,"
-    " previous_secret, previous_expires_at, failing_since, created_at, updated_at"
-)
-_DELIVERY = (
-    "id, event_id, subscription_id, tenant, status, attempts, next_attempt_at, last_error,"
-    " created_at"
-)
-_DELIVERY_JOINED = (
-    "d.id, d.event_id, d.subscription_id, d.tenant, d.status, d.attempts, d.next_attempt_at,"
-    " d.last_error, d.created_at,"
-    " e.id, e.type, e.tenant, e.backend, e.occurred_at, e.data, e.dedupe_key, e.received_epoch,"
-    " s.id, s.tenant, s.url, s.event_types, s.description, s.enabled, s.disabled_reason,"
-    " s.secret, s.previous_secret, s.previous_expires_at, s.failing_since, s.created_at,"
-    " s.updated_at"
-)
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _resource(row: Any) -> ResourceRecord:
-    kind, resource_id, tenant, backend, parent_id, attributes, created_at, updated_at = row
-    return ResourceRecord(
-        kind,
-        resource_id,
-        tenant,
-        backend,
-        parent_id,
-        orjson.loads(attributes),
-        created_at,
-        updated_at,
-    )
-
-
-def _event(row: Any) -> Event:
-    event_id, event_type, tenant, backend, occurred_at, data, dedupe_key = row
-    return Event(
-        id=event_id,
-        type=event_type,
-        tenant=tenant,
-        backend=backend,
-        occurred_at=occurred_at,
-        data=orjson.loads(data),
-        dedupe_key=dedupe_key,
-    )
-
-
-def _subscription(row: Any) -> Subscription:
-    (sid, tenant, url, types, description, enabled, reason, secret, previous, expires, failing,
-     created, updated) = row  # fmt: skip
-    return Subscription(
-        sid,
-        tenant,
-        url,
-        tuple(orjson.loads(types)),
-        description,
-        bool(enabled),
-        reason,
-        secret,
-        previous,
-        expires,
-        failing,
-        created,
-        updated,
-    )
-
-
-def _delivery(row: Any) -> Delivery:
-    return Delivery(*row)
-
-
-def _claimed(row: Any) -> ClaimedDelivery:
-    return ClaimedDelivery(
-        delivery=_delivery(row[:9]),
-        event=_event(row[9:16]),
-        subscription=_subscription(row[17:]),
-        event_received=float(row[16]),
-    )

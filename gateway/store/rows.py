@@ -1,0 +1,82 @@
+"""Rows to values, shared by the SQLite and PostgreSQL stores (the same columns, the same types)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.backend import Event
+from gateway.store import ClaimedDelivery, Delivery, ResourceRecord, Subscription
+
+RESOURCE = "kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
+EVENT = "id, type, tenant, backend, occurred_at, data, dedupe_key"
+SUBSCRIPTION = (
+    "id, tenant, url, event_types, description, enabled, disabled_reason, secret,"
+    " previous_secret, previous_expires_at, failing_since, created_at, updated_at"
+)
+DELIVERY = (
+    "id, event_id, subscription_id, tenant, status, attempts, next_attempt_at, last_error,"
+    " created_at"
+)
+DELIVERY_JOINED = (
+    "d.id, d.event_id, d.subscription_id, d.tenant, d.status, d.attempts, d.next_attempt_at,"
+    " d.last_error, d.created_at,"
+    " e.id, e.type, e.tenant, e.backend, e.occurred_at, e.data, e.dedupe_key, e.received_epoch,"
+    " s.id, s.tenant, s.url, s.event_types, s.description, s.enabled, s.disabled_reason,"
+    " s.secret, s.previous_secret, s.previous_expires_at, s.failing_since, s.created_at,"
+    " s.updated_at"
+)
+
+
+def to_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def resource(row: Any) -> ResourceRecord:
+    kind, resource_id, tenant, backend, parent_id, attributes, created_at, updated_at = row
+    return ResourceRecord(
+        kind,
+        resource_id,
+        tenant,
+        backend,
+        parent_id,
+        orjson.loads(attributes),
+        created_at,
+        updated_at,
+    )
+
+
+def event(row: Any) -> Event:
+    event_id, event_type, tenant, backend, occurred_at, data, dedupe_key = row
+    return Event(
+        id=event_id,
+        type=event_type,
+        tenant=tenant,
+        backend=backend,
+        occurred_at=occurred_at,
+        data=orjson.loads(data),
+        dedupe_key=dedupe_key,
+    )
+
+
+def subscription(row: Any) -> Subscription:
+    (sid, tenant, url, types, description, enabled, reason, secret, previous, expires, failing,
+     created, updated) = row  # fmt: skip
+    return Subscription(
+        sid, tenant, url, tuple(orjson.loads(types)), description, bool(enabled), reason,
+        secret, previous, expires, failing, created, updated,
+    )  # fmt: skip
+
+
+def delivery(row: Any) -> Delivery:
+    return Delivery(*row)
+
+
+def claimed(row: Any) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        delivery=delivery(row[:9]),
+        event=event(row[9:16]),
+        subscription=subscription(row[17:]),
+        event_received=float(row[16]),
+    )
