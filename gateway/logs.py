@@ -112,5 +112,5 @@ def configure_logging(
     root.setLevel(_LEVELS[level])
     # aiohttp's own access log would duplicate ours.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # aiosqlite logs every statement with its parameters at debug level: data, never for logs.
-    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # asyncpg's debug output can carry query arguments: data, never for logs.
+    logging.getLogger("asyncpg").setLevel(logging.WARNING)
