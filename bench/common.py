@@ -14,6 +14,8 @@ import aiohttp
 import attrs
 from aiohttp.test_utils import unused_port
 
+from gateway.tenants import digest_key
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -114,6 +116,37 @@ http {{
     finally:
         child.terminate()
         await child.wait()
+
+
+def pictofit_config(
+    path: Path,
+    *,
+    workdir: Path,
+    upstream: str,
+    caller_key: str,
+    customer: str,
+    store_url: str | None = None,
+) -> None:
+    """A gateway configuration: one tenant on PICTOFiT at `upstream`, logging as in production
+    (info, to whatever the process writes to); its key is read from $BENCH_PICTOFIT_KEY."""
+    path.write_text(
+        f"""
+[store]
+url = "{store_url or f"sqlite:///{workdir}/gateway.db"}"
+
+[log]
+level = "info"
+
+[[tenants]]
+id = "bench"
+keys = ["{digest_key(caller_key)}"]
+
+[tenants.backends.pictofit]
+base_url = "{upstream}"
+customer_id = "{customer}"
+api_key = "env:BENCH_PICTOFIT_KEY"
+"""
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:

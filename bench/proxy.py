@@ -16,8 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import nginx, process
-from gateway.tenants import digest_key
+from bench.common import nginx, pictofit_config, process
 
 CALLER_KEY = "gwk_bench-proxy-caller-key"
 CUSTOMER = "3d7a2d56-5b0e-4c61-9b1e-1f5b9a3c0e77"
@@ -40,23 +39,13 @@ LOCATIONS = f"""
 
 
 def write_config(path: Path, workdir: Path, upstream: str, store_url: str | None = None) -> None:
-    path.write_text(
-        f"""
-[store]
-url = "{store_url or f"sqlite:///{workdir}/gateway.db"}"
-
-[log]
-level = "info"
-
-[[tenants]]
-id = "bench"
-keys = ["{digest_key(CALLER_KEY)}"]
-
-[tenants.backends.pictofit]
-base_url = "{upstream}"
-customer_id = "{CUSTOMER}"
-api_key = "env:BENCH_PICTOFIT_KEY"
-"""
+    pictofit_config(
+        path,
+        workdir=workdir,
+        upstream=upstream,
+        caller_key=CALLER_KEY,
+        customer=CUSTOMER,
+        store_url=store_url,
     )
 
 

@@ -18,8 +18,7 @@ from typing import Any
 import aiohttp
 from PIL import Image
 
-from bench.common import Child, process
-from gateway.tenants import digest_key
+from bench.common import Child, pictofit_config, process
 
 CALLER_KEY = "gwk_bench-uploads-caller-key"
 SANDBOX_KEY = "sandbox-pictofit-key"
@@ -33,27 +32,6 @@ def noise_png(path: Path, side: int) -> int:
     image.save(buffer, format="PNG", compress_level=0)
     path.write_bytes(buffer.getvalue())
     return len(buffer.getvalue())
-
-
-def write_config(path: Path, workdir: Path, upstream: str) -> None:
-    path.write_text(
-        f"""
-[store]
-url = "sqlite:///{workdir}/gateway.db"
-
-[log]
-level = "info"
-
-[[tenants]]
-id = "bench"
-keys = ["{digest_key(CALLER_KEY)}"]
-
-[tenants.backends.pictofit]
-base_url = "{upstream}"
-customer_id = "{CUSTOMER}"
-api_key = "env:BENCH_PICTOFIT_KEY"
-"""
-    )
 
 
 async def _sample_rss(child: Child, peak: list[int], stop: asyncio.Event) -> None:
@@ -134,7 +112,9 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
     async with process("bench.sandbox", "pictofit", health="/products/types") as sandbox:
         upstream = f"http://127.0.0.1:{sandbox.port}"
         config = workdir / "gateway.toml"
-        write_config(config, workdir, upstream)
+        pictofit_config(
+            config, workdir=workdir, upstream=upstream, caller_key=CALLER_KEY, customer=CUSTOMER
+        )
         gateway_cli = ("gateway.cli", "serve", "--config", str(config), "--port")
         async with (
             process(*gateway_cli, health="/healthz", env=env, log=workdir / "gw.log") as gateway,

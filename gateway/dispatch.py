@@ -99,12 +99,7 @@ def to_response(result: Reply | web.StreamResponse) -> web.StreamResponse:
         return result
     if result.body is None:
         return web.Response(status=result.status, headers=result.headers)
-    return web.Response(
-        status=result.status,
-        body=wire.dumps(result.body),
-        content_type="application/json",
-        headers=result.headers,
-    )
+    return wire.json_response(result.body, result.status, result.headers)
 
 
 async def _owned_backend(

@@ -26,12 +26,8 @@ from gateway.store import StoreUnavailable
 STORE_PING_TIMEOUT = 2.0
 
 
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=wire.dumps(body), status=status, content_type="application/json")
-
-
 async def get_health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return wire.json_response({"status": "ok"})
 
 
 async def get_readiness(request: web.Request) -> web.Response:
@@ -64,7 +60,7 @@ async def get_readiness(request: web.Request) -> web.Response:
         }
     ready = all(check["ok"] for check in checks.values())
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
-    return json_response(body, 200 if ready else 503)
+    return wire.json_response(body, 200 if ready else 503)
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -106,7 +102,7 @@ async def list_backends(request: web.Request) -> web.Response:
         }
         for d in sorted(request.app[PLUGINS].declarations.values(), key=lambda d: d.name)
     ]
-    return json_response({"items": items})
+    return wire.json_response({"items": items})
 
 
 def _callback_health(sync: SyncState | None) -> dict[str, Any]:
@@ -127,4 +123,4 @@ async def list_event_types(request: web.Request) -> web.Response:
             {"type": t, "description": text, "backend": declaration.name}
             for t, text in declaration.event_types.items()
         )
-    return json_response({"items": sorted(items, key=lambda item: item["type"])})
+    return wire.json_response({"items": sorted(items, key=lambda item: item["type"])})

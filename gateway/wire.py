@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import cattrs
 import orjson
+from aiohttp import web
 from cattrs.gen import make_dict_unstructure_fn, override
 
 
@@ -27,6 +29,15 @@ def _make_converter() -> cattrs.Converter:
 
 
 _converter = _make_converter()
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """An `application/json` answer in the wire format."""
+    return web.Response(
+        body=dumps(body), status=status, content_type="application/json", headers=headers
+    )
 
 
 def dumps(value: Any) -> bytes:

@@ -19,10 +19,6 @@ from gateway.webhooks import signing
 from gateway.webhooks.targets import AllowedTargets, TargetNotAllowed
 
 
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=wire.dumps(body), status=status, content_type="application/json")
-
-
 def _iso(moment: float | None) -> str | None:
     if moment is None:
         return None
@@ -127,7 +123,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         updated_at=now,
     )
     await request.app[STORE].create_subscription(subscription)
-    return json_response(subscription_body(subscription, secret=True), 201)
+    return wire.json_response(subscription_body(subscription, secret=True), 201)
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
@@ -136,11 +132,11 @@ async def list_subscriptions(request: web.Request) -> web.Response:
         request[TENANT].id, cursor=query.get("cursor"), limit=query.get("limit", 50)
     )
     items = [subscription_body(s) for s in page.items]
-    return json_response({"items": items, "nextCursor": page.next_cursor})
+    return wire.json_response({"items": items, "nextCursor": page.next_cursor})
 
 
 async def get_subscription(request: web.Request) -> web.Response:
-    return json_response(subscription_body(await _subscription(request)))
+    return wire.json_response(subscription_body(await _subscription(request)))
 
 
 async def update_subscription(request: web.Request) -> web.Response:
@@ -158,7 +154,7 @@ async def update_subscription(request: web.Request) -> web.Response:
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
     if updated is None:
         raise problems.not_found(f"subscription {current.id} does not exist")
-    return json_response(subscription_body(updated))
+    return wire.json_response(subscription_body(updated))
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
@@ -179,7 +175,7 @@ async def rotate_subscription_secret(request: web.Request) -> web.Response:
     }
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
     assert updated is not None
-    return json_response({"secret": updated.secret, "previousSecretExpiresAt": _iso(expires)})
+    return wire.json_response({"secret": updated.secret, "previousSecretExpiresAt": _iso(expires)})
 
 
 async def send_test_event(request: web.Request) -> web.Response:
@@ -193,7 +189,7 @@ async def send_test_event(request: web.Request) -> web.Response:
     store = request.app[STORE]
     await store.record_event(event, dedupe_window=0, only_subscription=current.id)
     request.app[EVENTS].wake()
-    return json_response(event.document(), 202)
+    return wire.json_response(event.document(), 202)
 
 
 async def _event(request: web.Request) -> Event:
@@ -213,17 +209,17 @@ async def list_events(request: web.Request) -> web.Response:
         limit=query.get("limit", 50),
     )
     items = [e.document() for e in page.items]
-    return json_response({"items": items, "nextCursor": page.next_cursor})
+    return wire.json_response({"items": items, "nextCursor": page.next_cursor})
 
 
 async def get_event(request: web.Request) -> web.Response:
-    return json_response((await _event(request)).document())
+    return wire.json_response((await _event(request)).document())
 
 
 async def list_event_deliveries(request: web.Request) -> web.Response:
     event = await _event(request)
     deliveries = await request.app[STORE].list_deliveries(event.tenant, event.id)
-    return json_response({"items": [delivery_body(d) for d in deliveries]})
+    return wire.json_response({"items": [delivery_body(d) for d in deliveries]})
 
 
 async def redeliver_event(request: web.Request) -> web.Response:
@@ -241,4 +237,4 @@ async def redeliver_event(request: web.Request) -> web.Response:
             )
     deliveries = await store.redeliver(event.tenant, event.id, subscription_id)
     request.app[EVENTS].wake()
-    return json_response({"deliveries": [delivery_body(d) for d in deliveries]}, 202)
+    return wire.json_response({"deliveries": [delivery_body(d) for d in deliveries]}, 202)
