@@ -6,12 +6,50 @@ anything a caller controls, so no secret or unbounded value can become a label.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from gateway.upstream import UpstreamMetrics
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "UpstreamMetrics"]
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+MetricT = TypeVar("MetricT", Counter, Gauge, Histogram)
+
+
+def labelled(metric: MetricT) -> Callable[..., MetricT]:
+    """`metric.labels`, remembered per tuple of label values (positional): looking a child up
+    takes a lock and a validation each time, twice per request and per upstream call. Label
+    values are bounded by design (operationIds, statuses, backends), and so is the cache."""
+    return functools.lru_cache(maxsize=4096)(metric.labels)
+
+
+class UpstreamMetrics:
+    """The upstream metrics, registered in the app's own registry (never the global one)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.calls = Counter(
+            "gateway_upstream_calls_total",
+            "Upstream calls (attempts), by upstream status or failure kind.",
+            ["backend", "operation", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "gateway_upstream_call_duration_seconds",
+            "Duration of one upstream attempt, until its body was read.",
+            ["backend", "operation"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.breaker = Gauge(
+            "gateway_upstream_breaker_state",
+            "Circuit breaker state per backend: 0 closed, 1 half-open, 2 open.",
+            ["backend"],
+            registry=registry,
+        )
+        self.calls_by = labelled(self.calls)  # (backend, operation, status)
+        self.latency_by = labelled(self.latency)  # (backend, operation)
 
 
 class Metrics:
@@ -30,10 +68,12 @@ class Metrics:
             registry=self.registry,
         )
         self.upstream = UpstreamMetrics(self.registry)
+        self._requests = labelled(self.requests)
+        self._latency = labelled(self.latency)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        self._requests(route, method, str(status)).inc()
+        self._latency(route, method).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

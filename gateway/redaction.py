@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote, quote_plus
 
+import orjson
 from yarl import URL
 
 __all__ = [
@@ -43,10 +44,13 @@ _PATH_SAFE = _QUERY_SAFE + "&+="
 
 
 def _encodings(secret: str) -> set[str]:
-    """The forms a secret takes once it has been put into a URL (path, query, form-encoded)."""
+    """The forms a secret takes once it has been put into a URL (path, query, form-encoded) or
+    written into a rendered log line (a JSON string, a Python repr)."""
     forms = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
     forms.add(URL("http://h/").with_query({"k": secret}).raw_query_string[2:])
     forms.add(URL.build(path="/" + secret).raw_path[1:])
+    forms.add(orjson.dumps(secret).decode()[1:-1])
+    forms.add(repr(secret)[1:-1])
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 

@@ -33,11 +33,11 @@ import attrs
 import orjson
 import structlog
 from multidict import CIMultiDict, CIMultiDictProxy
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from yarl import URL
 
 from gateway import __version__
 from gateway.backend import Credentials
+from gateway.metrics import UpstreamMetrics
 from gateway.problems import ProblemError
 from gateway.redaction import SecretRegistry, redact_url, strip_url_queries
 
@@ -50,7 +50,6 @@ __all__ = [
     "UpstreamClient",
     "UpstreamCredentialsRejected",
     "UpstreamError",
-    "UpstreamMetrics",
     "UpstreamPolicy",
     "UpstreamRejected",
     "UpstreamResponse",
@@ -293,31 +292,6 @@ class CircuitBreaker:
 
 
 # --- metrics ----------------------------------------------------------------------------------
-
-
-class UpstreamMetrics:
-    """The upstream metrics, registered in the app's own registry (never the global one)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.calls = Counter(
-            "gateway_upstream_calls_total",
-            "Upstream calls (attempts), by upstream status or failure kind.",
-            ["backend", "operation", "status"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "gateway_upstream_call_duration_seconds",
-            "Duration of one upstream attempt, until its body was read.",
-            ["backend", "operation"],
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=registry,
-        )
-        self.breaker = Gauge(
-            "gateway_upstream_breaker_state",
-            "Circuit breaker state per backend: 0 closed, 1 half-open, 2 open.",
-            ["backend"],
-            registry=registry,
-        )
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -722,10 +696,10 @@ class UpstreamClient:
         self, fields: dict[str, Any], status: str, error: str | None, duration: float | None = None
     ) -> None:
         """The attempt's one log line, and its metrics."""
-        labels = {"backend": self.backend, "operation": fields["operation"]}
-        self._metrics.calls.labels(status=status, **labels).inc()
+        operation = fields["operation"]
+        self._metrics.calls_by(self.backend, operation, status).inc()
         if duration is not None:
-            self._metrics.latency.labels(**labels).observe(duration)
+            self._metrics.latency_by(self.backend, operation).observe(duration)
         if error is None:
             _log.info("upstream.call", **fields)
         else:

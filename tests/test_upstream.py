@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from gateway.backend import Credentials
+from gateway.metrics import UpstreamMetrics
 from gateway.redaction import REDACTED, SENSITIVE_QUERY_NAMES, SecretRegistry, redact_url
 from gateway.upstream import (
     BoundUpstream,
@@ -24,7 +25,6 @@ from gateway.upstream import (
     CircuitOpen,
     UpstreamClient,
     UpstreamCredentialsRejected,
-    UpstreamMetrics,
     UpstreamPolicy,
     UpstreamRejected,
     UpstreamServerError,

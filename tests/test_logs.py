@@ -1,0 +1,64 @@
+"""The log pipeline itself: every rendered line is scrubbed of known secrets, whatever carried them;
+timestamps are ISO 8601 UTC as structlog's own stamper writes them."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+
+import orjson
+import structlog
+
+from gateway.logs import SECRETS, _UtcTimestamp
+from gateway.redaction import REDACTED
+from tests.conftest import LogLines
+
+# Quote and backslash: the JSON line carries it escaped, and must be scrubbed in that form too.
+ODD_SECRET = 'upstream-"key"\\-with-escapes-7f3a'
+PLAIN_SECRET = "upstream-plain-key-0c9d2e"
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def test_secrets_are_scrubbed_from_keys_nested_values_and_stdlib_records(logs: LogLines) -> None:
+    """A secret in a value, a nested list, a dict key or a stdlib record never reaches the file;
+    lines stay valid JSON with the rest of their content."""
+    SECRETS.add(ODD_SECRET, PLAIN_SECRET)
+    log = structlog.get_logger("tests.logs")
+    log.warning(
+        "leaky",
+        value=f"Bearer {ODD_SECRET}",
+        nested={"list": [PLAIN_SECRET, 1], PLAIN_SECRET: "as a key"},
+    )
+    logging.getLogger("some.library").warning("sent token %s", ODD_SECRET)
+
+    text = logs.text()
+    assert ODD_SECRET not in text
+    assert orjson.dumps(ODD_SECRET).decode()[1:-1] not in text  # the JSON-escaped form
+    assert PLAIN_SECRET not in text
+    (line,) = logs.events("leaky")
+    assert line["value"] == f"Bearer {REDACTED}"
+    assert line["nested"] == {"list": [REDACTED, 1], REDACTED: "as a key"}
+    (record,) = logs.events(f"sent token {REDACTED}")
+    assert record["logger"] == "some.library"
+
+
+def test_timestamp_has_structlogs_iso_form_and_the_current_time() -> None:
+    """The cached-second stamper writes what `TimeStamper(fmt="iso", utc=True)` writes, now."""
+    ours = _UtcTimestamp()(None, "info", {})["timestamp"]
+    theirs = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
+    assert ISO_UTC.match(ours), ours
+    assert ISO_UTC.match(theirs), theirs
+    stamped = datetime.datetime.fromisoformat(ours)
+    assert stamped.utcoffset() == datetime.timedelta(0)
+    assert abs(stamped - datetime.datetime.fromisoformat(theirs)) < datetime.timedelta(seconds=1)
+
+
+def test_timestamp_follows_the_clock_across_seconds() -> None:
+    """The second formatted once is replaced when the clock moves on (no stale prefix)."""
+    stamper = _UtcTimestamp()
+    first = stamper(None, "info", {})["timestamp"]
+    stamper._second = (stamper._second[0] - 5, "2000-01-01T00:00:00")  # as if 5 s ago
+    second = stamper(None, "info", {})["timestamp"]
+    assert not second.startswith("2000-")
+    assert datetime.datetime.fromisoformat(second) >= datetime.datetime.fromisoformat(first)
