@@ -68,7 +68,8 @@ bench: $(STAMP) bench-tools postgres
 bench-smoke: $(STAMP) bench-tools postgres
 	$(BIN)/python -m bench --smoke
 
-# wrk (the load generator) and nginx (an upstream that is not the bottleneck), from Debian.
+# wrk (the load generator), nginx (an upstream that is not the bottleneck) and valgrind (counts
+# instructions, which machine noise does not move), from Debian.
 bench-tools:
-	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v valgrind >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light valgrind)

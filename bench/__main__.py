@@ -16,10 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, fanout_postgres, proxy, scaling, uploads
+from bench import fanout, fanout_postgres, instructions, proxy, scaling, uploads
 
 BENCHES = {
     "proxy": proxy.run,
+    "proxy-instructions": instructions.run,
     "uploads": uploads.run,
     "fanout": fanout.run,
     "fanout-postgres": fanout_postgres.run,
@@ -42,7 +43,7 @@ async def main() -> int:
         print(f"\n{name} ({machine['cores']} cores{', smoke' if args.smoke else ''})")
         for key, value in results[name].items():
             if not isinstance(value, dict):
-                print(f"  {key:<34} {value}")
+                print(f"  {key:<40} {value}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("smoke.json" if args.smoke else "latest.json")
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -40,8 +40,11 @@ async def process(
     port: int | None = None,
     append_port: bool = True,
     log: Path | None = None,
+    wrapper: Sequence[str] = (),
+    start_seconds: float = 20.0,
 ) -> AsyncIterator[Child]:
-    """Run `python -m ARGS... [PORT]` until the block ends; yields it once `health` answers.
+    """Run `[WRAPPER...] python -m ARGS... [PORT]` until the block ends; yields it once `health`
+    answers (within `start_seconds`), and stops it with SIGTERM.
 
     Its output goes to `log` (default: discarded), so that a chatty server's logging is paid for
     as in production without flooding the benchmark's table.
@@ -49,6 +52,7 @@ async def process(
     port = port or unused_port()
     output = (log or Path(os.devnull)).open("ab")
     child = await asyncio.create_subprocess_exec(
+        *wrapper,
         sys.executable,
         "-m",
         *args,
@@ -60,7 +64,7 @@ async def process(
     )
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(400):
+            for _ in range(round(start_seconds / 0.05)):
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.get(f"http://127.0.0.1:{port}{health}") as response:
                         if response.status < 500:
