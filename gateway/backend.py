@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,7 +203,19 @@ class ResourceBook:
         return updated
 
     async def children(self, kind: str, parent_id: str) -> list[ResourceRecord]:
-        return list(await self._store.list_resources(self._tenant, kind, parent_id))
+        """The records of `kind` under `parent_id`, oldest first."""
+        return list(await self._store.list_resources(self._tenant, kind, (parent_id,)))
+
+    async def children_of(
+        self, kind: str, parent_ids: Iterable[str]
+    ) -> dict[str, list[ResourceRecord]]:
+        """The records of `kind` under each of `parent_ids` (every one a key, oldest first), in
+        one read however many parents there are."""
+        found: dict[str, list[ResourceRecord]] = {parent: [] for parent in parent_ids}
+        for record in await self._store.list_resources(self._tenant, kind, tuple(found)):
+            if record.parent_id is not None:
+                found[record.parent_id].append(record)
+        return found
 
 
 class GatewayServices:

@@ -118,6 +118,24 @@ async def test_resources_are_claimed_once(store: Store) -> None:
     assert dict(updated.attributes) == {"name": "b", "sku": "s"}
 
 
+async def test_children_of_several_parents_come_in_one_read(store: Store) -> None:
+    """One query lists the kind's records under every given parent, oldest first, the tenant's
+    only; other kinds, other parents and no parents at all give nothing."""
+    for image, parent, tenant in [
+        ("i1", "c1", "t1"),
+        ("i2", "c2", "t1"),
+        ("i3", "c1", "t1"),
+        ("i4", "c3", "t1"),
+        ("i5", "c1", "t2"),
+    ]:
+        await store.claim_resource("image", image, tenant=tenant, backend="acme", parent_id=parent)
+    await store.claim_resource("note", "n1", tenant="t1", backend="acme", parent_id="c1")
+    listed = await store.list_resources("t1", "image", ["c1", "c2"])
+    assert [(r.id, r.parent_id) for r in listed] == [("i1", "c1"), ("i2", "c2"), ("i3", "c1")]
+    assert [r.id for r in await store.list_resources("t2", "image", ["c1"])] == ["i5"]
+    assert await store.list_resources("t1", "image", []) == []
+
+
 async def test_event_fans_out_to_matching_enabled_subscriptions(store: Store) -> None:
     """One delivery per enabled subscription whose filter matches, in the event's tenant."""
     await store.create_subscription(subscription("s-all"))

@@ -173,9 +173,10 @@ class Store(Protocol):
         """Merge `attributes` into the record's (top-level keys replaced); None if it is unknown."""
 
     async def list_resources(
-        self, tenant: str, kind: str, parent_id: str
+        self, tenant: str, kind: str, parent_ids: Sequence[str]
     ) -> Sequence[ResourceRecord]:
-        """The tenant's resources of `kind` under `parent_id`, oldest first."""
+        """The tenant's resources of `kind` under any of `parent_ids`, oldest first: one read
+        for a product's configurations and for the images of all of them alike."""
 
     async def begin_idempotent(
         self, tenant: str, key: str, *, operation: str, fingerprint: str, lease: float

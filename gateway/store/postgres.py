@@ -315,13 +315,15 @@ class PostgresStore:
         return await self._run(op)
 
     async def list_resources(
-        self, tenant: str, kind: str, parent_id: str
+        self, tenant: str, kind: str, parent_ids: Sequence[str]
     ) -> Sequence[ResourceRecord]:
+        if not parent_ids:
+            return []
         rows = await self._run(
             lambda db: db.fetch(
-                f"SELECT {_RESOURCE} FROM resources WHERE parent_id = $1 AND kind = $2"
+                f"SELECT {_RESOURCE} FROM resources WHERE parent_id = ANY($1::text[]) AND kind = $2"
                 ' AND tenant = $3 ORDER BY created_at COLLATE "C", id COLLATE "C"',
-                parent_id,
+                list(parent_ids),
                 kind,
                 tenant,
             ),

@@ -200,13 +200,16 @@ class SQLiteStore:
         return await self._write(op)
 
     async def list_resources(
-        self, tenant: str, kind: str, parent_id: str
+        self, tenant: str, kind: str, parent_ids: Sequence[str]
     ) -> Sequence[ResourceRecord]:
+        if not parent_ids:
+            return []
+        marks = ", ".join("?" * len(parent_ids))
         rows = await self._read(
             lambda db: db.execute(
-                f"SELECT {_RESOURCE} FROM resources WHERE parent_id = ? AND kind = ?"
+                f"SELECT {_RESOURCE} FROM resources WHERE parent_id IN ({marks}) AND kind = ?"
                 " AND tenant = ? ORDER BY created_at, id",
-                (parent_id, kind, tenant),
+                (*parent_ids, kind, tenant),
             ).fetchall()
         )
         return [_resource(row) for row in rows]

@@ -142,7 +142,7 @@ async def receive(call: CallbackCall) -> Reply:
             await auth.prepare(config)
             raws = await client.configurations(record.id)
         records = await call.services.resources.children("configuration", record.id)
-        images = {r.id: await call.services.resources.children("image", r.id) for r in records}
+        images = await call.services.resources.children_of("image", (r.id for r in records))
         data["productId"] = record.id
         data["configurations"] = mapping.configuration_views(
             raws,

@@ -75,7 +75,7 @@ class _Session:
     async def configuration_views(self, product_id: str) -> list[JSON]:
         raws = await self.client.configurations(product_id)
         records = await self.resources.children("configuration", product_id)
-        images = {r.id: await self.images(r.id) for r in records}
+        images = await self.resources.children_of("image", (r.id for r in records))
         return mapping.configuration_views(
             raws,
             product_id=product_id,
