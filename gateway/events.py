@@ -25,7 +25,10 @@ class CoreEvents:
 
     @hookimpl(trylast=True)
     async def gateway_publish_event(self, event: Event) -> bool:
-        new = await self.store.record_event(event, dedupe_window=self.settings.dedupe_window)
-        if new:
+        recorded = await self.store.record_event(
+            event, dedupe_window=self.settings.dedupe_window, lease=self.worker.lease()
+        )
+        self.worker.take(recorded.leased)
+        if recorded.queued > len(recorded.leased):
             self.worker.wake()
-        return new
+        return recorded.stored
