@@ -25,10 +25,7 @@ class CoreEvents:
 
     @hookimpl(trylast=True)
     async def gateway_publish_event(self, event: Event) -> bool:
-        recorded = await self.store.record_event(
-            event, dedupe_window=self.settings.dedupe_window, lease=self.worker.lease()
-        )
-        self.worker.take(recorded.leased)
-        if recorded.queued > len(recorded.leased):
+        new = await self.store.record_event(event, dedupe_window=self.settings.dedupe_window)
+        if new:
             self.worker.wake()
-        return recorded.stored
+        return new

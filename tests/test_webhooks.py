@@ -143,24 +143,6 @@ async def test_callback_fans_out_signed_to_the_tenants_subscribers(
     assert receiver.bodies("other-type") == []
 
 
-async def test_a_callbacks_deliveries_start_from_the_ingest_transaction(
-    gateway: Gateway, receiver: Receiver
-) -> None:
-    """The process that records an event leases its deliveries as it commits and sends them at
-    once: they arrive even when claiming finds nothing (no claim transaction in between)."""
-    await subscribe(gateway, receiver.url("one"), ["*"])
-    await subscribe(gateway, receiver.url("two"), ["*"])
-    store = gateway.client.app[STORE]
-
-    async def claim_nothing(**_: Any) -> list[Any]:
-        return []
-
-    store.claim_deliveries = claim_nothing  # type: ignore[method-assign]
-    await callback(gateway, "job/lease")
-    await eventually(lambda: bool(receiver.bodies("one")) and bool(receiver.bodies("two")))
-    assert len(receiver.bodies("one")) == len(receiver.bodies("two")) == 1
-
-
 async def test_duplicate_callback_is_not_fanned_out_twice(
     gateway: Gateway, receiver: Receiver
 ) -> None:

@@ -122,30 +122,6 @@ class ClaimedDelivery:
 
 
 @attrs.frozen
-class Lease:
-    """A worker's room for new deliveries, asked for as an event is recorded: its new deliveries
-    are leased to `owner` in the same transaction, so they start without a claim of their own."""
-
-    owner: str
-    seconds: float
-    limit: int  # at most this many (the worker's free places)
-    exclude: Sequence[str] = ()  # subscriptions already at their share of the worker
-
-
-@attrs.frozen
-class Recorded:
-    """What `record_event` did: whether it stored the event (false for a duplicate), how many
-    deliveries it queued, and those of them it leased to the caller's worker."""
-
-    stored: bool
-    queued: int = 0
-    leased: Sequence[ClaimedDelivery] = ()
-
-    def __bool__(self) -> bool:
-        return self.stored
-
-
-@attrs.frozen
 class AttemptOutcome:
     """What one attempt came to, written back in a batch; `attempt` None hands an unsent lease
     back (status pending)."""
@@ -225,19 +201,13 @@ class Store(Protocol):
     async def get_idempotent(self, tenant: str, key: str) -> IdempotentRecord | None: ...
 
     async def record_event(
-        self,
-        event: Event,
-        *,
-        dedupe_window: float,
-        only_subscription: str | None = None,
-        lease: Lease | None = None,
-    ) -> Recorded:
-        """Store an event and its deliveries in one transaction; false for a duplicate.
+        self, event: Event, *, dedupe_window: float, only_subscription: str | None = None
+    ) -> bool:
+        """Store an event and its deliveries in one transaction; False for a duplicate.
 
         A duplicate is an event with the same (tenant, dedupe_key) stored within `dedupe_window`
         seconds. Deliveries go to every enabled subscription of the tenant whose filter matches,
-        or to `only_subscription` alone (enabled or not: a test event). With `lease`, up to its
-        limit of them are leased to its owner in the same transaction (`Recorded.leased`).
+        or to `only_subscription` alone (enabled or not: a test event).
         """
 
     async def create_subscription(self, subscription: Subscription) -> None: ...

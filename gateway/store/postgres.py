@@ -38,8 +38,6 @@ from gateway.store import (
     Delivery,
     EventPage,
     IdempotentRecord,
-    Lease,
-    Recorded,
     ResourceRecord,
     StoreUnavailable,
     Subscription,
@@ -402,14 +400,9 @@ class PostgresStore:
     # -- events ---------------------------------------------------------------------------------
 
     async def record_event(
-        self,
-        event: Event,
-        *,
-        dedupe_window: float,
-        only_subscription: str | None = None,
-        lease: Lease | None = None,
-    ) -> Recorded:
-        async def op(db: Conn) -> Recorded:
+        self, event: Event, *, dedupe_window: float, only_subscription: str | None = None
+    ) -> bool:
+        async def op(db: Conn) -> bool:
             if event.dedupe_key is not None:
                 # Check and insert as one step across replicas: the same callback received by
                 # two of them at once is stored once. The lock is its own statement so that the
@@ -437,31 +430,25 @@ class PostgresStore:
                 now - dedupe_window,
             )
             if not stored:
-                return Recorded(stored=False)
+                return False
             if only_subscription is not None:
-                queued = await _queue(db, event.id, event.tenant, [only_subscription], now)
+                await _queue(db, event.id, event.tenant, [only_subscription], now, self._origin)
             else:
                 # Subscription.matches, in SQL: one statement queues them all.
-                rows = await db.fetch(
-                    "INSERT INTO deliveries (id, event_id, subscription_id,"
+                await db.execute(
+                    "WITH queued AS (INSERT INTO deliveries (id, event_id, subscription_id,"
                     " tenant, status, attempts, next_attempt_at, created_at, updated_at)"
                     " SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), $1, id,"
                     " tenant, 'pending', 0, $4, $4, $4 FROM subscriptions WHERE tenant = $2"
-                    " AND enabled AND (event_types ? '*' OR event_types ? $3) RETURNING id",
+                    " AND enabled AND (event_types ? '*' OR event_types ? $3) RETURNING 1)"
+                    f" {_notify_if_queued(5)}",
                     event.id,
                     event.tenant,
                     event.type,
                     now,
+                    self._origin,
                 )
-                queued = [row[0] for row in rows]
-            leased: list[ClaimedDelivery] = []
-            if lease is not None and queued:
-                leased = await _claim(
-                    db, lease.owner, now, lease.seconds, lease.limit, lease.exclude, queued
-                )
-            if len(leased) < len(queued):
-                await _notify(db, self._origin)  # the rest is for whichever replica has room
-            return Recorded(stored=True, queued=len(queued), leased=leased)
+            return True
 
         return await self._run(op)
 
@@ -609,9 +596,28 @@ class PostgresStore:
     async def claim_deliveries(
         self, *, owner: str, now: float, lease: float, limit: int, exclude: Sequence[str]
     ) -> Sequence[ClaimedDelivery]:
-        return await self._run(
-            lambda db: _claim(db, owner, now, lease, limit, exclude), transaction=False
+        # SKIP LOCKED: replicas claiming at the same moment take different rows, never wait.
+        rows = await self._run(
+            lambda db: db.fetch(
+                "WITH due AS (SELECT id FROM deliveries"
+                " WHERE ((status = 'pending' AND next_attempt_at <= $1)"
+                " OR (status = 'delivering' AND lease_until < $1))"
+                " AND subscription_id <> ALL($4::text[])"
+                " ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)"
+                " UPDATE deliveries d SET status = 'delivering', lease_owner = $2,"
+                " lease_until = $3, updated_at = $1"
+                " FROM due, events e, subscriptions s"
+                " WHERE d.id = due.id AND e.id = d.event_id AND s.id = d.subscription_id"
+                f" RETURNING {_DELIVERY_JOINED}",
+                now,
+                owner,
+                now + lease,
+                list(exclude),
+                limit,
+            ),
+            transaction=False,
         )
+        return [_claimed(row) for row in rows]
 
     async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:
         if outcomes:
@@ -634,9 +640,7 @@ class PostgresStore:
                 for s in await _subscriptions(db, tenant, enabled_only=True)
                 if (s.id == subscription_id if subscription_id else s.matches(event_type))
             ]
-            ids = set(await _queue(db, event_id, tenant, targets, time.time()))
-            if ids:
-                await _notify(db, self._origin)
+            ids = set(await _queue(db, event_id, tenant, targets, time.time(), self._origin))
             return [d for d in await _list_deliveries(db, tenant, event_id) if d.id in ids]
 
         return await self._run(op)
@@ -686,38 +690,10 @@ async def _notify(db: Conn, origin: str) -> None:
     await db.execute("SELECT pg_notify($1, $2)", CHANNEL, origin)
 
 
-async def _claim(
-    db: Conn,
-    owner: str,
-    now: float,
-    lease: float,
-    limit: int,
-    exclude: Sequence[str],
-    among: Sequence[str] = (),
-) -> list[ClaimedDelivery]:
-    """Lease due deliveries (only those with ids `among`, when given: an event's new ones) and
-    read what sending them needs. SKIP LOCKED: replicas claiming at the same moment take
-    different rows, never wait."""
-    only = " AND id = ANY($6::text[])" if among else ""
-    rows = await db.fetch(
-        "WITH due AS (SELECT id FROM deliveries"
-        " WHERE ((status = 'pending' AND next_attempt_at <= $1)"
-        " OR (status = 'delivering' AND lease_until < $1))"
-        f" AND subscription_id <> ALL($4::text[]){only}"
-        " ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)"
-        " UPDATE deliveries d SET status = 'delivering', lease_owner = $2,"
-        " lease_until = $3, updated_at = $1"
-        " FROM due, events e, subscriptions s"
-        " WHERE d.id = due.id AND e.id = d.event_id AND s.id = d.subscription_id"
-        f" RETURNING {_DELIVERY_JOINED}",
-        now,
-        owner,
-        now + lease,
-        list(exclude),
-        limit,
-        *([list(among)] if among else []),
-    )
-    return [_claimed(row) for row in rows]
+def _notify_if_queued(origin: int) -> str:
+    """The end of a `WITH queued AS (INSERT ... RETURNING 1)` statement: a notification if it
+    queued anything; `origin` is the parameter number of the notifying store's id."""
+    return f"SELECT pg_notify('{CHANNEL}', ${origin}) FROM (SELECT FROM queued LIMIT 1) AS q"
 
 
 async def _get_resource(db: Conn, kind: str, resource_id: str) -> ResourceRecord | None:
@@ -768,19 +744,22 @@ async def _queue(
     tenant: str,
     subscription_ids: Sequence[str],
     now: float,
+    origin: str,
 ) -> list[str]:
     ids = [f"dlv_{uuid.uuid4().hex}" for _ in subscription_ids]
     if ids:
         await db.execute(
-            "INSERT INTO deliveries (id, event_id, subscription_id, tenant,"
+            "WITH queued AS (INSERT INTO deliveries (id, event_id, subscription_id, tenant,"
             " status, attempts, next_attempt_at, created_at, updated_at)"
             " SELECT d.id, $2, d.subscription_id, $3, 'pending', 0, $4, $4, $4"
-            " FROM unnest($1::text[], $5::text[]) AS d (id, subscription_id)",
+            " FROM unnest($1::text[], $5::text[]) AS d (id, subscription_id) RETURNING 1)"
+            f" {_notify_if_queued(6)}",
             ids,
             event_id,
             tenant,
             now,
             list(subscription_ids),
+            origin,
         )
     return ids
 

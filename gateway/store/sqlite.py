@@ -32,8 +32,6 @@ from gateway.store import (
     Delivery,
     EventPage,
     IdempotentRecord,
-    Lease,
-    Recorded,
     ResourceRecord,
     Subscription,
     SubscriptionPage,
@@ -268,14 +266,9 @@ class SQLiteStore:
     # -- events ---------------------------------------------------------------------------------
 
     async def record_event(
-        self,
-        event: Event,
-        *,
-        dedupe_window: float,
-        only_subscription: str | None = None,
-        lease: Lease | None = None,
-    ) -> Recorded:
-        def op(db: sqlite3.Connection) -> Recorded:
+        self, event: Event, *, dedupe_window: float, only_subscription: str | None = None
+    ) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
             now = time.time()
             if event.dedupe_key is not None:
                 seen = db.execute(
@@ -284,7 +277,7 @@ class SQLiteStore:
                     (event.tenant, event.dedupe_key, now - dedupe_window),
                 ).fetchone()
                 if seen is not None:
-                    return Recorded(stored=False)
+                    return False
             db.execute(
                 "INSERT INTO events (id, tenant, type, backend, occurred_at, data, dedupe_key,"
                 " received_at, received_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -305,13 +298,8 @@ class SQLiteStore:
             else:
                 subscriptions = _subscriptions(db, event.tenant, enabled_only=True)
                 targets = [s.id for s in subscriptions if s.matches(event.type)]
-            queued = _queue(db, event.id, event.tenant, targets, now)
-            leased: list[ClaimedDelivery] = []
-            if lease is not None and queued:
-                leased = _claim(
-                    db, lease.owner, now, lease.seconds, lease.limit, lease.exclude, queued
-                )
-            return Recorded(stored=True, queued=len(queued), leased=leased)
+            _queue(db, event.id, event.tenant, targets, now)
+            return True
 
         return await self._write(op)
 
@@ -444,7 +432,34 @@ class SQLiteStore:
     async def claim_deliveries(
         self, *, owner: str, now: float, lease: float, limit: int, exclude: Sequence[str]
     ) -> Sequence[ClaimedDelivery]:
-        return await self._write(lambda db: _claim(db, owner, now, lease, limit, exclude))
+        skip = ",".join("?" * len(exclude))
+
+        def op(db: sqlite3.Connection) -> list[ClaimedDelivery]:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "UPDATE deliveries SET status = 'delivering', lease_owner = ?,"
+                    " lease_until = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries"
+                    " WHERE ((status = 'pending' AND next_attempt_at <= ?)"
+                    " OR (status = 'delivering' AND lease_until < ?))"
+                    f" AND subscription_id NOT IN ({skip}) ORDER BY next_attempt_at LIMIT ?)"
+                    " RETURNING id",
+                    (owner, now + lease, now, now, now, *exclude, limit),
+                ).fetchall()
+            ]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            rows = db.execute(
+                f"SELECT {_DELIVERY_JOINED} FROM deliveries d"
+                " JOIN events e ON e.id = d.event_id"
+                " JOIN subscriptions s ON s.id = d.subscription_id"
+                f" WHERE d.id IN ({marks})",
+                ids,
+            ).fetchall()
+            return [_claimed(row) for row in rows]
+
+        return await self._write(op)
 
     async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:
         if outcomes:
@@ -576,44 +591,6 @@ def _get_subscription(
         return None
     found = _subscription(row)
     return found if tenant is None or found.tenant == tenant else None
-
-
-def _claim(
-    db: sqlite3.Connection,
-    owner: str,
-    now: float,
-    lease: float,
-    limit: int,
-    exclude: Sequence[str],
-    among: Sequence[str] = (),
-) -> list[ClaimedDelivery]:
-    """Lease due deliveries (only those with ids `among`, when given: an event's new ones) and
-    read what sending them needs."""
-    skip = ",".join("?" * len(exclude))
-    only = f" AND id IN ({','.join('?' * len(among))})" if among else ""
-    ids = [
-        row[0]
-        for row in db.execute(
-            "UPDATE deliveries SET status = 'delivering', lease_owner = ?,"
-            " lease_until = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries"
-            " WHERE ((status = 'pending' AND next_attempt_at <= ?)"
-            " OR (status = 'delivering' AND lease_until < ?))"
-            f" AND subscription_id NOT IN ({skip}){only} ORDER BY next_attempt_at LIMIT ?)"
-            " RETURNING id",
-            (owner, now + lease, now, now, now, *exclude, *among, limit),
-        ).fetchall()
-    ]
-    if not ids:
-        return []
-    marks = ",".join("?" * len(ids))
-    rows = db.execute(
-        f"SELECT {_DELIVERY_JOINED} FROM deliveries d"
-        " JOIN events e ON e.id = d.event_id"
-        " JOIN subscriptions s ON s.id = d.subscription_id"
-        f" WHERE d.id IN ({marks})",
-        ids,
-    ).fetchall()
-    return [_claimed(row) for row in rows]
 
 
 def _queue(

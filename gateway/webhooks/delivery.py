@@ -21,7 +21,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -36,7 +36,6 @@ from gateway.store import (
     Attempt,
     AttemptOutcome,
     ClaimedDelivery,
-    Lease,
     Store,
     StoreUnavailable,
     Subscription,
@@ -121,21 +120,6 @@ class DeliveryWorker:
         """New deliveries were committed: look now rather than at the next poll."""
         self._wake.set()
 
-    def lease(self) -> Lease | None:
-        """This worker's room, for an event about to be recorded: its new deliveries are leased
-        here in the ingest transaction and start at once (`take`), without a claim transaction
-        between the commit and the first attempt. None when there is no room, or it stopped."""
-        free = self.settings.concurrency - len(self._tasks)
-        if free <= 0 or not self._loops or self._loops[0].done():
-            return None
-        return Lease(self.owner, self.settings.lease, free, self._busy_subscriptions())
-
-    def take(self, leased: Sequence[ClaimedDelivery]) -> None:
-        """Start deliveries leased to this worker as their event was recorded (once it stopped,
-        their leases run out and they go out again from whichever worker claims them)."""
-        if self._loops and not self._loops[0].done():
-            self._start(leased)
-
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
@@ -199,30 +183,17 @@ class DeliveryWorker:
         free = self.settings.concurrency - len(self._tasks)
         if free <= 0:
             return 0
+        limit = self.settings.per_subscription
+        busy = [sid for sid, n in self._in_flight.items() if n >= limit]
         claimed = await self.store.claim_deliveries(
-            owner=self.owner,
-            now=time.time(),
-            lease=self.settings.lease,
-            limit=free,
-            exclude=self._busy_subscriptions(),
+            owner=self.owner, now=time.time(), lease=self.settings.lease, limit=free, exclude=busy
         )
-        return self._start(claimed)
-
-    def _busy_subscriptions(self) -> list[str]:
-        limit = self.settings.per_subscription
-        return [sid for sid, n in self._in_flight.items() if n >= limit]
-
-    def _start(self, claimed: Sequence[ClaimedDelivery]) -> int:
-        limit = self.settings.per_subscription
         started = 0
         for item in claimed:
             subscription = item.subscription.id
-            # Over this subscription's share, or this worker's (leases taken at ingest by
-            # several events at once): hand it back, due now, for whichever worker has room.
-            if (
-                self._in_flight[subscription] >= limit
-                or len(self._tasks) >= self.settings.concurrency
-            ):
+            if self._in_flight[subscription] >= limit:
+                # Over this subscription's share: leave it leased; it goes out when the lease
+                # ends, or sooner when this worker has room (the lease is ours, not a loss).
                 self._release_later(item)
                 continue
             self._in_flight[subscription] += 1
