@@ -8,7 +8,7 @@ answer the gateway reads the user's list instead of sending the delete again.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import structlog
 from aiohttp import FormData
@@ -115,21 +115,10 @@ async def list_user_photos(call: OperationCall, artifi: ArtifiClient) -> Reply:
     user_id = str(call.path["userId"])
     page = int(call.query.get("page", 1))
     page_size = int(call.query.get("pageSize", 20))
-    params = {
-        "userId": user_id,
-        "pageSize": str(page_size),
-        "pageIndex": str(page - 1 + artifi.assumptions.first_page_index),
-    }
-    if call.query.get("search"):
-        params["searchKey"] = str(call.query["search"])
-    data = await artifi.send(
-        "GET",
-        LIST_PATH,
-        operation="GetUserUploadedList",
-        params=params,
-        fields={"userid": "userId"},
+    search = call.query.get("search")
+    items, total = await _uploaded_page(
+        artifi, user_id, page_size, page - 1, str(search) if search else None
     )
-    items, total = assets(data)
     return Reply(
         200,
         {
@@ -141,24 +130,34 @@ async def list_user_photos(call: OperationCall, artifi: ArtifiClient) -> Reply:
     )
 
 
+async def _uploaded_page(
+    artifi: ArtifiClient, user_id: str, size: int, index: int, search: str | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the user's uploads (`index` from 0, whatever Artifi counts from) and the
+    total."""
+    params = {
+        "userId": user_id,
+        "pageSize": str(size),
+        "pageIndex": str(artifi.assumptions.first_page_index + index),
+    }
+    if search:
+        params["searchKey"] = search
+    data = await artifi.send(
+        "GET",
+        LIST_PATH,
+        operation="GetUserUploadedList",
+        params=params,
+        fields={"userid": "userId"},
+    )
+    return assets(data)
+
+
 async def _still_listed(artifi: ArtifiClient, user_id: str, photo_id: str) -> bool:
     """Whether the user's list still has the photo, read page by page."""
     size = artifi.config.scan_page_size
     index = 0
     while True:
-        params = {
-            "userId": user_id,
-            "pageSize": str(size),
-            "pageIndex": str(artifi.assumptions.first_page_index + index),
-        }
-        data = await artifi.send(
-            "GET",
-            LIST_PATH,
-            operation="GetUserUploadedList",
-            params=params,
-            fields={"userid": "userId"},
-        )
-        items, total = assets(data)
+        items, total = await _uploaded_page(artifi, user_id, size, index)
         if any(isinstance(i, dict) and str(i.get("id")) == photo_id for i in items):
             return True
         index += 1
