@@ -17,7 +17,6 @@ tenant, the request id and the caller's deadline, and sends through it:
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import enum
 import math
 import random
@@ -35,7 +34,7 @@ import structlog
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway import __version__
+from gateway import __version__, wire
 from gateway.backend import Credentials
 from gateway.metrics import UpstreamMetrics
 from gateway.problems import ProblemError
@@ -645,7 +644,7 @@ class UpstreamClient:
             return _Failure(UpstreamCredentialsRejected(self.backend, status), refresh=True)
         if status == 403:
             return _Failure(UpstreamCredentialsRejected(self.backend, status))
-        retry_after = _parse_retry_after(headers.get("Retry-After"))
+        retry_after = wire.retry_after_seconds(headers.get("Retry-After"))
         if status == 429:
             reason = self._reason(body)
             error = UpstreamRejected(self.backend, status, reason, retry_after)
@@ -743,22 +742,6 @@ def _reason_from_json(doc: Any) -> str | None:
         if key == "error" and isinstance(value, dict):  # {"error": {"message": ...}}
             return _reason_from_json(value)
     return None
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait, from delta-seconds or an HTTP-date; None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class BoundUpstream:

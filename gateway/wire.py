@@ -1,7 +1,10 @@
-"""The wire format: attrs values to camelCase JSON, through one converter, encoded by orjson."""
+"""The wire format: attrs values to camelCase JSON, through one converter, encoded by orjson;
+and the one reading of `Retry-After`, for upstream answers and subscribers' alike."""
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,3 +49,20 @@ def dumps(value: Any) -> bytes:
     orjson encodes dicts and lists itself and asks the converter only for what it does not know.
     """
     return orjson.dumps(value, default=_converter.unstructure)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a `Retry-After` asks to wait, from delta-seconds or an HTTP-date (GMT: a date with
+    no zone is unreadable); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())

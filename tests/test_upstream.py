@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from gateway import wire
 from gateway.backend import Credentials
 from gateway.metrics import UpstreamMetrics
 from gateway.redaction import REDACTED, SENSITIVE_QUERY_NAMES, SecretRegistry, redact_url
@@ -562,3 +564,14 @@ async def test_metrics_updated_in_given_registry(serve: Any, make_client: Any) -
     assert value("gateway_upstream_calls_total", status="connection_error", **op) == 3
     assert value("gateway_upstream_call_duration_seconds_count", **op) == 5
     assert value("gateway_upstream_breaker_state") == 0
+
+
+def test_retry_after_reads_seconds_and_gmt_dates_only() -> None:
+    """Delta-seconds and HTTP-dates are read; a date with no zone, or garbage, is not (the same
+    reading for upstream answers and for subscribers')."""
+    assert wire.retry_after_seconds(" 7 ") == 7.0
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < (wire.retry_after_seconds(soon) or 0) <= 30
+    assert wire.retry_after_seconds("Mon, 23 Nov 2026 10:00:00 -0000") is None
+    assert wire.retry_after_seconds("soon") is None
+    assert wire.retry_after_seconds(None) is None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
-import email.utils
 import os
 import random
 import socket
@@ -28,7 +27,7 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway import __version__
+from gateway import __version__, wire
 from gateway.backend import Event
 from gateway.redaction import redact_url
 from gateway.settings import EventsSettings
@@ -77,18 +76,6 @@ class WebhookMetrics:
             "Deliveries not yet final (pending or being delivered).",
             registry=registry,
         )
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
 
 
 class DeliveryWorker:
@@ -249,7 +236,7 @@ class DeliveryWorker:
             ) as response:
                 status = response.status
                 excerpt = (await response.content.read(EXCERPT_BYTES)).decode(errors="replace")
-                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = wire.retry_after_seconds(response.headers.get("Retry-After"))
         except TimeoutError:
             error = f"timed out after {self.settings.attempt_timeout} s"
         except aiohttp.ClientError as exc:
