@@ -66,24 +66,36 @@ def bad_request(detail: str, errors: Sequence[FieldError] = ()) -> ProblemError:
     return ProblemError(400, "bad-request", "Bad request", detail, errors=errors)
 
 
-def invalid_input(detail: str, errors: Sequence[FieldError] = ()) -> ProblemError:
-    return ProblemError(422, "validation-failed", "Unprocessable content", detail, errors=errors)
+def invalid_input(
+    detail: str, errors: Sequence[FieldError] = (), *, extra: Mapping[str, Any] | None = None
+) -> ProblemError:
+    return ProblemError(
+        422, "validation-failed", "Unprocessable content", detail, errors=errors, extra=extra
+    )
 
 
 def not_found(detail: str) -> ProblemError:
     return ProblemError(404, "not-found", "Not found", detail)
 
 
-def unsupported_media_type(detail: str) -> ProblemError:
-    return ProblemError(415, "unsupported-media-type", "Unsupported media type", detail)
+def unsupported_media_type(
+    detail: str, errors: Sequence[FieldError] = (), *, extra: Mapping[str, Any] | None = None
+) -> ProblemError:
+    return ProblemError(
+        415, "unsupported-media-type", "Unsupported media type", detail, errors=errors, extra=extra
+    )
 
 
-def payload_too_large(limit_bytes: int) -> ProblemError:
+def payload_too_large(
+    limit_bytes: int, detail: str | None = None, errors: Sequence[FieldError] = ()
+) -> ProblemError:
+    """413 with the limit (`limitBytes`); `detail` says whose limit, when it is not the body's."""
     return ProblemError(
         413,
         "payload-too-large",
         "Payload too large",
-        f"the request body exceeds the limit of {limit_bytes} bytes",
+        detail or f"the request body exceeds the limit of {limit_bytes} bytes",
+        errors=errors,
         extra={"limitBytes": limit_bytes},
     )
 

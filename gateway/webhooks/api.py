@@ -73,14 +73,9 @@ def _check_types(request: web.Request, types: list[str]) -> tuple[str, ...]:
     known = _known_types(request)
     unknown = [t for t in types if t != WILDCARD and t not in known]
     if unknown:
-        raise problems.ProblemError(
-            422,
-            "validation-failed",
-            "Unprocessable content",
+        raise problems.invalid_input(
             f"unknown event types: {', '.join(unknown)}",
-            errors=[
-                FieldError(f"/eventTypes/{types.index(t)}", "unknown event type") for t in unknown
-            ],
+            [FieldError(f"/eventTypes/{types.index(t)}", "unknown event type") for t in unknown],
             extra={"validNames": sorted(known | {WILDCARD})},
         )
     return tuple(types)

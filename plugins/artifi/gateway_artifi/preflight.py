@@ -15,7 +15,12 @@ import attrs
 from PIL import Image, UnidentifiedImageError
 
 from gateway.forms import UploadedFile
-from gateway.problems import FieldError, ProblemError, invalid_input
+from gateway.problems import (
+    FieldError,
+    invalid_input,
+    payload_too_large,
+    unsupported_media_type,
+)
 from gateway_artifi.config import Assumptions
 
 __all__ = ["ImageFacts", "UploadRules", "check_upload", "identify"]
@@ -138,13 +143,10 @@ async def check_upload(
     """The image's facts when the website accepts it, else the problem that says why not."""
     allowed = ", ".join(rules.allowed_types) or "none"
     if rules.max_bytes is not None and upload.size > rules.max_bytes:
-        raise ProblemError(
-            413,
-            "payload-too-large",
-            "Payload too large",
+        raise payload_too_large(
+            rules.max_bytes,
             f"the file has {upload.size} bytes; this website accepts at most {rules.max_bytes}",
-            errors=[FieldError("/file", f"larger than {rules.max_bytes} bytes")],
-            extra={"limitBytes": rules.max_bytes},
+            [FieldError("/file", f"larger than {rules.max_bytes} bytes")],
         )
     try:
         facts = await identify(upload)
@@ -155,12 +157,9 @@ async def check_upload(
         ) from None
     if facts is None or not rules.allows(facts.format, assumptions):
         what = "not an image" if facts is None else f"a {facts.format} image"
-        raise ProblemError(
-            415,
-            "unsupported-media-type",
-            "Unsupported media type",
+        raise unsupported_media_type(
             f"the file is {what}; this website accepts {allowed} (judged by content)",
-            errors=[FieldError("/file", f"{what}; accepted: {allowed}")],
+            [FieldError("/file", f"{what}; accepted: {allowed}")],
             extra={"allowedTypes": list(rules.allowed_types)},
         )
     too_wide = rules.max_width is not None and facts.width > rules.max_width

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
-from gateway.problems import FieldError, ProblemError
+from gateway.problems import FieldError, invalid_input
 from gateway_pictofit.client import PictofitClient, TypeEntry
 from gateway_pictofit.config import PictofitConfig
 
@@ -78,11 +78,8 @@ async def resolve(client: PictofitClient, kind: Kind, name: str, location: str) 
             return type_id
     valid = sorted(type_name for _, type_name in types)
     what = "product type" if kind == "product" else "image type"
-    raise ProblemError(
-        422,
-        "validation-failed",
-        "Unprocessable content",
+    raise invalid_input(
         f"{name!r} is not a PICTOFiT {what}",
-        errors=[FieldError(location, f"unknown {what} {name!r}; valid names: {', '.join(valid)}")],
+        [FieldError(location, f"unknown {what} {name!r}; valid names: {', '.join(valid)}")],
         extra={"validNames": valid},
     )

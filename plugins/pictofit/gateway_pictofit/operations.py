@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from gateway.backend import OperationCall, Reply
-from gateway.problems import FieldError, ProblemError, bad_request, not_found
+from gateway.problems import FieldError, ProblemError, bad_request, invalid_input, not_found
 from gateway.upstream import UpstreamError
 from gateway_pictofit import catalog, mapping
 from gateway_pictofit.client import BACKEND, PictofitClient
@@ -177,12 +177,8 @@ async def list_configurations(s: _Session) -> Reply:
 async def upload_product_image(s: _Session) -> Reply:
     form = s.call.form
     if form is None or "file" not in form.files:
-        raise ProblemError(
-            422,
-            "validation-failed",
-            "Unprocessable content",
-            "the form has no file",
-            errors=[FieldError("/file", "a file part is required")],
+        raise invalid_input(
+            "the form has no file", [FieldError("/file", "a file part is required")]
         )
     upload = form.files["file"]
     record = await s.resources.get("configuration", s.configuration_id)
@@ -224,12 +220,9 @@ async def submit_configuration(s: _Session) -> Reply:
     required = s.config.images.required_kind
     images = await s.images(s.configuration_id)
     if not any(i.attributes.get("kind") == required for i in images):
-        raise ProblemError(
-            422,
-            "validation-failed",
-            "Unprocessable content",
+        raise invalid_input(
             f"configuration {s.configuration_id} has no {required} image; upload one first",
-            errors=[FieldError("configurationId", f"needs at least one {required} image")],
+            [FieldError("configurationId", f"needs at least one {required} image")],
         )
     current = await s.upstream_configuration()
     state = mapping.unified_state(current, s.assumptions)

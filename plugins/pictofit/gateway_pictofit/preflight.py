@@ -15,7 +15,13 @@ from typing import Final
 import attrs
 from PIL import Image, UnidentifiedImageError
 
-from gateway.problems import FieldError, ProblemError, unsupported_media_type
+from gateway.problems import (
+    FieldError,
+    ProblemError,
+    invalid_input,
+    payload_too_large,
+    unsupported_media_type,
+)
 from gateway_pictofit.config import ImageRules
 
 __all__ = ["ImageInfo", "check_image", "sniff"]
@@ -46,13 +52,7 @@ def sniff(head: bytes) -> tuple[str, str] | None:
 
 
 def _unprocessable(detail: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "validation-failed",
-        "Unprocessable content",
-        detail,
-        errors=[FieldError(_LOCATION, message)],
-    )
+    return invalid_input(detail, [FieldError(_LOCATION, message)])
 
 
 def check_image(path: Path, size: int, declared: str | None, rules: ImageRules) -> ImageInfo:
@@ -60,12 +60,8 @@ def check_image(path: Path, size: int, declared: str | None, rules: ImageRules) 
     thread."""
     limit = rules.max_bytes
     if size > limit:
-        raise ProblemError(
-            413,
-            "payload-too-large",
-            "Payload too large",
-            f"the image is {size} bytes; PICTOFiT takes at most {limit} bytes",
-            extra={"limitBytes": limit},
+        raise payload_too_large(
+            limit, f"the image is {size} bytes; PICTOFiT takes at most {limit} bytes"
         )
     with path.open("rb") as f:
         head = f.read(16)
@@ -105,11 +101,8 @@ def check_image(path: Path, size: int, declared: str | None, rules: ImageRules) 
     if mode in _NOT_RGB:
         problems.append(f"colour mode {mode}; PICTOFiT needs RGB (sRGB), not {mode}")
     if problems:
-        raise ProblemError(
-            422,
-            "validation-failed",
-            "Unprocessable content",
+        raise invalid_input(
             "the image does not meet PICTOFiT's input rules: " + "; ".join(problems),
-            errors=[FieldError(_LOCATION, p) for p in problems],
+            [FieldError(_LOCATION, p) for p in problems],
         )
     return ImageInfo(media_type, width, height, size)
