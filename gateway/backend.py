@@ -202,6 +202,16 @@ class ResourceBook:
         assert updated is not None
         return updated
 
+    async def claim(self, kind: str, resource_id: str, *, parent_id: str | None = None) -> bool:
+        """Own the resource from its first use: True if this tenant owns it (now or already),
+        False if another tenant does. Writes only the first time."""
+        record = await self._store.get_resource(kind, resource_id)
+        if record is None:
+            record = await self._store.claim_resource(
+                kind, resource_id, tenant=self._tenant, backend=self._backend, parent_id=parent_id
+            )
+        return record.tenant == self._tenant
+
     async def children(self, kind: str, parent_id: str) -> list[ResourceRecord]:
         """The records of `kind` under `parent_id`, oldest first."""
         return list(await self._store.list_resources(self._tenant, kind, (parent_id,)))

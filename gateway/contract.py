@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,16 @@ class ResourceRef:
     create: bool = False
 
 
+def _canonical_uuid(value: str) -> str:
+    return str(uuid.UUID(value))
+
+
+# A schema `format` whose values have several spellings -> the one spelling every id is compared,
+# stored, sent upstream and answered in. UUIDs: an upstream treats them case-blind, so an id
+# compared as written would let another spelling reach another tenant's resource.
+CANONICAL_FORMATS: Mapping[str, Callable[[str], str]] = {"uuid": _canonical_uuid}
+
+
 @attrs.frozen
 class Parameter:
     name: str
@@ -49,6 +60,7 @@ class Parameter:
     schema: Mapping[str, Any]
     validator: Any  # a compiled jsonschema-rs validator
     greedy: bool = False  # a path parameter that may contain slashes
+    canonical: Callable[[str], str] | None = None  # from the schema's `format`
 
     def coerce(self, raw: str) -> Any:
         """The raw string as the schema's type; a value that does not convert stays a string."""
@@ -68,6 +80,8 @@ class Parameter:
     def check(self, raw: str) -> tuple[Any, list[FieldError]]:
         value = self.coerce(raw)
         errors = [FieldError(self.name, e.message) for e in self.validator.iter_errors(value)]
+        if self.canonical is not None and not errors:
+            value = self.canonical(value)
         return value, errors
 
 
@@ -157,6 +171,7 @@ def _operation(
             schema=schema,
             validator=_compile(document, schema),
             greedy=bool(spec.get("x-gateway-greedy", False)),
+            canonical=CANONICAL_FORMATS.get(schema.get("format", "")),
         )
     body = _resolve(document, node.get("requestBody", {}))
     validators = {

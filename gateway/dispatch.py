@@ -38,6 +38,7 @@ from gateway.state import (
     TENANTS,
     UPSTREAMS,
 )
+from gateway.store import ResourceRecord, Store
 from gateway.tenants import Tenant, choose_backend
 from gateway.upstream import BoundUpstream
 
@@ -145,13 +146,7 @@ async def backend_operation(request: web.Request) -> web.StreamResponse:
         requested=body_backend or checked.query.get("backend"),
         requested_at="/backend" if body_backend else "backend",
     )
-    for kind, resource_id, parent in to_create:
-        claimed = await store.claim_resource(
-            kind, resource_id, tenant=tenant.id, backend=backend, parent_id=parent
-        )
-        if claimed.tenant != tenant.id:  # another tenant won the race for this id
-            raise problems.not_found(f"{kind} {resource_id} does not exist")
-        owners.remember(claimed)
+    claims = await _claim(store, tenant.id, backend, to_create)
     config = tenant.configs[backend]
     call = OperationCall(
         operation=operation.operation_id,
@@ -168,20 +163,54 @@ async def backend_operation(request: web.Request) -> web.StreamResponse:
         services=services(request, tenant.id, backend),
     )
     key = checked.headers.get(idempotency.HEADER)
-    if key is None:
-        return to_response(await plugins.handle_operation(call))
-    policy = request.app[SETTINGS].idempotency
-    result = await idempotency.run_once(
-        store,
-        tenant=tenant.id,
-        key=key,
-        operation_id=operation.operation_id,
-        checked=checked,
-        ttl=policy.ttl,
-        wait=policy.wait,
-        run=lambda: plugins.handle_operation(call),
-    )
+    try:
+        if key is None:
+            result = await plugins.handle_operation(call)
+        else:
+            policy = request.app[SETTINGS].idempotency
+            result = await idempotency.run_once(
+                store,
+                tenant=tenant.id,
+                key=key,
+                operation_id=operation.operation_id,
+                checked=checked,
+                ttl=policy.ttl,
+                wait=policy.wait,
+                run=lambda: plugins.handle_operation(call),
+            )
+    except BaseException:
+        await _release(store, tenant.id, claims)
+        raise
+    if result.status >= 400:
+        await _release(store, tenant.id, claims)
+    else:
+        for record in claims:
+            owners.remember(record)
     return to_response(result)
+
+
+async def _claim(
+    store: Store, tenant: str, backend: str, to_create: list[tuple[str, str, str | None]]
+) -> list[ResourceRecord]:
+    """Claim the ids this call creates, before the upstream sees them, so that two tenants never
+    both send a create for one id; another tenant's claim answers 404."""
+    claims: list[ResourceRecord] = []
+    for kind, resource_id, parent in to_create:
+        claimed = await store.claim_resource(
+            kind, resource_id, tenant=tenant, backend=backend, parent_id=parent
+        )
+        if claimed.tenant != tenant:  # another tenant's, or its create is in flight
+            await _release(store, tenant, claims)
+            raise problems.not_found(f"{kind} {resource_id} does not exist")
+        claims.append(claimed)
+    return claims
+
+
+async def _release(store: Store, tenant: str, claims: list[ResourceRecord]) -> None:
+    """A create the backend refused or that failed leaves its ids free for anyone; a claim the
+    backend already recorded attributes on (the upstream has the resource) stays."""
+    for record in reversed(claims):  # children before their parent
+        await store.release_resource(record.kind, record.id, tenant=tenant)
 
 
 async def receive_callback(request: web.Request) -> web.StreamResponse:

@@ -7,7 +7,11 @@ from gateway.store import ResourceRecord, Store
 
 class Owners:
     """Who owns which resource, remembered: a resource's owner, backend and parent never change
-    once recorded, so the hot path asks the store once per resource and process."""
+    once its create succeeded, so the hot path asks the store once per resource and process.
+
+    A claim with nothing recorded on it may be a create still in flight, which is released if the
+    backend refuses it: it is not remembered from the store, only once its create succeeded here.
+    """
 
     def __init__(self, store: Store, size: int = 100_000) -> None:
         self._store = store
@@ -19,7 +23,7 @@ class Owners:
         found = self._known.get(key)
         if found is None:
             found = await self._store.get_resource(kind, resource_id)
-            if found is not None:
+            if found is not None and found.attributes:
                 self.remember(found)
         return found
 

@@ -7,6 +7,7 @@ checks everything the core owns, then `structure_backend_configs` checks the bac
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -19,11 +20,19 @@ import attrs
 import cattrs
 
 from gateway.backend import Secret
+from gateway.contract import default_contract
 from gateway.upstream import UpstreamPolicy
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 KEY_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@functools.cache
+def tenant_id_rule() -> re.Pattern[str]:
+    """The contract's `TenantId`: the one rule for tenant ids, so that every configured tenant is
+    one the callback routes accept."""
+    schema = default_contract().document["components"]["parameters"]["TenantId"]["schema"]
+    return re.compile(schema["pattern"])
 
 
 class ConfigError(Exception):
@@ -182,8 +191,10 @@ def load_settings(raw: Mapping[str, Any]) -> Settings:
     seen: set[str] = set()
     for i, tenant in enumerate(settings.tenants):
         where = f"tenants[{i}]"
-        if not TENANT_ID.match(tenant.id):
-            problems.append(f"{where}.id: letters, digits, '.', '_' or '-', at most 64")
+        if not tenant_id_rule().fullmatch(tenant.id):
+            problems.append(
+                f"{where}.id: letters, digits, '_' or '-' (a letter or digit first), at most 64"
+            )
         if tenant.id in seen:
             problems.append(f"{where}.id: duplicate tenant id {tenant.id!r}")
         seen.add(tenant.id)

@@ -100,6 +100,20 @@ def test_every_operation_is_well_formed(document: dict[str, Any]) -> None:
                 assert "$ref" in media["schema"], where
 
 
+def test_every_owned_id_has_one_canonical_spelling() -> None:
+    """Ownership is compared on ids the contract gives one spelling (a `format` the gateway
+    canonicalises), so no other spelling of an id can reach another tenant's resource; and an
+    upper-case UUID reads as its lower-case self."""
+    for operation in default_contract().operations.values():
+        for ref in operation.resources:
+            (parameter,) = [p for p in operation.params_in("path") if p.name == ref.param]
+            assert parameter.canonical is not None, f"{operation.operation_id}: {ref.param}"
+    put = default_contract().operations["putProduct"]
+    (product_id,) = put.params_in("path")
+    spelt = "3F2504E0-4F89-41D3-9A0C-0305E82C3301"
+    assert product_id.check(spelt) == (spelt.lower(), [])
+
+
 def test_v1_requires_the_caller_key_and_ops_routes_do_not(document: dict[str, Any]) -> None:
     """A bearer scheme covers /v1/**; health, metrics, contract and callbacks are public."""
     assert document["components"]["securitySchemes"]["callerKey"]["scheme"] == "bearer"

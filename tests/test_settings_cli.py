@@ -17,6 +17,7 @@ from aiohttp.test_utils import unused_port
 
 from gateway.backend import Secret
 from gateway.cli import main
+from gateway.contract import default_contract
 from gateway.plugins import PluginHost
 from gateway.settings import ConfigError, load_settings, read_settings, structure_backend_configs
 from gateway.tenants import digest_key
@@ -48,6 +49,23 @@ def test_missing_backend_field_is_named_by_path() -> None:
         ]
     }
     assert "tenants[0].backends.artifi.client_key: missing" in problems_of(raw)
+
+
+@pytest.mark.parametrize("tenant_id", ["shop.eu", "-shop", "_shop", "shop\n", "s" * 65, "shop eu"])
+def test_a_tenant_id_callbacks_cannot_reach_is_refused(tenant_id: str) -> None:
+    """One tenant id rule, the contract's: an id its callback route refuses (a dot, say) is a
+    configuration mistake, not a tenant whose every callback gets 400."""
+    found = problems_of({"tenants": [{"id": tenant_id, "keys": [DIGEST]}]})
+    assert any(p.startswith("tenants[0].id:") for p in found), found
+
+
+@pytest.mark.parametrize("tenant_id", ["shop-eu", "A", "shop_eu-2", "9" * 64])
+def test_every_configurable_tenant_id_reaches_its_callback_route(tenant_id: str) -> None:
+    """Whatever id the configuration takes, the callback route's `tenantId` takes too."""
+    load_all({"tenants": [{"id": tenant_id, "keys": [DIGEST]}]})
+    route = default_contract().operations["receiveBackendCallback"]
+    (parameter,) = [p for p in route.params_in("path") if p.name == "tenantId"]
+    assert parameter.check(tenant_id)[1] == []
 
 
 def test_unknown_keys_and_bad_values_are_named() -> None:

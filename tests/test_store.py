@@ -118,6 +118,22 @@ async def test_resources_are_claimed_once(store: Store) -> None:
     assert dict(updated.attributes) == {"name": "b", "sku": "s"}
 
 
+async def test_a_bare_claim_is_released_and_a_recorded_one_stays(store: Store) -> None:
+    """Releasing frees an id nothing was recorded on, for its claimant only; once the backend
+    recorded attributes, the resource exists upstream and its claim stays."""
+    await store.claim_resource("product", "p1", tenant="t1", backend="acme", parent_id=None)
+    assert not await store.release_resource("product", "p1", tenant="t2")
+    assert await store.release_resource("product", "p1", tenant="t1")
+    assert await store.get_resource("product", "p1") is None
+    again = await store.claim_resource("product", "p1", tenant="t2", backend="x", parent_id=None)
+    assert again.tenant == "t2"
+    await store.update_resource("product", "p1", {"name": "kept"})
+    assert not await store.release_resource("product", "p1", tenant="t2")
+    kept = await store.get_resource("product", "p1")
+    assert kept is not None
+    assert kept.tenant == "t2"
+
+
 async def test_children_of_several_parents_come_in_one_read(store: Store) -> None:
     """One query lists the kind's records under every given parent, oldest first, the tenant's
     only; other kinds, other parents and no parents at all give nothing."""

@@ -167,6 +167,11 @@ class Store(Protocol):
     ) -> ResourceRecord:
         """Record the owner unless the resource has one; returns the record as it is now."""
 
+    async def release_resource(self, kind: str, resource_id: str, *, tenant: str) -> bool:
+        """Forget the tenant's claim on an id that nothing was recorded on yet (attributes still
+        empty): the backend refused the create, so the id is free again. Returns whether it was
+        forgotten; a record a backend wrote to stays."""
+
     async def update_resource(
         self, kind: str, resource_id: str, attributes: Mapping[str, Any]
     ) -> ResourceRecord | None:

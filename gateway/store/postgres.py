@@ -291,6 +291,19 @@ class PostgresStore:
 
         return await self._run(op)
 
+    async def release_resource(self, kind: str, resource_id: str, *, tenant: str) -> bool:
+        async def op(db: Conn) -> bool:
+            deleted = await db.fetchval(
+                "DELETE FROM resources WHERE kind = $1 AND id = $2 AND tenant = $3"
+                " AND attributes = '{}'::jsonb RETURNING 1",
+                kind,
+                resource_id,
+                tenant,
+            )
+            return bool(deleted)
+
+        return await self._run(op)
+
     async def update_resource(
         self, kind: str, resource_id: str, attributes: Mapping[str, Any]
     ) -> ResourceRecord | None:

@@ -186,6 +186,17 @@ class SQLiteStore:
 
         return await self._write(op)
 
+    async def release_resource(self, kind: str, resource_id: str, *, tenant: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "DELETE FROM resources WHERE kind = ? AND id = ? AND tenant = ?"
+                " AND attributes = '{}'",
+                (kind, resource_id, tenant),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(op)
+
     async def update_resource(
         self, kind: str, resource_id: str, attributes: Mapping[str, Any]
     ) -> ResourceRecord | None:

@@ -36,6 +36,10 @@ class Assumptions:
     same_formats: tuple[tuple[str, ...], ...] = (("JPEG", "JPG"), ("TIFF", "TIF"))
     # GetUserUploadedList's `pageIndex` of the first page.
     first_page_index: int = 1
+    # Whether Artifi tells user ids apart by case (undocumented). The safe guess: it may not, so
+    # the gateway's ownership of users compares them case-blind and no tenant reaches another
+    # tenant's user by spelling its id differently; the id itself goes upstream as given.
+    user_ids_case_sensitive: bool = False
     # DeleteUserPhoto's error codes for a photo the user does not have (answered 404).
     photo_missing_codes: tuple[str, ...] = ("262",)
     # A bare HTTP 400 ProblemDetails names the offending query parameter or part in `errors`;

@@ -7,6 +7,8 @@ answer the gateway reads the user's list instead of sending the delete again.
 
 from __future__ import annotations
 
+import unicodedata
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import IO, Any, Final
 
@@ -48,20 +50,40 @@ def _dedupe_key(artifi: ArtifiClient, photo_id: str, what: str) -> str:
     return f"artifi:{artifi.config.website_id}:photo:{photo_id}:{what}"
 
 
+def _user_key(artifi: ArtifiClient, user_id: str) -> str:
+    """The id under which the gateway records who owns an Artifi user: users live per website
+    (and installation), and are told apart case-blind unless Artifi is known not to be."""
+    config = artifi.config
+    if not config.assumptions.user_ids_case_sensitive:
+        user_id = unicodedata.normalize("NFKC", user_id).casefold()
+    host = urllib.parse.urlsplit(config.base_url).netloc.lower()
+    return f"{host}/{config.website_id}/{user_id}"
+
+
+async def _own_users(call: OperationCall, artifi: ArtifiClient, *user_ids: str) -> None:
+    """Whatever user a tenant names first is its own: tenants may share one Artifi website, and
+    another tenant's user answers 404 exactly like one that does not exist."""
+    for user_id in user_ids:
+        if not await call.services.resources.claim("user", _user_key(artifi, user_id)):
+            raise not_found(f"user {user_id} does not exist")
+
+
 async def upload_user_photo(call: OperationCall, artifi: ArtifiClient) -> Reply:
     upload = call.form.files.get("file") if call.form is not None else None
     if upload is None:
         raise bad_request("the form has no file part", [FieldError("/file", "missing")])
+    user_id = str(call.path["userId"])
+    previous = call.body.get("previousUserId")
+    await _own_users(call, artifi, user_id, *([str(previous)] if previous else []))
     assumptions = artifi.assumptions
     facts = await check_upload(upload, await artifi.rules(), assumptions)
-    user_id = str(call.path["userId"])
     params = {
         "frontAppUserId": user_id,
         "isGuest": "true" if call.body.get("guest") else "false",
         "dpi": str(call.body.get("dpi", DEFAULT_DPI)),
     }
-    if call.body.get("previousUserId"):
-        params["oldExternalUserId"] = str(call.body["previousUserId"])
+    if previous:
+        params["oldExternalUserId"] = str(previous)
 
     handles: list[IO[bytes]] = []
 
@@ -113,6 +135,7 @@ async def upload_user_photo(call: OperationCall, artifi: ArtifiClient) -> Reply:
 
 async def list_user_photos(call: OperationCall, artifi: ArtifiClient) -> Reply:
     user_id = str(call.path["userId"])
+    await _own_users(call, artifi, user_id)
     page = int(call.query.get("page", 1))
     page_size = int(call.query.get("pageSize", 20))
     search = call.query.get("search")
@@ -170,6 +193,8 @@ async def delete_user_photo(call: OperationCall, artifi: ArtifiClient) -> Reply:
     photo_id = str(call.path["photoId"])
     if not (photo_id.isascii() and photo_id.isdigit()):
         raise not_found(f"user {user_id} has no photo {photo_id} (Artifi photo ids are numbers)")
+    photo_id = str(int(photo_id))  # one spelling: "0012" is photo 12
+    await _own_users(call, artifi, user_id)
     try:
         await artifi.send(
             "GET",
@@ -214,6 +239,7 @@ async def merge_user(call: OperationCall, artifi: ArtifiClient) -> Reply:
             "a user cannot be merged into itself",
             [FieldError("/guestUserId", "must differ from the userId of the path")],
         )
+    await _own_users(call, artifi, user_id, guest_id)
     data = await artifi.send(
         "PUT",
         UPDATE_USER_PATH,

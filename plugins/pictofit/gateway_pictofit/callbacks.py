@@ -111,16 +111,13 @@ def _digest(configurations: Sequence[Mapping[str, Any]]) -> str:
 
 
 async def _product_record(call: CallbackCall, object_id: str) -> Any:
-    """The tenant's product with this id, if it created one (ids compared as UUIDs)."""
+    """The tenant's product with this id, if it created one (the gateway keeps ids canonical:
+    a UUID in lower case)."""
     try:
         parsed = uuid.UUID(object_id)
     except ValueError:
         return None
-    for candidate in dict.fromkeys((object_id, str(parsed), str(parsed).upper())):
-        record = await call.services.resources.get("product", candidate)
-        if record is not None:
-            return record
-    return None
+    return await call.services.resources.get("product", str(parsed))
 
 
 async def receive(call: CallbackCall) -> Reply:
