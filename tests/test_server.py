@@ -5,6 +5,7 @@ a refused request never reaches the log."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import resource
 import subprocess
@@ -23,6 +24,7 @@ from aiohttp.test_utils import unused_port
 
 from gateway.app import create_app
 from gateway.problems import PROBLEM_CONTENT_TYPE
+from gateway.redaction import REDACTED
 from gateway.server import FD_RESERVE, EdgeSite
 from gateway.settings import load_settings
 from gateway.state import CALLBACKS
@@ -404,3 +406,20 @@ async def test_a_caller_key_in_a_refused_header_is_never_logged(
     assert logs.events("http.refused")
     assert CALLER_KEY_A not in text
     assert CALLER_KEY_A.removeprefix("gwk_") not in text
+
+
+def test_library_log_records_lose_credentials_by_shape(logs: LogLines) -> None:
+    """What a library logs is scrubbed of anything shaped like a credential, since caller keys
+    are known only as digests: the value of an Authorization header, a Bearer or Basic token,
+    any `gwk_` key; the rest of the line stays readable."""
+    library = logging.getLogger("aiohttp.server")
+    library.error("line b'Authorization: Bearer gwk_one-0123456789abcdef\\x01\\r\\n' refused")
+    library.error("headers {'authorization': 'Basic dXNlcjpwYXNzd29yZA=='} from peer")
+    library.error("sent bearer eyJhbGciOiJIUzI1NiJ9.e30.sig and gwk_two-fedcba9876543210")
+    text = logs.text()
+    for secret in ("gwk_one", "0123456789abcdef", "dXNlcjpwYXNzd29yZA", "eyJhbGci", "gwk_two"):
+        assert secret not in text, secret
+    first, second, third = (line["event"] for line in logs.all())
+    assert first == f"line b'Authorization: {REDACTED}\\x01\\r\\n' refused"
+    assert second == f"headers {{'authorization': '{REDACTED}'}} from peer"
+    assert third == f"sent bearer {REDACTED} and {REDACTED}"
