@@ -17,6 +17,7 @@ from gateway.middleware import MB, MIDDLEWARES
 from gateway.owners import Owners
 from gateway.plugins import PluginHost
 from gateway.routes import add_routes
+from gateway.server import track_requests
 from gateway.settings import Settings, StoreSettings, structure_backend_configs
 from gateway.state import (
     CALLBACKS,
@@ -60,7 +61,8 @@ def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> w
     configs = structure_backend_configs(settings, plugins.config_types)
 
     app = web.Application(
-        middlewares=MIDDLEWARES, client_max_size=settings.server.max_upload_mb * MB
+        middlewares=(track_requests, *MIDDLEWARES),
+        client_max_size=settings.server.max_upload_mb * MB,
     )
     app[SETTINGS] = settings
     app[CONTRACT] = default_contract()

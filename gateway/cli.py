@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.contract import default_contract
 from gateway.logs import configure_logging
 from gateway.plugins import PluginError, PluginHost
+from gateway.server import EdgeSite, reserve_descriptors
 from gateway.settings import (
     ConfigError,
     Settings,
@@ -184,13 +185,12 @@ async def _run(settings: Settings, *, sandbox: bool, parent: int | None = None) 
         demo_key = None
         if sandbox:
             settings, demo_key = await stack.enter_async_context(_sandbox(settings))
+        reserve_descriptors(settings.server.max_connections)
         runner = web.AppRunner(create_app(settings), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         # One of several processes on the port: the kernel spreads connections among them.
-        site = web.TCPSite(
-            runner, settings.server.host, settings.server.port, reuse_port=parent is not None
-        )
+        site = EdgeSite(runner, settings.server, reuse_port=parent is not None)
         await site.start()
         base = f"http://{settings.server.host}:{settings.server.port}"
         if demo_key:

@@ -53,11 +53,17 @@ async def get_readiness(request: web.Request) -> web.Response:
             if breaker != "open"
             else {"ok": False, "detail": "breaker open: the upstream is failing"}
         )
-    for (tenant_id, backend), sync in sorted(request.app[CALLBACKS].states.items()):
-        checks[f"callbacks:{backend}:{tenant_id}"] = {
-            "ok": sync.state == "synced",
-            "detail": sync.detail or sync.state,
-        }
+    # Tenants are counted, never named: anyone may read this. Each tenant sees its own state and
+    # the reason in GET /v1/backends; operators in the `callbacks.sync_failed` log lines.
+    by_backend: dict[str, list[str]] = {}
+    for (_, backend), sync in request.app[CALLBACKS].states.items():
+        by_backend.setdefault(backend, []).append(sync.state)
+    for backend, states in sorted(by_backend.items()):
+        synced, failed = states.count("synced"), states.count("failed")
+        detail = f"{synced} of {len(states)} tenants synced"
+        if synced < len(states):
+            detail += f" ({failed} failed, {len(states) - synced - failed} pending)"
+        checks[f"callbacks:{backend}"] = {"ok": synced == len(states), "detail": detail}
     ready = all(check["ok"] for check in checks.values())
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
     return wire.json_response(body, 200 if ready else 503)

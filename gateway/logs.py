@@ -18,7 +18,7 @@ from typing import IO, Any
 import orjson
 import structlog
 
-from gateway.redaction import SecretRegistry
+from gateway.redaction import SecretRegistry, redact_credentials
 
 SECRETS = SecretRegistry()
 """Every secret value this process has resolved; scrubbed from all log output."""
@@ -80,10 +80,11 @@ class _SinkFactory:
 
 
 class _ScrubbingFormatter(structlog.stdlib.ProcessorFormatter):
-    """The stdlib's records (aiohttp, asyncpg ...), rendered as ours and scrubbed the same way."""
+    """The stdlib's records (aiohttp, asyncpg ...), rendered as ours and scrubbed the same way,
+    and of credentials by shape too: a library may quote a request, caller key included."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return SECRETS.scrub(super().format(record))
+        return SECRETS.scrub(redact_credentials(super().format(record)))
 
 
 def configure_logging(

@@ -46,7 +46,8 @@ class ProblemError(Exception):
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
 
-    def to_body(self, *, instance: str, request_id: str) -> dict[str, Any]:
+    def to_body(self, *, instance: str | None, request_id: str) -> dict[str, Any]:
+        """The document; `instance` is None when the request's path is not known (unparseable)."""
         body: dict[str, Any] = {
             "type": TYPE_PREFIX + self.slug,
             "title": self.title,
@@ -54,7 +55,8 @@ class ProblemError(Exception):
         }
         if self.detail:
             body["detail"] = self.detail
-        body["instance"] = instance
+        if instance is not None:
+            body["instance"] = instance
         body["requestId"] = request_id
         if self.errors:
             body["errors"] = [{"location": e.location, "message": e.message} for e in self.errors]
@@ -121,4 +123,8 @@ HTTP_STATUS_SLUGS: Mapping[int, tuple[str, str]] = {
     405: ("method-not-allowed", "Method not allowed"),
     413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
+    # Refused by the server before routing (gateway.server).
+    408: ("request-timeout", "Request timeout"),
+    414: ("uri-too-long", "URI too long"),
+    431: ("header-fields-too-large", "Request header fields too large"),
 }

@@ -20,6 +20,7 @@ __all__ = [
     "REDACTED",
     "SENSITIVE_QUERY_NAMES",
     "SecretRegistry",
+    "redact_credentials",
     "redact_url",
     "strip_url_queries",
 ]
@@ -164,3 +165,18 @@ _URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]*)\?[^\s\"'<>
 def strip_url_queries(text: str) -> str:
     """Replace the query string of every URL in free text (an upstream error message, say)."""
     return _URL_QUERY.sub(rf"\1?{REDACTED}", text)
+
+
+# Shaped like a credential: an Authorization header's value (up to a quote, a backslash escape or
+# the line's end), a Bearer or Basic token, a caller key (`gwk_`, see tenants.new_key).
+_CREDENTIAL = re.compile(
+    r"""(?i:(authorization(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)[^"'\\\r\n]+)"""
+    r"""|((?i:bearer|basic)\s+)[^\s"'\\]{8,}"""
+    r"|gwk_[A-Za-z0-9_-]+"
+)
+
+
+def redact_credentials(text: str) -> str:
+    """Redact what looks like a credential, for text whose secrets are not known by value (a
+    library's log record quoting a request: caller keys are known only as digests)."""
+    return _CREDENTIAL.sub(lambda m: (m[1] or m[2] or "") + REDACTED, text)

@@ -43,12 +43,35 @@ class ConfigError(Exception):
         self.problems = tuple(problems)
 
 
+_positive = attrs.validators.gt(0.0)
+_at_least_one = attrs.validators.ge(1)
+
+
 @attrs.frozen
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = None
     max_upload_mb: int = 20
+    # What a client may hold of a process (gateway.server). A request's headers must be in within
+    # headers_timeout of the connection opening (of their first byte on a reused connection): real
+    # clients send them in one packet, so 10 s is ample; nginx allows 60, Apache 20 to 40.
+    headers_timeout: float = attrs.field(default=10.0, validator=_positive)
+    # No body byte for this long while the gateway waits for one: cut off. A mobile link stalls
+    # for seconds, not half a minute; nginx allows 60 s between two reads of a body.
+    body_idle_timeout: float = attrs.field(default=30.0, validator=_positive)
+    # An idle kept-alive connection is closed after this long (nginx's default): above the 60 s
+    # of common load balancers, so they close first and never reuse a connection just closed.
+    keepalive_timeout: float = attrs.field(default=75.0, validator=_positive)
+    # Open connections per process; one more is answered 503 and closed. Several times what one
+    # process serves at once, yet a slow-drip client needs 100 new connections a second to hold
+    # them all against headers_timeout. The descriptors they need are reserved at start-up.
+    max_connections: int = attrs.field(default=1000, validator=_at_least_one)
+    # aiohttp's parser limits (its defaults): a longer request line is 414, a longer header field
+    # or more header fields 431.
+    max_line_size: int = attrs.field(default=8190, validator=_at_least_one)
+    max_field_size: int = attrs.field(default=8190, validator=_at_least_one)
+    max_headers: int = attrs.field(default=128, validator=_at_least_one)
 
 
 @attrs.frozen

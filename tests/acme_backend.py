@@ -130,7 +130,8 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
     async def result(_: web.Request) -> web.Response:
         return web.Response(body=RESULT_BYTES, content_type="application/octet-stream")
 
-    app = web.Application(middlewares=[record_and_misbehave])
+    # Uploads as large as the gateway takes (20 MB by default), not aiohttp's 1 MiB.
+    app = web.Application(middlewares=[record_and_misbehave], client_max_size=64 * 1024 * 1024)
     app[ACME_STATE] = state
     app.router.add_get("/types", types)
     app.router.add_put("/products/{id}", put_product)

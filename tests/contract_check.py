@@ -69,6 +69,8 @@ class ContractCheck:
             # Escaped the edge: aiohttp answers it itself, as text/plain.
             self.record(request, exc)
             raise
+        if request.transport is None:  # the client is gone (cut off for idling): nobody reads it
+            return response
         self.record(request, response)
         return response
 

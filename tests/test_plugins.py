@@ -205,7 +205,7 @@ async def test_hook_gateway_register_callbacks_retries_until_synced(
 async def test_failed_callback_registration_shows_in_readiness(
     make_gateway: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While the upstream refuses the registration, /readyz is 503 and names the failure."""
+    """While the upstream refuses the registration, /readyz is 503 and counts the failure."""
     from gateway import callbacks
 
     monkeypatch.setattr(callbacks, "FIRST_RETRY", 3600)
@@ -223,4 +223,4 @@ async def test_failed_callback_registration_shows_in_readiness(
     ready = await gateway.client.get("/readyz")
     assert ready.status == 503
     body = await ready.json()
-    assert body["checks"]["callbacks:acme:tenant-a"]["ok"] is False
+    assert body["checks"]["callbacks:acme"]["ok"] is False

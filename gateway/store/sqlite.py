@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import os
 import sqlite3
 import time
 import uuid
@@ -127,9 +128,9 @@ class SQLiteStore:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, _create_private, self.path)
         self._db = await loop.run_in_executor(self._thread, _connect, self.path)
         await self._in_thread(_migrate)
         self._reader = _connect(self.path, read_only=True)
@@ -508,6 +509,25 @@ class SQLiteStore:
 
 
 # -- run in the store's thread --------------------------------------------------------------------
+
+
+def _create_private(path: Path) -> None:
+    """Create the database's folder (0700) and file (0600) if missing, whatever the umask: it holds
+    webhook secrets. SQLite gives its -wal and -shm files the database file's mode."""
+    try:
+        path.parent.mkdir(parents=True)
+    except FileExistsError:
+        pass  # an operator's folder keeps its mode
+    else:
+        path.parent.chmod(0o700)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # an existing database keeps the mode its operator gave it
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
