@@ -14,6 +14,7 @@ import pytest
 from gateway.backend import Event
 from gateway.store import (
     AttemptOutcome,
+    Position,
     Store,
     StoreUnavailable,
     Subscription,
@@ -233,6 +234,23 @@ async def test_disabling_fails_undelivered_deliveries(store: Store) -> None:
     assert enabled.disabled_reason is None
     redelivered = await store.redeliver("t1", stored.id, None)
     assert [d.status for d in redelivered] == ["pending"]
+
+
+async def test_subscriptions_page_oldest_first_from_a_position(store: Store) -> None:
+    """Pages of `limit` in creation order, each continuing after the position the last ended at;
+    the last page has no next position; other tenants' subscriptions never show."""
+    for n in range(5):
+        await store.create_subscription(subscription(f"s{n}"))
+        await store.create_subscription(subscription(f"other{n}", tenant="t2"))
+    seen: list[str] = []
+    after: Position | None = None
+    for expected in (2, 2, 1):
+        page = await store.list_subscriptions("t1", after=after, limit=2)
+        assert len(page.items) == expected
+        seen += [s.id for s in page.items]
+        after = page.next_position
+    assert after is None
+    assert seen == [f"s{n}" for n in range(5)]
 
 
 async def test_idempotency_claims_expire_as_leases(store: Store) -> None:

@@ -27,7 +27,7 @@ def _callback_path(tenant: str, callback_type: str, object_id: str) -> str:
 
 async def _stored_events(gateway: Pictofit, tenant: str) -> list[Any]:
     page = await gateway.client.app[STORE].list_events(
-        tenant, event_type=None, cursor=None, limit=50
+        tenant, event_type=None, after=None, limit=50
     )
     return list(page.items)
 
