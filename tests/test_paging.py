@@ -96,6 +96,22 @@ async def test_one_lists_cursor_is_refused_by_the_other(gateway: Gateway) -> Non
     assert [e["location"] for e in (await refused.json())["errors"]] == ["cursor"]
 
 
+async def test_events_page_newest_first_and_the_cursor_continues_backwards(
+    gateway: Gateway,
+) -> None:
+    """listEvents is newest first (as the contract says); the pages together hold every event
+    once, and events stored while paging do not shift the later pages."""
+    for n in range(5):
+        await callback(gateway, f"done/{n}")
+    first = await gateway.client.get("/v1/events", params={"limit": "2"}, headers=gateway.auth())
+    body = await first.json()
+    await callback(gateway, "done/late")  # newer than everything: belongs on no later page
+    rest = await pages(gateway, "/v1/events", limit="2", cursor=body["nextCursor"])
+    paths = [e["data"]["path"] for page in [body["items"], *rest] for e in page]
+    assert paths == [f"done/{n}" for n in (4, 3, 2, 1, 0)]
+    assert [len(page) for page in rest] == [2, 1]
+
+
 async def test_subscriptions_page_oldest_first(gateway: Gateway) -> None:
     """listSubscriptions is oldest first; the cursor walks every subscription once."""
     created = [await subscribe(gateway, n) for n in range(5)]

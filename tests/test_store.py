@@ -253,6 +253,27 @@ async def test_subscriptions_page_oldest_first_from_a_position(store: Store) -> 
     assert seen == [f"s{n}" for n in range(5)]
 
 
+async def test_events_page_newest_first_from_a_position(store: Store) -> None:
+    """Pages of `limit`, newest first, each continuing below the position the last ended at,
+    also with a type filter; an event stored while paging shifts no later page."""
+    stored = [event("acme.done" if n % 2 else "acme.other") for n in range(6)]
+    for e in stored:
+        await store.record_event(e, dedupe_window=60)
+    await store.record_event(event(tenant="t2"), dedupe_window=60)
+    first = await store.list_events("t1", event_type=None, after=None, limit=4)
+    late = event()
+    await store.record_event(late, dedupe_window=60)
+    rest = await store.list_events("t1", event_type=None, after=first.next_position, limit=4)
+    assert [e.id for e in [*first.items, *rest.items]] == [e.id for e in reversed(stored)]
+    assert rest.next_position is None
+    done = [e.id for e in [*stored, late] if e.type == "acme.done"]
+    page = await store.list_events("t1", event_type="acme.done", after=None, limit=2)
+    assert [e.id for e in page.items] == done[::-1][:2]
+    page = await store.list_events("t1", event_type="acme.done", after=page.next_position, limit=2)
+    assert [e.id for e in page.items] == done[::-1][2:]
+    assert page.next_position is None
+
+
 async def test_idempotency_claims_expire_as_leases(store: Store) -> None:
     """A running claim blocks others until its lease ends; a finished one replays until its TTL."""
     assert (

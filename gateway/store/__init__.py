@@ -264,7 +264,7 @@ class Store(Protocol):
     async def list_events(
         self, tenant: str, *, event_type: str | None, after: Position | None, limit: int
     ) -> EventPage:
-        """The tenant's events (of `event_type` only, when given), oldest first, from after
+        """The tenant's events (of `event_type` only, when given), newest first, from after
         `after` (None: the first page)."""
 
 

@@ -466,13 +466,17 @@ class PostgresStore:
     async def list_events(
         self, tenant: str, *, event_type: str | None, after: Position | None, limit: int
     ) -> EventPage:
-        query = f"SELECT {_EVENT}, seq FROM events WHERE tenant = $1 AND seq > $2"
-        args: list[object] = [tenant, after.seq if after else 0]
+        # Newest first: a later page continues below the position the last one ended at.
+        query = f"SELECT {_EVENT}, seq FROM events WHERE tenant = $1"
+        args: list[object] = [tenant]
+        if after is not None:
+            args.append(after.seq)
+            query += f" AND seq < ${len(args)}"
         if event_type:
-            query += " AND type = $3"
             args.append(event_type)
-        query += f" ORDER BY seq LIMIT ${len(args) + 1}"
+            query += f" AND type = ${len(args)}"
         args.append(limit + 1)
+        query += f" ORDER BY seq DESC LIMIT ${len(args)}"
         found = await self._run(lambda db: db.fetch(query, *args), transaction=False)
         rows, next_position = _page(found, limit)
         return EventPage([_event(row) for row in rows], next_position)

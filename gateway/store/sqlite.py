@@ -316,12 +316,16 @@ class SQLiteStore:
     async def list_events(
         self, tenant: str, *, event_type: str | None, after: Position | None, limit: int
     ) -> EventPage:
-        query = f"SELECT {_EVENT}, seq FROM events WHERE tenant = ? AND seq > ?"
-        args: list[object] = [tenant, after.seq if after else 0]
+        # Newest first: a later page continues below the position the last one ended at.
+        query = f"SELECT {_EVENT}, seq FROM events WHERE tenant = ?"
+        args: list[object] = [tenant]
+        if after is not None:
+            query += " AND seq < ?"
+            args.append(after.seq)
         if event_type:
             query += " AND type = ?"
             args.append(event_type)
-        query += " ORDER BY seq LIMIT ?"
+        query += " ORDER BY seq DESC LIMIT ?"
         args.append(limit + 1)
         found = await self._read(lambda db: db.execute(query, args).fetchall())
         rows, next_position = _page(found, limit)
