@@ -7,6 +7,7 @@ is 415; an oversized body is 413 (aiohttp's limit for JSON, `read_form`'s for mu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,16 +104,22 @@ async def _body(request: web.Request, operation: Operation, limit: int) -> tuple
     return body, None
 
 
+# What a form integer may look like: `int()` also takes "+5", " 5", "1_0" and other scripts'
+# digits, and `str.isdigit()` says yes to "²", which `int()` refuses.
+_INTEGER = re.compile(r"-?[0-9]{1,4000}")
+
+
 def _coerce_form(validator: Any, operation: Operation, fields: dict[str, Any]) -> dict[str, Any]:
-    """Form fields arrive as text; give integers and booleans their schema type before checking."""
+    """Form fields arrive as text; give integers and booleans their schema type before checking.
+    Text that is not plainly one stays text, so the schema check names the field (422)."""
     properties = operation.form_properties
     coerced = dict(fields)
     for name, value in fields.items():
         kind = properties.get(name, {}).get("type")
         if not isinstance(value, str):
             continue
-        if kind == "integer" and value.lstrip("-").isdigit():
-            coerced[name] = int(value)
+        if kind == "integer" and _INTEGER.fullmatch(value):
+            coerced[name] = int(value)  # at most 4000 digits: within int()'s limit for text
         elif kind == "boolean" and value.lower() in {"true", "false"}:
             coerced[name] = value.lower() == "true"
     for name, schema in properties.items():
