@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -28,6 +31,7 @@ from gateway.state import (
     SETTINGS,
     STORE,
     TENANTS,
+    UPLOADS,
     UPSTREAMS,
 )
 from gateway.store import Store, Subscription, open_store
@@ -72,6 +76,7 @@ def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> w
     app[EVENTS] = worker
     app[OWNERS] = Owners(store)
 
+    app.cleanup_ctx.append(_uploads)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_upstreams)
     app.cleanup_ctx.append(_callbacks)
@@ -87,6 +92,15 @@ def _open_store(settings: StoreSettings) -> Store:
         SECRETS.add(url)
     SECRETS.add(*(p for p in (password, urllib.parse.urlsplit(url).password) if p))
     return open_store(url, password=password, pool_size=settings.pool_size)
+
+
+async def _uploads(app: web.Application) -> AsyncIterator[None]:
+    """The folder this app spools uploads into: its own (mkdtemp makes it 0700, so other users
+    cannot read uploads), and removed with anything in it once the app has stopped."""
+    folder = Path(tempfile.mkdtemp(prefix="gateway-uploads-"))
+    app[UPLOADS] = folder
+    yield
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway import problems
 from gateway.contract import Operation, body_errors
-from gateway.forms import Form, read_form
+from gateway.forms import Form, Spool, body_cut_short, read_form
 from gateway.problems import FieldError
 
 BINARY_PLACEHOLDER = "<binary>"
@@ -53,7 +53,11 @@ def _parameters(
     return values, errors
 
 
-async def validate_request(request: web.Request, operation: Operation, *, limit: int) -> Input:
+async def validate_request(
+    request: web.Request, operation: Operation, *, limit: int, spool: Spool
+) -> Input:
+    """The request's parts checked and coerced; a form's files go into `spool`, which the caller
+    empties when the request ends (also when this raises)."""
     path, errors = _parameters(operation, "path", request.match_info)
     query, query_errors = _parameters(operation, "query", request.query)
     # Header parameter names are lower case; the request's headers are looked up case-blind.
@@ -61,7 +65,7 @@ async def validate_request(request: web.Request, operation: Operation, *, limit:
     errors += query_errors + header_errors
     if errors:
         raise problems.bad_request("the request's parameters are invalid", errors)
-    body, form = await _body(request, operation, limit)
+    body, form = await _body(request, operation, limit, spool)
     return Input(path=path, query=query, headers=headers, body=body, form=form)
 
 
@@ -69,7 +73,9 @@ def _has_body(request: web.Request) -> bool:
     return bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"
 
 
-async def _body(request: web.Request, operation: Operation, limit: int) -> tuple[Any, Form | None]:
+async def _body(
+    request: web.Request, operation: Operation, limit: int, spool: Spool
+) -> tuple[Any, Form | None]:
     if not operation.body_validators or operation.raw_body:
         # Any content (upstream callbacks): the handler reads the raw body itself.
         return None, None
@@ -85,15 +91,17 @@ async def _body(request: web.Request, operation: Operation, limit: int) -> tuple
             f"{operation.operation_id} takes {accepted}, not {content_type or 'no content type'}"
         )
     if content_type == "multipart/form-data":
-        form = await read_form(request, limit=limit)
+        form = await read_form(request, limit=limit, spool=spool)
         instance: dict[str, Any] = {**form.fields, **dict.fromkeys(form.files, BINARY_PLACEHOLDER)}
         instance = _coerce_form(validator, operation, instance)
         errors = body_errors(validator, instance)
         if errors:
-            form.close()
             raise problems.invalid_input("the form does not match the contract", errors)
         return instance, form
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except ConnectionError:
+        raise body_cut_short() from None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
