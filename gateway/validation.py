@@ -69,6 +69,25 @@ async def validate_request(
     return Input(path=path, query=query, headers=headers, body=body, form=form)
 
 
+async def read_body(request: web.Request, *, limit: int) -> bytes:
+    """The whole raw body, for handlers that take any content; 413 as soon as it passes `limit`
+    bytes, whether its length was declared or it is streamed (chunked)."""
+    if (request.content_length or 0) > limit:
+        raise problems.payload_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        # One read returns only what has arrived so far: read until the end.
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise problems.payload_too_large(limit)
+            chunks.append(chunk)
+    except ConnectionError:
+        raise body_cut_short() from None
+    return b"".join(chunks)
+
+
 def _has_body(request: web.Request) -> bool:
     return bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"
 
