@@ -47,10 +47,25 @@ def _parameters(
             elif "default" in param.schema:
                 values[param.name] = param.schema["default"]
             continue
+        if not _is_text(raw):
+            errors.append(FieldError(param.name, "is not valid UTF-8"))
+            continue
         value, problems_found = param.check(raw)
         errors.extend(problems_found)
         values[param.name] = value
     return values, errors
+
+
+def _is_text(raw: str) -> bool:
+    """False for bytes that were not UTF-8: aiohttp keeps them as lone surrogates, which no
+    schema check (nor the store, nor a JSON answer) can take."""
+    if raw.isascii():
+        return True
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def validate_request(

@@ -45,3 +45,27 @@ async def test_a_callback_secret_with_non_ascii_bytes_is_401(
         answer = await raw_http.exchange(server.host, server.port, request)
         assert answer.status == 401, answer.body
         assert answer.media_type == PROBLEM
+
+
+@pytest.mark.parametrize(
+    ("header", "path"),
+    [("X-Request-ID", "/v1/subscriptions"), ("Idempotency-Key", "/v1/users/u1/photos")],
+)
+async def test_a_header_parameter_that_is_not_utf8_is_400_naming_it(
+    gateway: Gateway, header: str, path: str
+) -> None:
+    """A header the contract declares, sent with bytes that are not UTF-8: 400 locating it (before:
+    the schema check could not take the text aiohttp made of them, a 500 on every operation for
+    X-Request-ID). A fresh request id is made, as for any unusable one."""
+    server = gateway.client.server
+    headers = {"Authorization": f"Bearer {CALLER_KEY_A}", header: b"caf\xe9\xff"}
+    request = raw_http.head(
+        "GET" if "subscriptions" in path else "POST", path, headers, body_length=0
+    )
+    answer = await raw_http.exchange(server.host, server.port, request)
+    assert answer.status == 400, answer.body
+    assert answer.media_type == PROBLEM
+    problem = answer.json()
+    assert isinstance(problem, dict)
+    assert [e["location"] for e in problem["errors"]] == [header.lower()]
+    assert answer.headers["x-request-id"] == problem["requestId"] != "caf\xe9\xff"
