@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from gateway import problems
-from gateway.contract import Operation, body_errors
+from gateway.contract import Operation, body_errors, json_pointer
 from gateway.forms import Form, Spool, body_cut_short, read_form
 from gateway.problems import FieldError
 
@@ -128,7 +128,7 @@ async def _body(
         form = await read_form(request, limit=limit, spool=spool)
         instance: dict[str, Any] = {**form.fields, **dict.fromkeys(form.files, BINARY_PLACEHOLDER)}
         instance = _coerce_form(validator, operation, instance)
-        errors = body_errors(validator, instance)
+        errors = _misplaced_parts(operation, form) + body_errors(validator, instance)
         if errors:
             raise problems.invalid_input("the form does not match the contract", errors)
         return instance, form
@@ -144,6 +144,19 @@ async def _body(
     if errors:
         raise problems.invalid_input("the body does not match the contract", errors)
     return body, None
+
+
+def _misplaced_parts(operation: Operation, form: Form) -> list[FieldError]:
+    """Text where the contract wants a file, or a file where it wants text: the schema cannot tell,
+    since a file is checked as a placeholder string."""
+    errors = []
+    for name, schema in operation.form_properties.items():
+        binary = schema.get("format") == "binary"
+        if binary and name in form.fields:
+            errors.append(FieldError(json_pointer([name]), "must be a file part (with a filename)"))
+        elif not binary and name in form.files:
+            errors.append(FieldError(json_pointer([name]), "must be a text field, not a file"))
+    return errors
 
 
 # What a form integer may look like: `int()` also takes "+5", " 5", "1_0" and other scripts'

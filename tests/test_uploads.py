@@ -111,6 +111,31 @@ async def test_a_part_name_given_twice_is_400_naming_it(
     assert not [r for r in gateway.upstream.requests if r["path"] == "/photos"]
 
 
+@pytest.mark.parametrize(
+    ("parts", "location"),
+    [
+        ([("file", b"not a file", None)], "/file"),
+        ([("file", b"photo", "p.jpg"), ("previousUserId", b"u0", "id.txt")], "/previousUserId"),
+    ],
+    ids=["text-for-file", "file-for-text"],
+)
+async def test_a_part_of_the_wrong_kind_is_422_naming_it(
+    gateway: Gateway, parts: list[tuple[str, bytes, str | None]], location: str
+) -> None:
+    """A text field where the contract wants a file, or a file where it wants text, is named
+    (before: text named `file` reached the plugin without a file, a 500 in the Acme backend; a file
+    named `previousUserId` was taken as the text "<binary>")."""
+    body = raw_http.multipart(parts, BOUNDARY)
+    answer = await raw_http.exchange(
+        gateway.client.server.host, gateway.client.server.port, _upload_head(len(body)) + body
+    )
+    assert answer.status == 422, answer.body
+    problem = answer.json()
+    assert isinstance(problem, dict)
+    assert [e["location"] for e in problem["errors"]] == [location]
+    assert spooled(gateway.client.app) == []
+
+
 def _raw(parts: list[tuple[str, bytes, str | None]], tail: bytes) -> bytes:
     return raw_http.open_multipart(parts, BOUNDARY) + tail
 
