@@ -4,7 +4,10 @@ request, however the request ends."""
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -305,3 +308,31 @@ async def test_the_upload_folder_is_private_and_goes_with_the_app(
         await runner.cleanup()
     assert not first.exists()
     assert not second.exists()
+
+
+async def test_folders_of_dead_processes_go_at_the_next_start(
+    tmp_path: Path, aiohttp_server: Any, secrets_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed before its clean-up (SIGKILL) leaves its folder; the next app to start
+    removes it, and only it: a live process's folder and anything else stay."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))  # where mkdtemp makes folders
+    exited = await asyncio.create_subprocess_exec(sys.executable, "-c", "")
+    await exited.wait()
+    dead = root / f"gateway-uploads-{exited.pid}-x1"
+    dead.mkdir()
+    (dead / "upload-left").write_bytes(b"x")
+    alive = root / f"gateway-uploads-{os.getpid()}-x2"
+    alive.mkdir()
+    other = root / "gateway-uploads-²-x3"
+    other.mkdir()
+    upstream = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
+    settings = load_settings(gateway_config(tmp_path, str(upstream.make_url("")).rstrip("/")))
+    runner = web.AppRunner(create_app(settings, extra_plugins=[AcmeBackend()]))
+    await runner.setup()
+    assert runner.app[UPLOADS].parent == root
+    assert not dead.exists()
+    assert alive.exists()
+    assert other.exists()
+    await runner.cleanup()
