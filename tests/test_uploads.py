@@ -259,8 +259,10 @@ async def test_clients_that_go_away_leave_no_file(served: Served, logs: LogLines
     clients that disconnect while the upstream call holds their upload: every file goes, and no
     request is logged as an internal error."""
     clients = 20
-    whole = raw_http.multipart([("file", b"a" * 200_000, "a"), ("x", b"b" * 200_000, "b")])
-    cut = whole[: len(whole) - 150_000]
+    whole = raw_http.multipart([("file", b"a" * 200_000, "a"), ("x", b"b" * 600_000, "b")])
+    # aiohttp hands a part over only once it has read past it, up to 256 KiB at a time: 300 kB
+    # of the second part are sent, so that every request has begun spooling it.
+    cut = whole[: len(whole) - 300_000]
     writers = []
     for _ in range(clients):
         _, writer = await asyncio.open_connection(served.host, served.port)
