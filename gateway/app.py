@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -29,6 +34,7 @@ from gateway.state import (
     SETTINGS,
     STORE,
     TENANTS,
+    UPLOADS,
     UPSTREAMS,
 )
 from gateway.store import Store, Subscription, open_store
@@ -74,6 +80,7 @@ def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> w
     app[EVENTS] = worker
     app[OWNERS] = Owners(store)
 
+    app.cleanup_ctx.append(_uploads)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_upstreams)
     app.cleanup_ctx.append(_callbacks)
@@ -89,6 +96,34 @@ def _open_store(settings: StoreSettings) -> Store:
         SECRETS.add(url)
     SECRETS.add(*(p for p in (password, urllib.parse.urlsplit(url).password) if p))
     return open_store(url, password=password, pool_size=settings.pool_size)
+
+
+UPLOADS_PREFIX = "gateway-uploads-"
+_UPLOADS_OF_PID = re.compile(rf"{UPLOADS_PREFIX}([1-9][0-9]{{0,9}})-.*")
+
+
+async def _uploads(app: web.Application) -> AsyncIterator[None]:
+    """The folder this app spools uploads into: its own (mkdtemp makes it 0700, so other users
+    cannot read uploads), named after the process, and removed with anything in it once the app
+    has stopped. Those of processes that died without stopping (SIGKILL) go at the next start."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{UPLOADS_PREFIX}{os.getpid()}-"))
+    _sweep_dead_uploads(folder.parent)
+    app[UPLOADS] = folder
+    yield
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sweep_dead_uploads(root: Path) -> None:
+    for folder in root.glob(f"{UPLOADS_PREFIX}*"):
+        match = _UPLOADS_OF_PID.fullmatch(folder.name)
+        try:
+            if match is None or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(match[1]), 0)  # signal 0: is the process alive? (sends nothing)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue  # alive under another user, or gone meanwhile
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:

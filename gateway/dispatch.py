@@ -41,6 +41,7 @@ from gateway.state import (
 from gateway.store import ResourceRecord, Store
 from gateway.tenants import Tenant, choose_backend
 from gateway.upstream import BoundUpstream
+from gateway.validation import read_body
 
 MAX_CALLBACK_BYTES = 1024 * 1024
 
@@ -219,8 +220,7 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
     plugins = request.app[PLUGINS]
     if not plugins.receives_callbacks(backend):
         raise problems.not_found(f"no installed backend {backend!r} receives callbacks")
-    if (request.content_length or 0) > MAX_CALLBACK_BYTES:
-        raise problems.payload_too_large(MAX_CALLBACK_BYTES)
+    body = await read_body(request, limit=MAX_CALLBACK_BYTES)
     tenant = request.app[TENANTS].get(tenant_id)
     config = tenant.configs.get(backend) if tenant else None
     call = CallbackCall(
@@ -230,7 +230,7 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
         callback_path=path["callbackPath"],
         request_id=request[REQUEST_ID],
         headers=request.headers,
-        body=await request.content.read(MAX_CALLBACK_BYTES),
+        body=body,
         upstream=bound_upstream(request, tenant_id, backend, config, "receiveBackendCallback"),
         services=services(request, tenant_id, backend),
     )

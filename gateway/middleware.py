@@ -19,8 +19,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import problems
+from gateway.forms import Spool
 from gateway.problems import PROBLEM_CONTENT_TYPE, ProblemError
-from gateway.state import CONTRACT, INPUT, METRICS, OPERATION, REQUEST_ID, SETTINGS, TENANT, TENANTS
+from gateway.state import (
+    CONTRACT,
+    INPUT,
+    METRICS,
+    OPERATION,
+    REQUEST_ID,
+    SETTINGS,
+    TENANT,
+    TENANTS,
+    UPLOADS,
+)
 from gateway.store import StoreUnavailable
 from gateway.validation import validate_request
 
@@ -165,13 +176,14 @@ async def validation_middleware(request: web.Request, handler: Handler) -> web.S
     if operation is None:
         return await handler(request)
     limit = request.app[SETTINGS].server.max_upload_mb * MB
-    checked = await validate_request(request, operation, limit=limit)
-    request[INPUT] = checked
+    # Whatever ends the request (an answer, an error, a cancellation, the client gone), the files
+    # its form spooled go with it.
+    spool = Spool(request.app[UPLOADS])
     try:
+        request[INPUT] = await validate_request(request, operation, limit=limit, spool=spool)
         return await handler(request)
     finally:
-        if checked.form is not None:
-            checked.form.close()
+        spool.remove_all()
 
 
 MIDDLEWARES = (context_middleware, auth_middleware, validation_middleware)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 
 from gateway.callbacks import CallbackRegistrar
@@ -26,6 +28,7 @@ UPSTREAMS = web.AppKey("upstreams", dict[str, UpstreamClient])
 CALLBACKS = web.AppKey("callbacks", CallbackRegistrar)
 EVENTS = web.AppKey("events", DeliveryWorker)
 OWNERS = web.AppKey("owners", Owners)
+UPLOADS = web.AppKey("uploads", Path)  # the folder multipart file parts are spooled into
 
 REQUEST_ID = web.RequestKey("request_id", str)
 OPERATION = web.RequestKey("operation", Operation)

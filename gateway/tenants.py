@@ -50,6 +50,10 @@ class TenantDirectory:
 
     def authenticate(self, key: str) -> Tenant | None:
         """The tenant of a caller key; every stored digest is compared, in constant time each."""
+        if not key.isascii():
+            # Bearer tokens are ASCII (RFC 6750), and header bytes that are not UTF-8 arrive as
+            # surrogates that cannot be digested: either way, not a key.
+            return None
         candidate = digest_key(key).encode()
         found: str | None = None
         for digest, tenant_id in self._digests:

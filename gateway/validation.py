@@ -7,6 +7,7 @@ is 415; an oversized body is 413 (aiohttp's limit for JSON, `read_form`'s for mu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,8 +16,8 @@ import orjson
 from aiohttp import web
 
 from gateway import problems
-from gateway.contract import Operation, body_errors
-from gateway.forms import Form, read_form
+from gateway.contract import Operation, body_errors, json_pointer
+from gateway.forms import Form, Spool, body_cut_short, read_form
 from gateway.problems import FieldError
 
 BINARY_PLACEHOLDER = "<binary>"
@@ -46,13 +47,32 @@ def _parameters(
             elif "default" in param.schema:
                 values[param.name] = param.schema["default"]
             continue
+        if not _is_text(raw):
+            errors.append(FieldError(param.name, "is not valid UTF-8"))
+            continue
         value, problems_found = param.check(raw)
         errors.extend(problems_found)
         values[param.name] = value
     return values, errors
 
 
-async def validate_request(request: web.Request, operation: Operation, *, limit: int) -> Input:
+def _is_text(raw: str) -> bool:
+    """False for bytes that were not UTF-8: aiohttp keeps them as lone surrogates, which no
+    schema check (nor the store, nor a JSON answer) can take."""
+    if raw.isascii():
+        return True
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+async def validate_request(
+    request: web.Request, operation: Operation, *, limit: int, spool: Spool
+) -> Input:
+    """The request's parts checked and coerced; a form's files go into `spool`, which the caller
+    empties when the request ends (also when this raises)."""
     path, errors = _parameters(operation, "path", request.match_info)
     query, query_errors = _parameters(operation, "query", request.query)
     # Header parameter names are lower case; the request's headers are looked up case-blind.
@@ -60,15 +80,36 @@ async def validate_request(request: web.Request, operation: Operation, *, limit:
     errors += query_errors + header_errors
     if errors:
         raise problems.bad_request("the request's parameters are invalid", errors)
-    body, form = await _body(request, operation, limit)
+    body, form = await _body(request, operation, limit, spool)
     return Input(path=path, query=query, headers=headers, body=body, form=form)
+
+
+async def read_body(request: web.Request, *, limit: int) -> bytes:
+    """The whole raw body, for handlers that take any content; 413 as soon as it passes `limit`
+    bytes, whether its length was declared or it is streamed (chunked)."""
+    if (request.content_length or 0) > limit:
+        raise problems.payload_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        # One read returns only what has arrived so far: read until the end.
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise problems.payload_too_large(limit)
+            chunks.append(chunk)
+    except ConnectionError:
+        raise body_cut_short() from None
+    return b"".join(chunks)
 
 
 def _has_body(request: web.Request) -> bool:
     return bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"
 
 
-async def _body(request: web.Request, operation: Operation, limit: int) -> tuple[Any, Form | None]:
+async def _body(
+    request: web.Request, operation: Operation, limit: int, spool: Spool
+) -> tuple[Any, Form | None]:
     if not operation.body_validators or operation.raw_body:
         # Any content (upstream callbacks): the handler reads the raw body itself.
         return None, None
@@ -84,15 +125,17 @@ async def _body(request: web.Request, operation: Operation, limit: int) -> tuple
             f"{operation.operation_id} takes {accepted}, not {content_type or 'no content type'}"
         )
     if content_type == "multipart/form-data":
-        form = await read_form(request, limit=limit)
+        form = await read_form(request, limit=limit, spool=spool)
         instance: dict[str, Any] = {**form.fields, **dict.fromkeys(form.files, BINARY_PLACEHOLDER)}
         instance = _coerce_form(validator, operation, instance)
-        errors = body_errors(validator, instance)
+        errors = _misplaced_parts(operation, form) + body_errors(validator, instance)
         if errors:
-            form.close()
             raise problems.invalid_input("the form does not match the contract", errors)
         return instance, form
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except ConnectionError:
+        raise body_cut_short() from None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -103,16 +146,35 @@ async def _body(request: web.Request, operation: Operation, limit: int) -> tuple
     return body, None
 
 
+def _misplaced_parts(operation: Operation, form: Form) -> list[FieldError]:
+    """Text where the contract wants a file, or a file where it wants text: the schema cannot tell,
+    since a file is checked as a placeholder string."""
+    errors = []
+    for name, schema in operation.form_properties.items():
+        binary = schema.get("format") == "binary"
+        if binary and name in form.fields:
+            errors.append(FieldError(json_pointer([name]), "must be a file part (with a filename)"))
+        elif not binary and name in form.files:
+            errors.append(FieldError(json_pointer([name]), "must be a text field, not a file"))
+    return errors
+
+
+# What a form integer may look like: `int()` also takes "+5", " 5", "1_0" and other scripts'
+# digits, and `str.isdigit()` says yes to "²", which `int()` refuses.
+_INTEGER = re.compile(r"-?[0-9]{1,4000}")
+
+
 def _coerce_form(validator: Any, operation: Operation, fields: dict[str, Any]) -> dict[str, Any]:
-    """Form fields arrive as text; give integers and booleans their schema type before checking."""
+    """Form fields arrive as text; give integers and booleans their schema type before checking.
+    Text that is not plainly one stays text, so the schema check names the field (422)."""
     properties = operation.form_properties
     coerced = dict(fields)
     for name, value in fields.items():
         kind = properties.get(name, {}).get("type")
         if not isinstance(value, str):
             continue
-        if kind == "integer" and value.lstrip("-").isdigit():
-            coerced[name] = int(value)
+        if kind == "integer" and _INTEGER.fullmatch(value):
+            coerced[name] = int(value)  # at most 4000 digits: within int()'s limit for text
         elif kind == "boolean" and value.lower() in {"true", "false"}:
             coerced[name] = value.lower() == "true"
     for name, schema in properties.items():

@@ -269,7 +269,8 @@ class AcmeBackend:
     async def gateway_handle_callback(self, call: CallbackCall) -> Reply:
         expected = call.config.callback_secret.reveal() if call.config else None
         given = call.headers.get("Authorization", "")
-        if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        given_bytes = given.encode("utf-8", "surrogateescape")  # as sent, UTF-8 or not
+        if expected is None or not hmac.compare_digest(given_bytes, expected.encode()):
             raise ProblemError(401, "unauthorized", "Unauthorized", "bad callback secret")
         # 204 whether new or a duplicate: the upstream only needs to know it was taken.
         await call.services.emit(

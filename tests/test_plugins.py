@@ -124,7 +124,7 @@ async def test_hook_gateway_handle_callback_authenticates_and_records(gateway: G
     again = await gateway.client.post(url, headers={"Authorization": CALLBACK_SECRET_A})
     assert again.status == 204  # taken again; the store below shows it was recognised
     page = await gateway.client.app[STORE].list_events(
-        "tenant-a", event_type=None, cursor=None, limit=10
+        "tenant-a", event_type=None, after=None, limit=10
     )
     assert [e.data for e in page.items] == [{"path": "done/42"}]
     unknown = await gateway.client.post(

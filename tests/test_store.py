@@ -14,6 +14,7 @@ import pytest
 from gateway.backend import Event
 from gateway.store import (
     AttemptOutcome,
+    Position,
     Store,
     StoreUnavailable,
     Subscription,
@@ -249,6 +250,44 @@ async def test_disabling_fails_undelivered_deliveries(store: Store) -> None:
     assert enabled.disabled_reason is None
     redelivered = await store.redeliver("t1", stored.id, None)
     assert [d.status for d in redelivered] == ["pending"]
+
+
+async def test_subscriptions_page_oldest_first_from_a_position(store: Store) -> None:
+    """Pages of `limit` in creation order, each continuing after the position the last ended at;
+    the last page has no next position; other tenants' subscriptions never show."""
+    for n in range(5):
+        await store.create_subscription(subscription(f"s{n}"))
+        await store.create_subscription(subscription(f"other{n}", tenant="t2"))
+    seen: list[str] = []
+    after: Position | None = None
+    for expected in (2, 2, 1):
+        page = await store.list_subscriptions("t1", after=after, limit=2)
+        assert len(page.items) == expected
+        seen += [s.id for s in page.items]
+        after = page.next_position
+    assert after is None
+    assert seen == [f"s{n}" for n in range(5)]
+
+
+async def test_events_page_newest_first_from_a_position(store: Store) -> None:
+    """Pages of `limit`, newest first, each continuing below the position the last ended at,
+    also with a type filter; an event stored while paging shifts no later page."""
+    stored = [event("acme.done" if n % 2 else "acme.other") for n in range(6)]
+    for e in stored:
+        await store.record_event(e, dedupe_window=60)
+    await store.record_event(event(tenant="t2"), dedupe_window=60)
+    first = await store.list_events("t1", event_type=None, after=None, limit=4)
+    late = event()
+    await store.record_event(late, dedupe_window=60)
+    rest = await store.list_events("t1", event_type=None, after=first.next_position, limit=4)
+    assert [e.id for e in [*first.items, *rest.items]] == [e.id for e in reversed(stored)]
+    assert rest.next_position is None
+    done = [e.id for e in [*stored, late] if e.type == "acme.done"]
+    page = await store.list_events("t1", event_type="acme.done", after=None, limit=2)
+    assert [e.id for e in page.items] == done[::-1][:2]
+    page = await store.list_events("t1", event_type="acme.done", after=page.next_position, limit=2)
+    assert [e.id for e in page.items] == done[::-1][2:]
+    assert page.next_position is None
 
 
 async def test_idempotency_claims_expire_as_leases(store: Store) -> None:

@@ -45,9 +45,18 @@ class IdempotentRecord:
 
 
 @attrs.frozen
+class Position:
+    """Where a page of a list ended: the stored sequence number of its last item. The next page
+    starts after it, in the list's order. Callers see it only as an opaque cursor
+    (`gateway.cursors`)."""
+
+    seq: int
+
+
+@attrs.frozen
 class EventPage:
     items: Sequence[Event]
-    next_cursor: str | None
+    next_position: Position | None
 
 
 WILDCARD = "*"
@@ -84,7 +93,7 @@ class Subscription:
 @attrs.frozen
 class SubscriptionPage:
     items: Sequence[Subscription]
-    next_cursor: str | None
+    next_position: Position | None
 
 
 @attrs.frozen
@@ -220,8 +229,9 @@ class Store(Protocol):
     async def get_subscription(self, tenant: str, subscription_id: str) -> Subscription | None: ...
 
     async def list_subscriptions(
-        self, tenant: str, *, cursor: str | None, limit: int
-    ) -> SubscriptionPage: ...
+        self, tenant: str, *, after: Position | None, limit: int
+    ) -> SubscriptionPage:
+        """The tenant's subscriptions, oldest first, from after `after` (None: the first page)."""
 
     async def update_subscription(
         self, tenant: str, subscription_id: str, changes: Mapping[str, Any]
@@ -257,8 +267,10 @@ class Store(Protocol):
     async def get_event(self, tenant: str, event_id: str) -> Event | None: ...
 
     async def list_events(
-        self, tenant: str, *, event_type: str | None, cursor: str | None, limit: int
-    ) -> EventPage: ...
+        self, tenant: str, *, event_type: str | None, after: Position | None, limit: int
+    ) -> EventPage:
+        """The tenant's events (of `event_type` only, when given), newest first, from after
+        `after` (None: the first page)."""
 
 
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})

@@ -38,6 +38,7 @@ from gateway.store import (
     Delivery,
     EventPage,
     IdempotentRecord,
+    Position,
     ResourceRecord,
     StoreUnavailable,
     Subscription,
@@ -52,6 +53,7 @@ from gateway.store.rows import (
     claimed as _claimed,
     delivery as _delivery,
     event as _event,
+    page as _page,
     resource as _resource,
     subscription as _subscription,
     to_json as _json,
@@ -475,21 +477,22 @@ class PostgresStore:
         return _event(row) if row else None
 
     async def list_events(
-        self, tenant: str, *, event_type: str | None, cursor: str | None, limit: int
+        self, tenant: str, *, event_type: str | None, after: Position | None, limit: int
     ) -> EventPage:
-        after = int(cursor) if cursor and cursor.isdigit() else 0
-        query = f"SELECT {_EVENT}, seq FROM events WHERE tenant = $1 AND seq > $2"
-        args: list[object] = [tenant, after]
+        # Newest first: a later page continues below the position the last one ended at.
+        query = f"SELECT {_EVENT}, seq FROM events WHERE tenant = $1"
+        args: list[object] = [tenant]
+        if after is not None:
+            args.append(after.seq)
+            query += f" AND seq < ${len(args)}"
         if event_type:
-            query += " AND type = $3"
             args.append(event_type)
-        query += f" ORDER BY seq LIMIT ${len(args) + 1}"
+            query += f" AND type = ${len(args)}"
         args.append(limit + 1)
+        query += f" ORDER BY seq DESC LIMIT ${len(args)}"
         found = await self._run(lambda db: db.fetch(query, *args), transaction=False)
-        more = len(found) > limit
-        found = found[:limit]
-        next_cursor = str(found[-1][-1]) if more and found else None
-        return EventPage([_event(row[:-1]) for row in found], next_cursor)
+        rows, next_position = _page(found, limit)
+        return EventPage([_event(row) for row in rows], next_position)
 
     # -- subscriptions --------------------------------------------------------------------------
 
@@ -524,23 +527,20 @@ class PostgresStore:
         )
 
     async def list_subscriptions(
-        self, tenant: str, *, cursor: str | None, limit: int
+        self, tenant: str, *, after: Position | None, limit: int
     ) -> SubscriptionPage:
-        after = int(cursor) if cursor and cursor.isdigit() else 0
         found = await self._run(
             lambda db: db.fetch(
                 f"SELECT {_SUBSCRIPTION}, seq FROM subscriptions WHERE tenant = $1 AND seq > $2"
                 " ORDER BY seq LIMIT $3",
                 tenant,
-                after,
+                after.seq if after else 0,
                 limit + 1,
             ),
             transaction=False,
         )
-        more = len(found) > limit
-        found = found[:limit]
-        next_cursor = str(found[-1][-1]) if more and found else None
-        return SubscriptionPage([_subscription(row[:-1]) for row in found], next_cursor)
+        rows, next_position = _page(found, limit)
+        return SubscriptionPage([_subscription(row) for row in rows], next_position)
 
     async def update_subscription(
         self, tenant: str, subscription_id: str, changes: Mapping[str, Any]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from gateway.backend import Event
-from gateway.store import ClaimedDelivery, Delivery, ResourceRecord, Subscription
+from gateway.store import ClaimedDelivery, Delivery, Position, ResourceRecord, Subscription
 
 RESOURCE = "kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
 EVENT = "id, type, tenant, backend, occurred_at, data, dedupe_key"
@@ -27,6 +28,13 @@ DELIVERY_JOINED = (
     " s.secret, s.previous_secret, s.previous_expires_at, s.failing_since, s.created_at,"
     " s.updated_at"
 )
+
+
+def page(found: Sequence[Any], limit: int) -> tuple[Sequence[Any], Position | None]:
+    """Rows read with `LIMIT limit + 1`, each ending with its `seq`: the page's rows (without
+    their seq) and where the next page starts (None when this is the last)."""
+    rows = [row[:-1] for row in found[:limit]]
+    return rows, Position(int(found[limit - 1][-1])) if len(found) > limit else None
 
 
 def to_json(value: Any) -> str:

@@ -33,6 +33,7 @@ from gateway.store import (
     Delivery,
     EventPage,
     IdempotentRecord,
+    Position,
     ResourceRecord,
     Subscription,
     SubscriptionPage,
@@ -46,6 +47,7 @@ from gateway.store.rows import (
     claimed as _claimed,
     delivery as _delivery,
     event as _event,
+    page as _page,
     resource as _resource,
     subscription as _subscription,
     to_json as _json,
@@ -324,21 +326,22 @@ class SQLiteStore:
         return _event(row) if row else None
 
     async def list_events(
-        self, tenant: str, *, event_type: str | None, cursor: str | None, limit: int
+        self, tenant: str, *, event_type: str | None, after: Position | None, limit: int
     ) -> EventPage:
-        after = int(cursor) if cursor and cursor.isdigit() else 0
-        query = f"SELECT {_EVENT}, seq FROM events WHERE tenant = ? AND seq > ?"
-        args: list[object] = [tenant, after]
+        # Newest first: a later page continues below the position the last one ended at.
+        query = f"SELECT {_EVENT}, seq FROM events WHERE tenant = ?"
+        args: list[object] = [tenant]
+        if after is not None:
+            query += " AND seq < ?"
+            args.append(after.seq)
         if event_type:
             query += " AND type = ?"
             args.append(event_type)
-        query += " ORDER BY seq LIMIT ?"
+        query += " ORDER BY seq DESC LIMIT ?"
         args.append(limit + 1)
         found = await self._read(lambda db: db.execute(query, args).fetchall())
-        more = len(found) > limit
-        found = found[:limit]
-        next_cursor = str(found[-1][-1]) if more and found else None
-        return EventPage([_event(row[:-1]) for row in found], next_cursor)
+        rows, next_position = _page(found, limit)
+        return EventPage([_event(row) for row in rows], next_position)
 
     # -- subscriptions --------------------------------------------------------------------------
 
@@ -372,20 +375,17 @@ class SQLiteStore:
         return await self._read(lambda db: _get_subscription(db, subscription_id, tenant))
 
     async def list_subscriptions(
-        self, tenant: str, *, cursor: str | None, limit: int
+        self, tenant: str, *, after: Position | None, limit: int
     ) -> SubscriptionPage:
-        after = int(cursor) if cursor and cursor.isdigit() else 0
         found = await self._read(
             lambda db: db.execute(
                 f"SELECT {_SUBSCRIPTION}, seq FROM subscriptions WHERE tenant = ? AND seq > ?"
                 " ORDER BY seq LIMIT ?",
-                (tenant, after, limit + 1),
+                (tenant, after.seq if after else 0, limit + 1),
             ).fetchall()
         )
-        more = len(found) > limit
-        found = found[:limit]
-        next_cursor = str(found[-1][-1]) if more and found else None
-        return SubscriptionPage([_subscription(row[:-1]) for row in found], next_cursor)
+        rows, next_position = _page(found, limit)
+        return SubscriptionPage([_subscription(row) for row in rows], next_position)
 
     async def update_subscription(
         self, tenant: str, subscription_id: str, changes: Mapping[str, Any]

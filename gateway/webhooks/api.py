@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import problems, wire
+from gateway import cursors, problems, wire
 from gateway.backend import Event
 from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
 from gateway.problems import FieldError
@@ -124,10 +124,13 @@ async def create_subscription(request: web.Request) -> web.Response:
 async def list_subscriptions(request: web.Request) -> web.Response:
     query = request[INPUT].query
     page = await request.app[STORE].list_subscriptions(
-        request[TENANT].id, cursor=query.get("cursor"), limit=query.get("limit", 50)
+        request[TENANT].id,
+        after=cursors.SUBSCRIPTIONS.decode(query.get("cursor")),
+        limit=query.get("limit", 50),
     )
     items = [subscription_body(s) for s in page.items]
-    return wire.json_response({"items": items, "nextCursor": page.next_cursor})
+    next_cursor = cursors.SUBSCRIPTIONS.encode(page.next_position)
+    return wire.json_response({"items": items, "nextCursor": next_cursor})
 
 
 async def get_subscription(request: web.Request) -> web.Response:
@@ -200,11 +203,12 @@ async def list_events(request: web.Request) -> web.Response:
     page = await request.app[STORE].list_events(
         request[TENANT].id,
         event_type=query.get("type"),
-        cursor=query.get("cursor"),
+        after=cursors.EVENTS.decode(query.get("cursor")),
         limit=query.get("limit", 50),
     )
     items = [e.document() for e in page.items]
-    return wire.json_response({"items": items, "nextCursor": page.next_cursor})
+    next_cursor = cursors.EVENTS.encode(page.next_position)
+    return wire.json_response({"items": items, "nextCursor": next_cursor})
 
 
 async def get_event(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway.state import CALLBACKS, STORE
 from gateway_pictofit.sandbox import CALLBACK_TYPES
+from tests import raw_http
 from tests.conftest import CALLER_KEY_B
 from tests.pictofit.conftest import (
     CALLBACK_SECRET,
@@ -27,7 +28,7 @@ def _callback_path(tenant: str, callback_type: str, object_id: str) -> str:
 
 async def _stored_events(gateway: Pictofit, tenant: str) -> list[Any]:
     page = await gateway.client.app[STORE].list_events(
-        tenant, event_type=None, cursor=None, limit=50
+        tenant, event_type=None, after=None, limit=50
     )
     return list(page.items)
 
@@ -109,6 +110,22 @@ async def test_forged_callbacks_get_401_and_store_nothing(pictofit: Pictofit) ->
     assert len(pictofit.sandbox.requests) == before
     assert await _stored_events(pictofit, "tenant-a") == []
     assert await _stored_events(pictofit, "tenant-b") == []
+
+
+async def test_a_secret_with_bytes_that_are_not_utf8_is_401(pictofit: Pictofit) -> None:
+    """The secret is compared as the bytes sent: `\\xff` or Latin-1 in Authorization is a 401,
+    not a 500; nothing is stored or fetched."""
+    product_id = await pictofit.put_product()
+    before = len(pictofit.sandbox.requests)
+    path = _callback_path("tenant-a", "PRODUCT_COMPLETED", product_id)
+    server = pictofit.client.server
+    for value in (b"\xff", CALLBACK_SECRET.encode() + b"\xff", b"caf\xe9", b"\x80" + b"a" * 40):
+        request = raw_http.head("POST", path, {"Authorization": value}, body_length=0)
+        answer = await raw_http.exchange(server.host, server.port, request)
+        assert answer.status == 401, (value, answer.body)
+        assert answer.media_type == "application/problem+json"
+    assert len(pictofit.sandbox.requests) == before
+    assert await _stored_events(pictofit, "tenant-a") == []
 
 
 async def test_duplicate_callback_is_stored_once(pictofit: Pictofit) -> None:

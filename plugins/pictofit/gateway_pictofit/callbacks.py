@@ -86,7 +86,8 @@ def _authentic(call: CallbackCall) -> bool:
         expected = config.callback_secret.reveal().encode()
     except (LookupError, OSError):
         return False
-    given = call.headers.get("Authorization", "").encode()
+    # The bytes as sent: aiohttp keeps those that are not UTF-8 as surrogates.
+    given = call.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
     return hmac.compare_digest(given, expected)
 
 
