@@ -241,6 +241,11 @@ class DeliveryWorker:
             error = f"timed out after {self.settings.attempt_timeout} s"
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
+        except Exception as exc:
+            # Whatever else went wrong still ends as a recorded attempt: an exception leaving
+            # here would leave the delivery leased, unrecorded, and resent every lease forever.
+            log.exception("webhook.attempt_error", delivery=delivery.id, event_id=event.id)
+            error = f"{type(exc).__name__}: {exc}"[:300]
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         ok = status is not None and 200 <= status < 300
         if status is not None and not ok:
