@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import orjson
 import pytest
+from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
@@ -108,12 +109,17 @@ class Gateway:
 
 
 def gateway_config(
-    tmp_path: Path, acme_url: str, *, events: dict[str, Any] | None = None, **upstream: Any
+    tmp_path: Path,
+    acme_url: str,
+    *,
+    events: dict[str, Any] | None = None,
+    store_url: str | None = None,
+    **upstream: Any,
 ) -> dict[str, Any]:
     """Two tenants on the Acme backend, each with its own upstream key (referenced from env)."""
     return {
         "events": events or {},
-        "store": {"url": f"sqlite:///{tmp_path}/gateway.db"},
+        "store": {"url": store_url or f"sqlite:///{tmp_path}/gateway.db"},
         "server": {"max_upload_mb": 2, "public_url": "http://gateway.test"},
         "upstream": {"backoff_base": 0.001, "backoff_cap": 0.01, **upstream},
         "tenants": [
@@ -165,13 +171,21 @@ async def make_gateway(
     contract_check: ContractCheck,
 ) -> MakeGateway:
     """Start the Acme simulator and a gateway in front of it; `events` tunes [events], other
-    keyword arguments [upstream]."""
+    keyword arguments [upstream]; `store_url` replaces the test's SQLite file, `resolver` the
+    system's name lookups for webhook targets."""
 
-    async def make(*, events: dict[str, Any] | None = None, **upstream: Any) -> Gateway:
+    async def make(
+        *,
+        events: dict[str, Any] | None = None,
+        store_url: str | None = None,
+        resolver: AbstractResolver | None = None,
+        **upstream: Any,
+    ) -> Gateway:
         server: TestServer = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
         url = str(server.make_url("")).rstrip("/")
-        settings = load_settings(gateway_config(tmp_path, url, events=events, **upstream))
-        app = create_app(settings, extra_plugins=[AcmeBackend()])
+        config = gateway_config(tmp_path, url, events=events, store_url=store_url, **upstream)
+        settings = load_settings(config)
+        app = create_app(settings, extra_plugins=[AcmeBackend()], resolver=resolver)
         client = await aiohttp_client(contract_check.install(app))
         # Start-up registers callbacks upstream; let it finish so tests own the simulator.
         registrar = client.app[CALLBACKS]

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
 
@@ -191,8 +192,18 @@ async def wait_until_final(gateway: Gateway, event_id: str) -> None:
             await asyncio.sleep(0.02)
 
 
-async def make_events_gateway(make_gateway: MakeGateway, **events: Any) -> Gateway:
-    gateway: Gateway = await make_gateway(events={"jitter": 0, "poll_interval": 0.02, **events})
+async def make_events_gateway(
+    make_gateway: MakeGateway,
+    *,
+    resolver: AbstractResolver | None = None,
+    store_url: str | None = None,
+    **events: Any,
+) -> Gateway:
+    gateway: Gateway = await make_gateway(
+        events={"jitter": 0, "poll_interval": 0.02, **events},
+        resolver=resolver,
+        store_url=store_url,
+    )
     return gateway
 
 

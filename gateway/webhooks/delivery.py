@@ -40,6 +40,7 @@ from gateway.store import (
     Subscription,
 )
 from gateway.webhooks import signing
+from gateway.webhooks.targets import TargetNotAllowed, TargetPolicy
 
 log = structlog.get_logger("gateway.webhooks")
 
@@ -88,7 +89,10 @@ class DeliveryWorker:
         settings: EventsSettings,
         metrics: WebhookMetrics,
         on_disabled: DisabledCallback,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
     ) -> None:
+        """`resolver` looks names up (the system's by default); `[events] allowed_targets` is
+        enforced on what it answers, at every connection."""
         self.store = store
         self.settings = settings
         self.metrics = metrics
@@ -102,6 +106,7 @@ class DeliveryWorker:
         self._session: aiohttp.ClientSession | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._rng = random.Random()
+        self.targets = TargetPolicy(settings.allowed_targets, resolver)
 
     def wake(self) -> None:
         """New deliveries were committed: look now rather than at the next poll."""
@@ -109,7 +114,11 @@ class DeliveryWorker:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
+            # Names resolve through the policy at every new connection, never from a cache of
+            # the connector's: the connection goes to addresses checked then.
+            connector=aiohttp.TCPConnector(
+                limit=self.settings.concurrency, resolver=self.targets, use_dns_cache=False
+            ),
             timeout=aiohttp.ClientTimeout(total=self.settings.attempt_timeout),
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": f"integration-gateway/{__version__} (webhooks)"},
@@ -134,6 +143,7 @@ class DeliveryWorker:
         await self._flush()  # unfinished ones keep their lease and go out again after it
         if self._session is not None:
             await self._session.close()
+        await self.targets.close()
 
     # -- claiming -------------------------------------------------------------------------------
 
@@ -231,6 +241,7 @@ class DeliveryWorker:
         error: str | None = None
         retry_after: float | None = None
         try:
+            self.targets.check(subscription.url)  # the list may have been narrowed since
             async with self._session.post(
                 subscription.url, data=body, headers=headers, allow_redirects=False
             ) as response:
@@ -241,6 +252,8 @@ class DeliveryWorker:
             error = f"timed out after {self.settings.attempt_timeout} s"
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
+        except TargetNotAllowed as exc:  # by the URL's host, or by what its name resolved to
+            error = f"refused by [events] allowed_targets: {exc}"[:300]
         except Exception as exc:
             # Whatever else went wrong still ends as a recorded attempt: an exception leaving
             # here would leave the delivery leased, unrecorded, and resent every lease forever.
@@ -265,7 +278,7 @@ class DeliveryWorker:
         label = SUCCEEDED if ok else (RETRYING if outcome == "pending" else FAILED)
         if ok:
             self.metrics.latency.observe(max(0.0, time.time() - item.event_received))
-        disable_reason = self._disable_reason(subscription, status, ok, now)
+        disable_reason = self._disable_reason(subscription, status, ok, error, now)
         if disable_reason:
             label = DISABLED
         self.metrics.attempts.labels(label).inc()
@@ -304,7 +317,12 @@ class DeliveryWorker:
         return "pending", time.time() + delay
 
     def _disable_reason(
-        self, subscription: Subscription, status: int | None, ok: bool, now: float
+        self,
+        subscription: Subscription,
+        status: int | None,
+        ok: bool,
+        error: str | None,
+        now: float,
     ) -> str | None:
         if status == 410:
             return "the endpoint answered 410 Gone"
@@ -312,7 +330,7 @@ class DeliveryWorker:
         if ok or failing_since is None or now - failing_since < self.settings.disable_after:
             return None
         days = self.settings.disable_after / 86400
-        return f"every delivery failed for {days:g} days"
+        return f"every delivery failed for {days:g} days (last: {error})"
 
     # -- recording ------------------------------------------------------------------------------
 
