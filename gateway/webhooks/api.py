@@ -116,7 +116,13 @@ async def create_subscription(request: web.Request) -> web.Response:
         created_at=now,
         updated_at=now,
     )
-    await request.app[STORE].create_subscription(subscription)
+    most = request.app[SETTINGS].events.max_subscriptions_per_tenant
+    if not await request.app[STORE].create_subscription(subscription, limit=most):
+        raise problems.invalid_input(
+            f"the tenant has {most} subscriptions already, the most [events]"
+            " max_subscriptions_per_tenant allows: delete one first",
+            extra={"maxSubscriptions": most},
+        )
     return wire.json_response(subscription_body(subscription, secret=True), 201)
 
 

@@ -99,7 +99,8 @@ class DeliveryWorker:
         self.on_disabled = on_disabled
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
-        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._in_flight: collections.Counter[str] = collections.Counter()  # by subscription
+        self._tenants: collections.Counter[str] = collections.Counter()  # in flight, by tenant
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[AttemptOutcome] = []
         self._have_outcomes = asyncio.Event()
@@ -181,19 +182,27 @@ class DeliveryWorker:
         if free <= 0:
             return 0
         limit = self.settings.per_subscription
+        per_tenant = self.settings.per_tenant()
         busy = [sid for sid, n in self._in_flight.items() if n >= limit]
         claimed = await self.store.claim_deliveries(
-            owner=self.owner, now=time.time(), lease=self.settings.lease, limit=free, exclude=busy
+            owner=self.owner,
+            now=time.time(),
+            lease=self.settings.lease,
+            limit=free,
+            exclude=busy,
+            per_tenant=per_tenant,
+            busy=dict(self._tenants),
         )
         started = 0
         for item in claimed:
-            subscription = item.subscription.id
-            if self._in_flight[subscription] >= limit:
-                # Over this subscription's share: leave it leased; it goes out when the lease
-                # ends, or sooner when this worker has room (the lease is ours, not a loss).
+            subscription, tenant = item.subscription.id, item.delivery.tenant
+            if self._in_flight[subscription] >= limit or self._tenants[tenant] >= per_tenant:
+                # Over this subscription's or tenant's share: hand it back; it goes out when
+                # this worker or another has room.
                 self._release_later(item)
                 continue
             self._in_flight[subscription] += 1
+            self._tenants[tenant] += 1
             task = asyncio.create_task(self._deliver(item))
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -223,9 +232,13 @@ class DeliveryWorker:
         try:
             await self._attempt(item)
         finally:
-            self._in_flight[item.subscription.id] -= 1
-            if self._in_flight[item.subscription.id] <= 0:
-                del self._in_flight[item.subscription.id]
+            for counter, key in (
+                (self._in_flight, item.subscription.id),
+                (self._tenants, item.delivery.tenant),
+            ):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
 
     async def _attempt(self, item: ClaimedDelivery) -> None:
         assert self._session is not None
