@@ -25,7 +25,11 @@ from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
 from tests.acme_backend import ACME_STATE, AcmeBackend, AcmeUpstreamState, make_acme_upstream
 from tests.contract_check import ContractCheck
-from tests.pg import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures for every module
+from tests.pg import (  # noqa: F401 - PostgreSQL fixtures for every module
+    PostgresServer,
+    pg_server,
+    pg_url,
+)
 
 CALLER_KEY_A = "gwk_test-caller-key-tenant-a-5b1d0c"
 CALLER_KEY_B = "gwk_test-caller-key-tenant-b-93e7aa"
@@ -151,6 +155,15 @@ def secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 MakeGateway = Callable[..., Any]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind; PostgreSQL's on the session's own server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return await server.create_database()
 
 
 @pytest.fixture

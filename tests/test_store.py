@@ -22,16 +22,7 @@ from gateway.store import (
 )
 from gateway.store.sqlite import SQLiteStore, migrations
 from tests.conftest import eventually
-from tests.pg import PostgresServer, running_server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database of each kind; PostgreSQL's on the session's own server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    return await server.create_database()
+from tests.pg import running_server
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -14,17 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import CALLER_KEY_B, Gateway, MakeGateway, eventually
-from tests.pg import PostgresServer
 from tests.test_webhooks import callback, make_events_gateway, subscribe
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database of each kind; PostgreSQL's on the session's own server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/fair.db"
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    return await server.create_database()
 
 
 @attrs.define

@@ -4,7 +4,9 @@ Every event is committed with one delivery row per matching subscription before 
 was received. Workers lease due deliveries from the store (so a process killed at any moment loses
 nothing: its leases run out and another worker, or the restarted process, sends them again), send
 them signed with Standard Webhooks headers, and write the outcomes back in batches. Concurrency is
-bounded per process and per subscription, so one slow or dead subscriber never holds up the others.
+bounded per process, per tenant and per subscription, so one slow or dead subscriber, or one
+tenant's, never holds up the others; where a delivery may go is checked at every attempt
+(`gateway.webhooks.targets`).
 
 Delivery is at least once: a subscriber may see an event twice (after a crash, or a redelivery)
 and de-duplicates by `webhook-id`, which is the event id on every attempt.
