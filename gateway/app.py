@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from gateway.backend import Credentials, Event
 from gateway.callbacks import CallbackRegistrar
@@ -43,8 +44,14 @@ from gateway.upstream import UpstreamClient
 from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
 
 
-def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> web.Application:
-    """The gateway as an aiohttp app; resources open on start-up and close on clean-up."""
+def create_app(
+    settings: Settings,
+    *,
+    extra_plugins: Iterable[object] = (),
+    resolver: AbstractResolver | None = None,
+) -> web.Application:
+    """The gateway as an aiohttp app; resources open on start-up and close on clean-up.
+    `resolver` looks up webhook targets' names (the system's by default)."""
     store = _open_store(settings.store)
     metrics = Metrics()
 
@@ -58,6 +65,7 @@ def create_app(settings: Settings, *, extra_plugins: Iterable[object] = ()) -> w
         settings=settings.events,
         metrics=WebhookMetrics(metrics.registry),
         on_disabled=announce_disabled,
+        resolver=resolver,
     )
     plugins = PluginHost.build(
         blocked=settings.plugins.blocked,

@@ -121,10 +121,20 @@ class EventsSettings:
     rotation_grace: float = 86400.0  # default for how long the old secret still signs
     concurrency: int = 64  # deliveries in flight per process
     per_subscription: int = 8  # of which at most this many to one subscription
+    # and at most this share of them to one tenant's subscriptions (slow ones hold their slots
+    # until attempt_timeout: the rest stay free for the other tenants)
+    tenant_share: float = attrs.field(
+        default=0.5, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)]
+    )
+    max_subscriptions_per_tenant: int = attrs.field(default=100, validator=attrs.validators.ge(1))
     lease: float = 60.0  # a claimed delivery returns to the queue if its worker dies
     # Idle workers look for due retries (and leases a dead process left) this often; new
     # deliveries wake them at once (across processes with PostgreSQL), so it can be long.
     poll_interval: float = 1.0
+
+    def per_tenant(self) -> int:
+        """A tenant's most deliveries in flight in one process."""
+        return max(1, int(self.concurrency * self.tenant_share))
 
 
 @attrs.frozen

@@ -51,18 +51,28 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_converter.unstructure)
 
 
+# Longer asks are read as this (a year): callers cap lower still, and no date or digit string
+# can overflow what they compute with it.
+RETRY_AFTER_MAX = 365 * 86400.0
+
+
 def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds a `Retry-After` asks to wait, from delta-seconds or an HTTP-date (GMT: a date with
-    no zone is unreadable); None if absent or unreadable."""
+    """Seconds a `Retry-After` asks to wait, from delta-seconds (ASCII digits) or an HTTP-date
+    (GMT: a date with no zone is unreadable), at most `RETRY_AFTER_MAX`; None if absent or
+    unreadable. Never raises: the value comes from whoever answered."""
     if not value:
         return None
     value = value.strip()
+    if not value.isascii():  # "²".isdigit() is true, and float("²") raises
+        return None
     if value.isdigit():
-        return float(value)
+        digits = value.lstrip("0") or "0"
+        return RETRY_AFTER_MAX if len(digits) > 10 else min(float(digits), RETRY_AFTER_MAX)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    except Exception:  # email.utils does not document what it raises: unreadable is unreadable
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, seconds), RETRY_AFTER_MAX)

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import orjson
 import pytest
+from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
@@ -24,7 +25,11 @@ from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
 from tests.acme_backend import ACME_STATE, AcmeBackend, AcmeUpstreamState, make_acme_upstream
 from tests.contract_check import ContractCheck
-from tests.pg import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures for every module
+from tests.pg import (  # noqa: F401 - PostgreSQL fixtures for every module
+    PostgresServer,
+    pg_server,
+    pg_url,
+)
 
 CALLER_KEY_A = "gwk_test-caller-key-tenant-a-5b1d0c"
 CALLER_KEY_B = "gwk_test-caller-key-tenant-b-93e7aa"
@@ -108,12 +113,17 @@ class Gateway:
 
 
 def gateway_config(
-    tmp_path: Path, acme_url: str, *, events: dict[str, Any] | None = None, **upstream: Any
+    tmp_path: Path,
+    acme_url: str,
+    *,
+    events: dict[str, Any] | None = None,
+    store_url: str | None = None,
+    **upstream: Any,
 ) -> dict[str, Any]:
     """Two tenants on the Acme backend, each with its own upstream key (referenced from env)."""
     return {
         "events": events or {},
-        "store": {"url": f"sqlite:///{tmp_path}/gateway.db"},
+        "store": {"url": store_url or f"sqlite:///{tmp_path}/gateway.db"},
         "server": {"max_upload_mb": 2, "public_url": "http://gateway.test"},
         "upstream": {"backoff_base": 0.001, "backoff_cap": 0.01, **upstream},
         "tenants": [
@@ -147,6 +157,15 @@ def secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
 MakeGateway = Callable[..., Any]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind; PostgreSQL's on the session's own server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return await server.create_database()
+
+
 @pytest.fixture
 def contract_check() -> Iterator[ContractCheck]:
     """Checks every answer of the apps the fixtures build against the contract; any drift (an
@@ -165,13 +184,21 @@ async def make_gateway(
     contract_check: ContractCheck,
 ) -> MakeGateway:
     """Start the Acme simulator and a gateway in front of it; `events` tunes [events], other
-    keyword arguments [upstream]."""
+    keyword arguments [upstream]; `store_url` replaces the test's SQLite file, `resolver` the
+    system's name lookups for webhook targets."""
 
-    async def make(*, events: dict[str, Any] | None = None, **upstream: Any) -> Gateway:
+    async def make(
+        *,
+        events: dict[str, Any] | None = None,
+        store_url: str | None = None,
+        resolver: AbstractResolver | None = None,
+        **upstream: Any,
+    ) -> Gateway:
         server: TestServer = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
         url = str(server.make_url("")).rstrip("/")
-        settings = load_settings(gateway_config(tmp_path, url, events=events, **upstream))
-        app = create_app(settings, extra_plugins=[AcmeBackend()])
+        config = gateway_config(tmp_path, url, events=events, store_url=store_url, **upstream)
+        settings = load_settings(config)
+        app = create_app(settings, extra_plugins=[AcmeBackend()], resolver=resolver)
         client = await aiohttp_client(contract_check.install(app))
         # Start-up registers callbacks upstream; let it finish so tests own the simulator.
         registrar = client.app[CALLBACKS]

@@ -27,6 +27,18 @@ async def test_idempotent_read_is_retried_on_5xx(gateway: Gateway, logs: LogLine
     assert attempts == [1, 2]
 
 
+async def test_upstream_503_with_a_garbage_retry_after_is_a_502(make_gateway: MakeGateway) -> None:
+    """An upstream 503 whose Retry-After is unreadable ("²" passes str.isdigit) is an upstream
+    error like any 503: the caller gets a 502 problem, not a 500."""
+    gateway: Gateway = await make_gateway(max_attempts=2)
+    gateway.upstream.fail_next = 2
+    gateway.upstream.retry_after = "²"
+    response = await gateway.client.get("/v1/product-types", headers=gateway.auth())
+    assert response.status == 502
+    assert (await response.json())["type"] == "urn:gateway:problem:upstream-error"
+    assert types_requests(gateway) == 2
+
+
 async def test_non_idempotent_upload_is_not_retried(gateway: Gateway) -> None:
     """A POST upload that meets a 503 is not retried: 502 problem, one upstream request."""
     product_id, config_id = str(uuid.uuid4()), str(uuid.uuid4())

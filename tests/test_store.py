@@ -23,16 +23,7 @@ from gateway.store import (
 )
 from gateway.store.sqlite import SQLiteStore, migrations
 from tests.conftest import eventually
-from tests.pg import PostgresServer, running_server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database of each kind; PostgreSQL's on the session's own server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    return await server.create_database()
+from tests.pg import running_server
 
 
 @pytest.fixture
@@ -200,6 +191,71 @@ async def test_excluded_subscriptions_are_not_claimed(store: Store) -> None:
         owner="a", now=time.time(), lease=30, limit=10, exclude=["busy"]
     )
     assert [c.subscription.id for c in claimed] == ["free"]
+
+
+async def test_tenants_take_turns_within_their_share(store: Store) -> None:
+    """A tenant's backlog does not take every slot: each tenant's oldest first, in turns, each
+    at most `per_tenant` less what the claimant has in flight for it already."""
+    await store.create_subscription(subscription("a1", tenant="ta"))
+    await store.create_subscription(subscription("a2", tenant="ta"))
+    await store.create_subscription(subscription("b1", tenant="tb"))
+    for _ in range(10):
+        await store.record_event(event(tenant="ta"), dedupe_window=60)
+    await store.record_event(event(tenant="tb"), dedupe_window=60)  # due last of all
+    now = time.time() + 1
+
+    async def claim(limit: int, per_tenant: int, busy: dict[str, int]) -> list[str]:
+        claimed = await store.claim_deliveries(
+            owner="w", now=now, lease=30, limit=limit, exclude=(), per_tenant=per_tenant, busy=busy
+        )
+        return sorted(c.delivery.tenant for c in claimed)
+
+    assert await claim(2, 16, {}) == ["ta", "tb"]  # turns: ta's oldest, then tb's only one
+    assert await claim(8, 3, {"ta": 1}) == ["ta", "ta"]  # 3 less the one in flight
+    assert await claim(8, 3, {"ta": 3}) == []  # at its share, though 17 are due
+    assert await claim(20, 20, {}) == ["ta"] * 17
+
+
+async def test_replicas_claiming_at_once_leave_every_tenant_its_turn(
+    store: Store, twin: Store
+) -> None:
+    """Two processes claiming together each take at most their share of the big tenant's
+    backlog, and the small tenant's deliveries go out in the same round."""
+    for n in range(4):
+        await store.create_subscription(subscription(f"a{n}", tenant="ta"))
+    await store.create_subscription(subscription("b1", tenant="tb"))
+    for _ in range(10):
+        await store.record_event(event(tenant="ta"), dedupe_window=60)
+    for _ in range(2):
+        await store.record_event(event(tenant="tb"), dedupe_window=60)
+    now = time.time() + 1
+    rounds = await asyncio.gather(
+        *(
+            s.claim_deliveries(
+                owner=f"w{i}", now=now, lease=30, limit=4, exclude=(), per_tenant=2, busy={}
+            )
+            for i, s in enumerate([store, twin])
+        )
+    )
+    for claimed in rounds:
+        assert sum(c.delivery.tenant == "ta" for c in claimed) <= 2
+    assert sum(c.delivery.tenant == "tb" for claimed in rounds for c in claimed) == 2
+
+
+async def test_the_subscription_limit_holds_under_concurrent_creates(
+    store: Store, twin: Store
+) -> None:
+    """Creates racing through two processes never pass a tenant's limit; others' are apart."""
+    results = await asyncio.gather(
+        *(
+            s.create_subscription(subscription(f"s{n}", tenant="t1"), limit=3)
+            for n, s in enumerate([store, twin] * 5)
+        )
+    )
+    assert sum(results) == 3
+    assert await store.create_subscription(subscription("other", tenant="t2"), limit=3)
+    page = await store.list_subscriptions("t1", cursor=None, limit=50)
+    assert len(page.items) == 3
 
 
 async def test_outcomes_move_deliveries_on(store: Store) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import attrs
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
 
@@ -189,8 +192,18 @@ async def wait_until_final(gateway: Gateway, event_id: str) -> None:
             await asyncio.sleep(0.02)
 
 
-async def make_events_gateway(make_gateway: MakeGateway, **events: Any) -> Gateway:
-    gateway: Gateway = await make_gateway(events={"jitter": 0, "poll_interval": 0.02, **events})
+async def make_events_gateway(
+    make_gateway: MakeGateway,
+    *,
+    resolver: AbstractResolver | None = None,
+    store_url: str | None = None,
+    **events: Any,
+) -> Gateway:
+    gateway: Gateway = await make_gateway(
+        events={"jitter": 0, "poll_interval": 0.02, **events},
+        resolver=resolver,
+        store_url=store_url,
+    )
     return gateway
 
 
@@ -322,3 +335,64 @@ async def test_slow_subscriber_does_not_delay_the_others(
     await eventually(lambda: len(receiver.bodies("answers")) == 40, within=10)
     assert time.monotonic() - started < 5
     assert len(receiver.bodies("hangs")) <= 2  # its share of the pool, no more
+
+
+# Raw answers from a subscriber that does not speak HTTP properly, and what the attempt records.
+MISBEHAVIOURS = {
+    "garbage-retry-after": (b"HTTP/1.1 429 Too Many\r\nRetry-After: \xc2\xb2\r\n", "HTTP 429"),
+    "huge-retry-after": (b"HTTP/1.1 429 Too Many\r\nRetry-After: " + b"9" * 5000 + b"\r\n", "429"),
+    "undecodable-retry-after": (b"HTTP/1.1 502 x\r\nRetry-After: \xff\xfe\r\n", "HTTP 502"),
+    "bad-header-name": (b"HTTP/1.1 503 x\r\nX-\xfe: 1\r\n", "ClientResponseError"),
+    "garbage-status-line": (b"NOT HTTP AT ALL\r\n", "Error"),
+    "reset": (None, "Error"),
+    "never-ends": (b"HTTP/1.1 200 OK\r\n", "timed out"),
+}
+
+
+@pytest.mark.parametrize("behaviour", sorted(MISBEHAVIOURS))
+async def test_every_attempt_ends_recorded_whatever_the_subscriber_answers(
+    make_gateway: MakeGateway, behaviour: str
+) -> None:
+    """Whatever comes back (garbage headers, a reset, an answer that never ends, bounded by
+    attempt_timeout), each attempt is recorded with its error and the delivery moves on to
+    `failed` after the schedule: none stays leased and unrecorded."""
+    head, error = MISBEHAVIOURS[behaviour]
+    seen: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        if head is None:  # a reset connection: RST, not FIN
+            writer.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        elif behaviour == "never-ends":
+            writer.write(head)
+            await asyncio.sleep(3600)
+        else:
+            writer.write(head + b"Content-Length: 7\r\n\r\nnot now")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gateway = await make_events_gateway(
+            make_gateway, retry_schedule=[0, 0.05], attempt_timeout=0.5, retry_after_cap=0.1
+        )
+        await subscribe(gateway, f"http://127.0.0.1:{port}/hook", ["*"])
+        await callback(gateway, f"misbehave/{behaviour}")
+        await eventually(lambda: len(seen) == 2, within=10)
+        event_id = await only_event_id(gateway)
+        await wait_until_final(gateway, event_id)
+        [delivery] = await gateway.client.app[STORE].list_deliveries("tenant-a", event_id)
+        assert delivery.status == "failed"
+        assert len(delivery.attempt_log) == 2
+        assert all(error in (a.error or "") for a in delivery.attempt_log), delivery.attempt_log
+    finally:
+        server.close()
+
+
+async def only_event_id(gateway: Gateway) -> str:
+    listed = await gateway.client.get("/v1/events", headers=gateway.auth())
+    [event] = (await listed.json())["items"]
+    return str(event["id"])

@@ -224,7 +224,11 @@ class Store(Protocol):
         or to `only_subscription` alone (enabled or not: a test event).
         """
 
-    async def create_subscription(self, subscription: Subscription) -> None: ...
+    async def create_subscription(
+        self, subscription: Subscription, *, limit: int | None = None
+    ) -> bool:
+        """Store it, unless its tenant has `limit` subscriptions already (False): checked and
+        stored in one step, so concurrent creates cannot pass the limit together."""
 
     async def get_subscription(self, tenant: str, subscription_id: str) -> Subscription | None: ...
 
@@ -246,10 +250,22 @@ class Store(Protocol):
         """Disable it (its pending deliveries fail); None if already disabled or gone."""
 
     async def claim_deliveries(
-        self, *, owner: str, now: float, lease: float, limit: int, exclude: Sequence[str]
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        exclude: Sequence[str],
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
     ) -> Sequence[ClaimedDelivery]:
         """Lease up to `limit` due deliveries to `owner`: pending ones whose time has come, and
-        ones whose lease ended (their worker died), skipping subscriptions in `exclude`."""
+        ones whose lease ended (their worker died), skipping subscriptions in `exclude`.
+
+        Tenants take turns: each tenant's oldest due delivery first, then each one's second, and
+        so on, and a tenant gets at most `per_tenant` less what `owner` has in flight for it
+        already (`busy`, by tenant), so that one tenant's backlog never takes every slot."""
 
     async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:
         """Record attempts and move their deliveries on, in one transaction."""

@@ -63,6 +63,7 @@ MIGRATIONS = "gateway.store.migrations.postgres"
 CHANNEL = "gateway_deliveries"
 MIGRATION_LOCK = 0x6761_7465_7761_79  # "gateway": one bigint key, apart from the two-int keys
 DEDUPE_LOCK_CLASS = 1  # pg_advisory_xact_lock(class, hash) for (tenant, dedupe key)
+SUBSCRIPTIONS_LOCK_CLASS = 2  # the same for a tenant's subscription count
 CONNECT_TIMEOUT = 5.0
 ACQUIRE_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 30.0
@@ -496,10 +497,26 @@ class PostgresStore:
 
     # -- subscriptions --------------------------------------------------------------------------
 
-    async def create_subscription(self, subscription: Subscription) -> None:
+    async def create_subscription(
+        self, subscription: Subscription, *, limit: int | None = None
+    ) -> bool:
         s = subscription
-        await self._run(
-            lambda db: db.execute(
+
+        async def op(db: Conn) -> bool:
+            if limit is not None:
+                # Count and insert as one step across replicas; the lock is its own statement so
+                # that the count sees what the lock's previous holder committed.
+                await db.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    SUBSCRIPTIONS_LOCK_CLASS,
+                    s.tenant,
+                )
+                count = await db.fetchval(
+                    "SELECT COUNT(*) FROM subscriptions WHERE tenant = $1", s.tenant
+                )
+                if count >= limit:
+                    return False
+            await db.execute(
                 "INSERT INTO subscriptions (id, tenant, url, event_types, description, enabled,"
                 " disabled_reason, secret, previous_secret, previous_expires_at, failing_since,"
                 " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
@@ -517,9 +534,10 @@ class PostgresStore:
                 s.failing_since,
                 s.created_at,
                 s.updated_at,
-            ),
-            transaction=False,
-        )
+            )
+            return True
+
+        return await self._run(op, transaction=limit is not None)
 
     async def get_subscription(self, tenant: str, subscription_id: str) -> Subscription | None:
         return await self._run(
@@ -607,16 +625,40 @@ class PostgresStore:
     # -- deliveries -----------------------------------------------------------------------------
 
     async def claim_deliveries(
-        self, *, owner: str, now: float, lease: float, limit: int, exclude: Sequence[str]
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        exclude: Sequence[str],
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
     ) -> Sequence[ClaimedDelivery]:
-        # SKIP LOCKED: replicas claiming at the same moment take different rows, never wait.
+        in_flight = busy or {}
+        # Each tenant's oldest due deliveries up to its room (one index range each) and the
+        # leases that ended (few), then turns: every tenant's first, every tenant's second, ...
+        # SKIP LOCKED: replicas claiming at the same moment take different rows, never wait;
+        # rows locked here but not taken are free again when the statement ends.
         rows = await self._run(
             lambda db: db.fetch(
-                "WITH due AS (SELECT id FROM deliveries"
-                " WHERE ((status = 'pending' AND next_attempt_at <= $1)"
-                " OR (status = 'delivering' AND lease_until < $1))"
+                "WITH rooms AS (SELECT t.tenant, LEAST($5, $6 - COALESCE(b.n, 0)) AS room"
+                " FROM (SELECT DISTINCT tenant FROM subscriptions) AS t"
+                " LEFT JOIN unnest($7::text[], $8::int[]) AS b (tenant, n) USING (tenant)),"
+                " pending AS (SELECT r.tenant, c.id, c.next_attempt_at FROM rooms AS r"
+                " CROSS JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries"
+                " WHERE tenant = r.tenant AND status = 'pending' AND next_attempt_at <= $1"
                 " AND subscription_id <> ALL($4::text[])"
-                " ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)"
+                " ORDER BY next_attempt_at LIMIT GREATEST(r.room, 0) FOR UPDATE SKIP LOCKED) AS c),"
+                " expired AS (SELECT tenant, id, next_attempt_at FROM deliveries"
+                " WHERE status = 'delivering' AND lease_until < $1"
+                " AND subscription_id <> ALL($4::text[]) FOR UPDATE SKIP LOCKED),"
+                " picked AS (SELECT u.id, u.next_attempt_at, r.room, row_number() OVER"
+                " (PARTITION BY u.tenant ORDER BY u.next_attempt_at) AS turn"
+                " FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired) AS u"
+                " JOIN rooms AS r USING (tenant)),"
+                " due AS (SELECT id FROM picked WHERE turn <= room"
+                " ORDER BY turn, next_attempt_at LIMIT $5)"
                 " UPDATE deliveries d SET status = 'delivering', lease_owner = $2,"
                 " lease_until = $3, updated_at = $1"
                 " FROM due, events e, subscriptions s"
@@ -627,6 +669,9 @@ class PostgresStore:
                 now + lease,
                 list(exclude),
                 limit,
+                limit if per_tenant is None else per_tenant,
+                list(in_flight),
+                list(in_flight.values()),
             ),
             transaction=False,
         )

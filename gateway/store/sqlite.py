@@ -345,10 +345,19 @@ class SQLiteStore:
 
     # -- subscriptions --------------------------------------------------------------------------
 
-    async def create_subscription(self, subscription: Subscription) -> None:
+    async def create_subscription(
+        self, subscription: Subscription, *, limit: int | None = None
+    ) -> bool:
         s = subscription
-        await self._write(
-            lambda db: db.execute(
+
+        def op(db: sqlite3.Connection) -> bool:
+            if limit is not None:
+                row = db.execute(
+                    "SELECT COUNT(*) FROM subscriptions WHERE tenant = ?", (s.tenant,)
+                ).fetchone()
+                if row[0] >= limit:
+                    return False
+            db.execute(
                 "INSERT INTO subscriptions (id, tenant, url, event_types, description, enabled,"
                 " disabled_reason, secret, previous_secret, previous_expires_at, failing_since,"
                 " seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
@@ -369,7 +378,9 @@ class SQLiteStore:
                     s.updated_at,
                 ),
             )
-        )
+            return True
+
+        return await self._write(op)
 
     async def get_subscription(self, tenant: str, subscription_id: str) -> Subscription | None:
         return await self._read(lambda db: _get_subscription(db, subscription_id, tenant))
@@ -442,26 +453,52 @@ class SQLiteStore:
     # -- deliveries -----------------------------------------------------------------------------
 
     async def claim_deliveries(
-        self, *, owner: str, now: float, lease: float, limit: int, exclude: Sequence[str]
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        exclude: Sequence[str],
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
     ) -> Sequence[ClaimedDelivery]:
         skip = ",".join("?" * len(exclude))
+        most = limit if per_tenant is None else per_tenant
+        in_flight = busy or {}
 
         def op(db: sqlite3.Connection) -> list[ClaimedDelivery]:
-            ids = [
-                row[0]
-                for row in db.execute(
-                    "UPDATE deliveries SET status = 'delivering', lease_owner = ?,"
-                    " lease_until = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries"
-                    " WHERE ((status = 'pending' AND next_attempt_at <= ?)"
-                    " OR (status = 'delivering' AND lease_until < ?))"
-                    f" AND subscription_id NOT IN ({skip}) ORDER BY next_attempt_at LIMIT ?)"
-                    " RETURNING id",
-                    (owner, now + lease, now, now, now, *exclude, limit),
+            # Leases that ended (a dead worker's): few, whoever's they are.
+            due: dict[str, list[tuple[float, str]]] = {}
+            for tenant, delivery_id, next_at in db.execute(
+                "SELECT tenant, id, next_attempt_at FROM deliveries WHERE status = 'delivering'"
+                f" AND lease_until < ? AND subscription_id NOT IN ({skip})",
+                (now, *exclude),
+            ):
+                due.setdefault(tenant, []).append((next_at or 0.0, delivery_id))
+            tenants = {row[0] for row in db.execute("SELECT DISTINCT tenant FROM subscriptions")}
+            turns: list[tuple[int, float, str]] = []
+            for tenant in tenants | due.keys():
+                room = min(limit, most - in_flight.get(tenant, 0))
+                if room <= 0:
+                    continue
+                pending = db.execute(
+                    "SELECT next_attempt_at, id FROM deliveries WHERE tenant = ?"
+                    " AND status = 'pending' AND next_attempt_at <= ?"
+                    f" AND subscription_id NOT IN ({skip}) ORDER BY next_attempt_at LIMIT ?",
+                    (tenant, now, *exclude, room),
                 ).fetchall()
-            ]
+                oldest = sorted([*due.get(tenant, ()), *pending])[:room]
+                turns.extend((turn, at, i) for turn, (at, i) in enumerate(oldest))
+            ids = [delivery_id for _, _, delivery_id in sorted(turns)[:limit]]
             if not ids:
                 return []
             marks = ",".join("?" * len(ids))
+            db.execute(
+                "UPDATE deliveries SET status = 'delivering', lease_owner = ?, lease_until = ?,"
+                f" updated_at = ? WHERE id IN ({marks})",
+                (owner, now + lease, now, *ids),
+            )
             rows = db.execute(
                 f"SELECT {_DELIVERY_JOINED} FROM deliveries d"
                 " JOIN events e ON e.id = d.event_id"

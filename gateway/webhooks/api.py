@@ -16,7 +16,7 @@ from gateway.problems import FieldError
 from gateway.state import EVENTS, INPUT, PLUGINS, SETTINGS, STORE, TENANT
 from gateway.store import WILDCARD, Delivery, Subscription
 from gateway.webhooks import signing
-from gateway.webhooks.targets import AllowedTargets, TargetNotAllowed
+from gateway.webhooks.targets import TargetNotAllowed
 
 
 def _iso(moment: float | None) -> str | None:
@@ -81,10 +81,9 @@ def _check_types(request: web.Request, types: list[str]) -> tuple[str, ...]:
     return tuple(types)
 
 
-def _check_url(request: web.Request, url: str) -> str:
-    targets = AllowedTargets(request.app[SETTINGS].events.allowed_targets)
+async def _check_url(request: web.Request, url: str) -> str:
     try:
-        return targets.check(url)
+        return await request.app[EVENTS].targets.check_now(url)
     except TargetNotAllowed as exc:
         raise problems.invalid_input(
             f"the subscription URL is not allowed: {exc}", [FieldError("/url", str(exc))]
@@ -105,7 +104,7 @@ async def create_subscription(request: web.Request) -> web.Response:
     subscription = Subscription(
         id=f"sub_{uuid.uuid4().hex}",
         tenant=request[TENANT].id,
-        url=_check_url(request, body["url"]),
+        url=await _check_url(request, body["url"]),
         event_types=_check_types(request, body["eventTypes"]),
         description=body.get("description"),
         enabled=True,
@@ -117,7 +116,13 @@ async def create_subscription(request: web.Request) -> web.Response:
         created_at=now,
         updated_at=now,
     )
-    await request.app[STORE].create_subscription(subscription)
+    most = request.app[SETTINGS].events.max_subscriptions_per_tenant
+    if not await request.app[STORE].create_subscription(subscription, limit=most):
+        raise problems.invalid_input(
+            f"the tenant has {most} subscriptions already, the most [events]"
+            " max_subscriptions_per_tenant allows: delete one first",
+            extra={"maxSubscriptions": most},
+        )
     return wire.json_response(subscription_body(subscription, secret=True), 201)
 
 
@@ -142,7 +147,7 @@ async def update_subscription(request: web.Request) -> web.Response:
     body = request[INPUT].body
     changes: dict[str, Any] = {}
     if "url" in body:
-        changes["url"] = _check_url(request, body["url"])
+        changes["url"] = await _check_url(request, body["url"])
     if "eventTypes" in body:
         changes["event_types"] = _check_types(request, body["eventTypes"])
     if "description" in body:

@@ -4,7 +4,9 @@ Every event is committed with one delivery row per matching subscription before 
 was received. Workers lease due deliveries from the store (so a process killed at any moment loses
 nothing: its leases run out and another worker, or the restarted process, sends them again), send
 them signed with Standard Webhooks headers, and write the outcomes back in batches. Concurrency is
-bounded per process and per subscription, so one slow or dead subscriber never holds up the others.
+bounded per process, per tenant and per subscription, so one slow or dead subscriber, or one
+tenant's, never holds up the others; where a delivery may go is checked at every attempt
+(`gateway.webhooks.targets`).
 
 Delivery is at least once: a subscriber may see an event twice (after a crash, or a redelivery)
 and de-duplicates by `webhook-id`, which is the event id on every attempt.
@@ -40,6 +42,7 @@ from gateway.store import (
     Subscription,
 )
 from gateway.webhooks import signing
+from gateway.webhooks.targets import TargetNotAllowed, TargetPolicy
 
 log = structlog.get_logger("gateway.webhooks")
 
@@ -88,20 +91,25 @@ class DeliveryWorker:
         settings: EventsSettings,
         metrics: WebhookMetrics,
         on_disabled: DisabledCallback,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
     ) -> None:
+        """`resolver` looks names up (the system's by default); `[events] allowed_targets` is
+        enforced on what it answers, at every connection."""
         self.store = store
         self.settings = settings
         self.metrics = metrics
         self.on_disabled = on_disabled
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
-        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._in_flight: collections.Counter[str] = collections.Counter()  # by subscription
+        self._tenants: collections.Counter[str] = collections.Counter()  # in flight, by tenant
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[AttemptOutcome] = []
         self._have_outcomes = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._rng = random.Random()
+        self.targets = TargetPolicy(settings.allowed_targets, resolver)
 
     def wake(self) -> None:
         """New deliveries were committed: look now rather than at the next poll."""
@@ -109,7 +117,11 @@ class DeliveryWorker:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
+            # Names resolve through the policy at every new connection, never from a cache of
+            # the connector's: the connection goes to addresses checked then.
+            connector=aiohttp.TCPConnector(
+                limit=self.settings.concurrency, resolver=self.targets, use_dns_cache=False
+            ),
             timeout=aiohttp.ClientTimeout(total=self.settings.attempt_timeout),
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": f"integration-gateway/{__version__} (webhooks)"},
@@ -134,6 +146,7 @@ class DeliveryWorker:
         await self._flush()  # unfinished ones keep their lease and go out again after it
         if self._session is not None:
             await self._session.close()
+        await self.targets.close()
 
     # -- claiming -------------------------------------------------------------------------------
 
@@ -171,19 +184,27 @@ class DeliveryWorker:
         if free <= 0:
             return 0
         limit = self.settings.per_subscription
+        per_tenant = self.settings.per_tenant()
         busy = [sid for sid, n in self._in_flight.items() if n >= limit]
         claimed = await self.store.claim_deliveries(
-            owner=self.owner, now=time.time(), lease=self.settings.lease, limit=free, exclude=busy
+            owner=self.owner,
+            now=time.time(),
+            lease=self.settings.lease,
+            limit=free,
+            exclude=busy,
+            per_tenant=per_tenant,
+            busy=dict(self._tenants),
         )
         started = 0
         for item in claimed:
-            subscription = item.subscription.id
-            if self._in_flight[subscription] >= limit:
-                # Over this subscription's share: leave it leased; it goes out when the lease
-                # ends, or sooner when this worker has room (the lease is ours, not a loss).
+            subscription, tenant = item.subscription.id, item.delivery.tenant
+            if self._in_flight[subscription] >= limit or self._tenants[tenant] >= per_tenant:
+                # Over this subscription's or tenant's share: hand it back; it goes out when
+                # this worker or another has room.
                 self._release_later(item)
                 continue
             self._in_flight[subscription] += 1
+            self._tenants[tenant] += 1
             task = asyncio.create_task(self._deliver(item))
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -213,9 +234,13 @@ class DeliveryWorker:
         try:
             await self._attempt(item)
         finally:
-            self._in_flight[item.subscription.id] -= 1
-            if self._in_flight[item.subscription.id] <= 0:
-                del self._in_flight[item.subscription.id]
+            for counter, key in (
+                (self._in_flight, item.subscription.id),
+                (self._tenants, item.delivery.tenant),
+            ):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
 
     async def _attempt(self, item: ClaimedDelivery) -> None:
         assert self._session is not None
@@ -231,6 +256,7 @@ class DeliveryWorker:
         error: str | None = None
         retry_after: float | None = None
         try:
+            self.targets.check(subscription.url)  # the list may have been narrowed since
             async with self._session.post(
                 subscription.url, data=body, headers=headers, allow_redirects=False
             ) as response:
@@ -240,6 +266,13 @@ class DeliveryWorker:
         except TimeoutError:
             error = f"timed out after {self.settings.attempt_timeout} s"
         except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        except TargetNotAllowed as exc:  # by the URL's host, or by what its name resolved to
+            error = f"refused by [events] allowed_targets: {exc}"[:300]
+        except Exception as exc:
+            # Whatever else went wrong still ends as a recorded attempt: an exception leaving
+            # here would leave the delivery leased, unrecorded, and resent every lease forever.
+            log.exception("webhook.attempt_error", delivery=delivery.id, event_id=event.id)
             error = f"{type(exc).__name__}: {exc}"[:300]
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         ok = status is not None and 200 <= status < 300
@@ -260,7 +293,7 @@ class DeliveryWorker:
         label = SUCCEEDED if ok else (RETRYING if outcome == "pending" else FAILED)
         if ok:
             self.metrics.latency.observe(max(0.0, time.time() - item.event_received))
-        disable_reason = self._disable_reason(subscription, status, ok, now)
+        disable_reason = self._disable_reason(subscription, status, ok, error, now)
         if disable_reason:
             label = DISABLED
         self.metrics.attempts.labels(label).inc()
@@ -299,7 +332,12 @@ class DeliveryWorker:
         return "pending", time.time() + delay
 
     def _disable_reason(
-        self, subscription: Subscription, status: int | None, ok: bool, now: float
+        self,
+        subscription: Subscription,
+        status: int | None,
+        ok: bool,
+        error: str | None,
+        now: float,
     ) -> str | None:
         if status == 410:
             return "the endpoint answered 410 Gone"
@@ -307,7 +345,7 @@ class DeliveryWorker:
         if ok or failing_since is None or now - failing_since < self.settings.disable_after:
             return None
         days = self.settings.disable_after / 86400
-        return f"every delivery failed for {days:g} days"
+        return f"every delivery failed for {days:g} days (last: {error})"
 
     # -- recording ------------------------------------------------------------------------------
 
