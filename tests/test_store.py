@@ -254,7 +254,7 @@ async def test_the_subscription_limit_holds_under_concurrent_creates(
     )
     assert sum(results) == 3
     assert await store.create_subscription(subscription("other", tenant="t2"), limit=3)
-    page = await store.list_subscriptions("t1", cursor=None, limit=50)
+    page = await store.list_subscriptions("t1", after=None, limit=50)
     assert len(page.items) == 3
 
 
