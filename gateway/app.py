@@ -13,7 +13,6 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
-from gateway.backend import Credentials, Event
 from gateway.callbacks import CallbackRegistrar
 from gateway.contract import default_contract
 from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
@@ -21,11 +20,13 @@ from gateway.logs import SECRETS
 from gateway.metrics import Metrics
 from gateway.middleware import MB, MIDDLEWARES
 from gateway.owners import Owners
+from gateway.plugin_api import BackendContext, Credentials, CredentialsRequest, Event
 from gateway.plugins import PluginHost
 from gateway.routes import add_routes
 from gateway.server import track_requests
 from gateway.settings import Settings, StoreSettings, structure_backend_configs
 from gateway.state import (
+    BACKENDS,
     CALLBACKS,
     CONTRACT,
     EVENTS,
@@ -38,7 +39,8 @@ from gateway.state import (
     UPLOADS,
     UPSTREAMS,
 )
-from gateway.store import Store, Subscription, open_store
+from gateway.store import Store, Subscription
+from gateway.store.opening import open_store
 from gateway.tenants import TenantDirectory
 from gateway.upstream import UpstreamClient
 from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
@@ -72,6 +74,8 @@ def create_app(
         core=[CoreEvents(store, settings.events, worker)],
         extra=extra_plugins,
     )
+    contract = default_contract()
+    plugins.check_capabilities(contract.backend_operations)
     configs = structure_backend_configs(settings, plugins.config_types)
 
     app = web.Application(
@@ -79,18 +83,19 @@ def create_app(
         client_max_size=settings.server.max_upload_mb * MB,
     )
     app[SETTINGS] = settings
-    app[CONTRACT] = default_contract()
+    app[CONTRACT] = contract
     app[PLUGINS] = plugins
     app[TENANTS] = TenantDirectory(settings, configs)
     app[STORE] = store
     app[METRICS] = metrics
     app[UPSTREAMS] = {}
+    app[BACKENDS] = {}
     app[EVENTS] = worker
     app[OWNERS] = Owners(store)
 
     app.cleanup_ctx.append(_uploads)
     app.cleanup_ctx.append(_store)
-    app.cleanup_ctx.append(_upstreams)
+    app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(_callbacks)
     app.cleanup_ctx.append(_webhooks)
     add_routes(app, app[CONTRACT])
@@ -140,15 +145,13 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     await app[STORE].close()
 
 
-async def _upstreams(app: web.Application) -> AsyncIterator[None]:
-    """One persistent client (session, breaker) per installed backend."""
-    plugins = app[PLUGINS]
-    for name in plugins.declarations:
+async def _backends(app: web.Application) -> AsyncIterator[None]:
+    """Each installed backend, built once for the app, with its upstream client (one session and
+    breaker); the client asks the backend for credentials before every attempt."""
+    for name, backend_type in app[PLUGINS].backends.items():
 
-        async def credentials(
-            tenant: str, config: object, refresh: bool, backend: str = name
-        ) -> Credentials:
-            return await plugins.credentials(backend, tenant, config, refresh)
+        async def credentials(request: CredentialsRequest, name: str = name) -> Credentials:
+            return await app[BACKENDS][name].credentials(request)
 
         client = UpstreamClient(
             name,
@@ -159,7 +162,10 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
         )
         await client.start()
         app[UPSTREAMS][name] = client
+        app[BACKENDS][name] = backend_type(BackendContext(name=name, upstream=client))
     yield
+    for backend in app[BACKENDS].values():
+        await backend.aclose()
     for client in app[UPSTREAMS].values():
         await client.close()
 
@@ -167,9 +173,8 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
 async def _callbacks(app: web.Application) -> AsyncIterator[None]:
     """Register upstream callbacks in the background; keep trying until each succeeds."""
     registrar = CallbackRegistrar(
-        plugins=app[PLUGINS],
+        backends=app[BACKENDS],
         tenants=app[TENANTS],
-        upstreams=app[UPSTREAMS],
         public_url=app[SETTINGS].server.public_url,
     )
     app[CALLBACKS] = registrar

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import random
+from typing import Any
 
 import attrs
 import structlog
 
-from gateway.plugins import PluginHost
+from gateway.plugin_api import Backend, CallbackRegistration
 from gateway.tenants import TenantDirectory
-from gateway.upstream import UpstreamClient
 
 log = structlog.get_logger("gateway.callbacks")
 
@@ -36,19 +36,17 @@ class CallbackRegistrar:
     def __init__(
         self,
         *,
-        plugins: PluginHost,
+        backends: dict[str, Backend[Any]],
         tenants: TenantDirectory,
-        upstreams: dict[str, UpstreamClient],
         public_url: str | None,
     ) -> None:
-        self._plugins = plugins
-        self._upstreams = upstreams
+        self._backends = backends
         self._public_url = public_url.rstrip("/") if public_url else None
         self.pairs = [
             (tenant.id, backend, config)
             for tenant in tenants.tenants.values()
             for backend, config in tenant.configs.items()
-            if plugins.registers_callbacks(backend)
+            if backends[backend].registers_callbacks()
         ]
         self.states: dict[tuple[str, str], SyncState] = {}
         for tenant_id, backend, _ in self.pairs:
@@ -67,7 +65,8 @@ class CallbackRegistrar:
         if self._public_url is None:
             return previous
         url = f"{self._public_url}/callbacks/{backend}/{tenant}/"
-        upstream = self._upstreams[backend].bind(
+        receiver = self._backends[backend]
+        upstream = receiver.context.upstream.bind(
             tenant=tenant,
             config=config,
             request_id=f"callbacks-sync-{tenant}-{backend}",
@@ -75,7 +74,7 @@ class CallbackRegistrar:
         )
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         try:
-            await self._plugins.register_callbacks(backend, tenant, config, url, upstream)
+            await receiver.register_callbacks(CallbackRegistration(tenant, config, url, upstream))
         except Exception as exc:  # any failure is reported and retried, never fatal
             state = SyncState("failed", _describe(exc), previous.attempts + 1, now)
             log.warning("callbacks.sync_failed", tenant=tenant, backend=backend, error=state.detail)

@@ -124,8 +124,9 @@ def _spec(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     settings = read_settings(args.config)
     plugins = PluginHost.build(blocked=settings.plugins.blocked)
+    plugins.check_capabilities(default_contract().backend_operations)
     structure_backend_configs(settings, plugins.config_types)
-    backends = ", ".join(sorted(plugins.declarations)) or "none"
+    backends = ", ".join(sorted(plugins.backends)) or "none"
     print(f"configuration is valid: {len(settings.tenants)} tenant(s); backends: {backends}")
     return 0
 

@@ -99,6 +99,9 @@ class Operation:
     form_properties: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     # `x-gateway-raw-body`: any content type is taken unread (upstream callbacks).
     raw_body: bool = False
+    # `x-gateway-backend`: a backend serves it (the one that owns the resource, the caller's
+    # choice, or the tenant's); every other operation is the core's own.
+    backend: bool = False
     # The parameters by location, grouped once: every request walks them.
     by_location: Mapping[str, tuple[Parameter, ...]] = attrs.field(init=False)
 
@@ -128,6 +131,11 @@ class Contract:
     operations: Mapping[str, Operation]
     json_bytes: bytes
     yaml_bytes: bytes
+
+    @property
+    def backend_operations(self) -> frozenset[str]:
+        """The operations backends serve (`x-gateway-backend`)."""
+        return frozenset(o.operation_id for o in self.operations.values() if o.backend)
 
     @property
     def webhook_event_types(self) -> tuple[str, ...]:
@@ -199,6 +207,7 @@ def _operation(
         resources=tuple(ResourceRef(**r) for r in node.get("x-gateway-resources", ())),
         form_properties=form_properties,
         raw_body=bool(node.get("x-gateway-raw-body", False)),
+        backend=bool(node.get("x-gateway-backend", False)),
     )
 
 

@@ -14,7 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway import idempotency, problems, wire
-from gateway.backend import (
+from gateway.contract import Operation
+from gateway.middleware import REQUEST_ID_HEADER
+from gateway.owners import Owners
+from gateway.plugin_api import (
     CallbackCall,
     Event,
     GatewayServices,
@@ -22,10 +25,8 @@ from gateway.backend import (
     Reply,
     ResourceBook,
 )
-from gateway.contract import Operation
-from gateway.middleware import REQUEST_ID_HEADER
-from gateway.owners import Owners
 from gateway.state import (
+    BACKENDS,
     CONTRACT,
     INPUT,
     OPERATION,
@@ -163,10 +164,11 @@ async def backend_operation(request: web.Request) -> web.StreamResponse:
         upstream=bound_upstream(request, tenant.id, backend, config, operation.operation_id),
         services=services(request, tenant.id, backend),
     )
+    serve = request.app[BACKENDS][backend].operation
     key = checked.headers.get(idempotency.HEADER)
     try:
         if key is None:
-            result = await plugins.handle_operation(call)
+            result = await serve(call)
         else:
             policy = request.app[SETTINGS].idempotency
             result = await idempotency.run_once(
@@ -177,7 +179,7 @@ async def backend_operation(request: web.Request) -> web.StreamResponse:
                 checked=checked,
                 ttl=policy.ttl,
                 wait=policy.wait,
-                run=lambda: plugins.handle_operation(call),
+                run=lambda: serve(call),
             )
     except BaseException:
         await _release(store, tenant.id, claims)
@@ -217,8 +219,8 @@ async def _release(store: Store, tenant: str, claims: list[ResourceRecord]) -> N
 async def receive_callback(request: web.Request) -> web.StreamResponse:
     path = request[INPUT].path
     backend, tenant_id = path["backend"], path["tenantId"]
-    plugins = request.app[PLUGINS]
-    if not plugins.receives_callbacks(backend):
+    receiver = request.app[BACKENDS].get(backend)
+    if receiver is None or not receiver.receives_callbacks():
         raise problems.not_found(f"no installed backend {backend!r} receives callbacks")
     body = await read_body(request, limit=MAX_CALLBACK_BYTES)
     tenant = request.app[TENANTS].get(tenant_id)
@@ -234,4 +236,4 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
         upstream=bound_upstream(request, tenant_id, backend, config, "receiveBackendCallback"),
         services=services(request, tenant_id, backend),
     )
-    return to_response(await plugins.handle_callback(call))
+    return to_response(await receiver.callback(call))

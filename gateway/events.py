@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.backend import Event, hookimpl
+from gateway.plugin_api import Event, hookimpl
 from gateway.settings import EventsSettings
 from gateway.store import Store
 from gateway.webhooks.delivery import DeliveryWorker

@@ -106,7 +106,7 @@ async def list_backends(request: web.Request) -> web.Response:
                 "callbacks": _callback_health(registrar.state(tenant.id, d.name)),
             },
         }
-        for d in sorted(request.app[PLUGINS].declarations.values(), key=lambda d: d.name)
+        for d in sorted(request.app[PLUGINS].backends.values(), key=lambda d: d.name)
     ]
     return wire.json_response({"items": items})
 
@@ -124,7 +124,7 @@ async def list_event_types(request: web.Request) -> web.Response:
     items = [
         {"type": t, "description": text, "backend": None} for t, text in CORE_EVENT_TYPES.items()
     ]
-    for declaration in request.app[PLUGINS].declarations.values():
+    for declaration in request.app[PLUGINS].backends.values():
         items.extend(
             {"type": t, "description": text, "backend": declaration.name}
             for t, text in declaration.event_types.items()

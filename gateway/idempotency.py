@@ -20,10 +20,10 @@ import orjson
 from aiohttp import web
 
 from gateway import problems, wire
-from gateway.backend import Reply
 from gateway.problems import FieldError
 from gateway.store import IdempotentRecord, Store
 from gateway.validation import Input
+from gateway.values import Reply
 
 HEADER = "idempotency-key"
 REPLAYED = "Idempotent-Replayed"

@@ -1,8 +1,9 @@
-"""The plugin manager, built per app, and the one typed facade the core calls hooks through.
+"""The plugin manager, built per app: which backends are installed, and the broadcast hooks.
 
 Load order is deterministic (as tox does it): blocked names from the configuration, the core's own
 plugins, the `gateway.backends` entry points, the `extra_plugins` given to `create_app`, then
 `check_pending()` so that a misspelled hook fails at start-up instead of being silently ignored.
+Backends are registered as classes (`gateway_register_backends`); `backends.py` builds them.
 """
 
 from __future__ import annotations
@@ -12,23 +13,16 @@ from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import pluggy
-from aiohttp import web
 
 from gateway import hookspecs
-from gateway.backend import (
-    BackendDeclaration,
-    CallbackCall,
-    Credentials,
-    Event,
-    OperationCall,
-    Reply,
-    Sandbox,
-)
-from gateway.upstream import BoundUpstream
+from gateway.plugin_api import Backend, Event, Sandbox
 
 ENTRY_POINT_GROUP = "gateway.backends"
 PROJECT = "gateway"
 T = TypeVar("T")
+
+BackendType = type[Backend[Any]]
+_DECLARED = ("name", "version", "config_type", "capabilities")
 
 
 class PluginError(Exception):
@@ -58,25 +52,33 @@ def build_plugin_manager(
     return manager
 
 
+def _check_declaration(backend: object, plugin: str) -> BackendType:
+    if not (inspect.isclass(backend) and issubclass(backend, Backend)):
+        raise PluginError(f"plugin {plugin} registered {backend!r}, not a Backend subclass")
+    missing = [name for name in _DECLARED if not hasattr(backend, name)]
+    if missing:
+        raise PluginError(f"backend {backend.__name__} of plugin {plugin} lacks {missing}")
+    return backend
+
+
 class PluginHost:
-    """Typed access to the hooks; per-backend hooks reach only the plugin that declared it."""
+    """The installed backends' classes, by name, and typed access to the broadcast hooks."""
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
-        self.declarations: dict[str, BackendDeclaration] = {}
-        self._per_backend: dict[str, Any] = {}
-        plugins = manager.get_plugins()
-        for plugin in plugins:
-            others = [p for p in plugins if p is not plugin]
-            declared = manager.subset_hook_caller("gateway_declare_backend", others)()
-            for declaration in declared:
-                if not isinstance(declaration, BackendDeclaration):
-                    name = manager.get_name(plugin)
-                    raise PluginError(f"plugin {name} declared {declaration!r}, not a backend")
-                if declaration.name in self.declarations:
-                    raise PluginError(f"two plugins declare the backend {declaration.name!r}")
-                self.declarations[declaration.name] = declaration
-                self._per_backend[declaration.name] = _BackendHooks(manager, others)
+        self.backends: dict[str, BackendType] = {}
+        for plugin in manager.get_plugins():
+            name = manager.get_name(plugin) or repr(plugin)
+            registered: list[object] = []
+            hook = manager.subset_hook_caller(
+                "gateway_register_backends", [p for p in manager.get_plugins() if p is not plugin]
+            )
+            hook(register=registered.append)
+            for backend in registered:
+                checked = _check_declaration(backend, name)
+                if checked.name in self.backends:
+                    raise PluginError(f"two plugins register the backend {checked.name!r}")
+                self.backends[checked.name] = checked
 
     @classmethod
     def build(
@@ -90,53 +92,22 @@ class PluginHost:
 
     @property
     def config_types(self) -> Mapping[str, type[Any]]:
-        return {name: d.config_type for name, d in self.declarations.items()}
+        return {name: backend.config_type for name, backend in self.backends.items()}
+
+    def check_capabilities(self, backend_operations: frozenset[str]) -> None:
+        """Every capability a backend declares is an operation the contract gives backends
+        (`x-gateway-backend`); anything else is a mistake found at start-up, not a dead route."""
+        for name, backend in self.backends.items():
+            unknown = sorted(backend.capabilities - backend_operations)
+            if unknown:
+                raise PluginError(
+                    f"backend {name} declares operations the contract does not give backends:"
+                    f" {', '.join(unknown)}"
+                )
 
     def serves(self, backend: str, operation_id: str) -> bool:
-        declaration = self.declarations.get(backend)
-        return declaration is not None and operation_id in declaration.capabilities
-
-    async def credentials(
-        self, backend: str, tenant: str, config: Any, refresh: bool
-    ) -> Credentials:
-        hook = self._per_backend[backend].credentials
-        result = await await_me_maybe(
-            hook(backend=backend, tenant=tenant, config=config, refresh=refresh)
-        )
-        return result if result is not None else Credentials()
-
-    async def handle_operation(self, call: OperationCall) -> Reply | web.StreamResponse:
-        result = await await_me_maybe(self._per_backend[call.backend].operation(call=call))
-        if not isinstance(result, Reply | web.StreamResponse):
-            raise PluginError(f"backend {call.backend} did not serve {call.operation}: {result!r}")
-        return result
-
-    async def handle_callback(self, call: CallbackCall) -> Reply:
-        result = await await_me_maybe(self._per_backend[call.backend].callback(call=call))
-        if not isinstance(result, Reply):
-            raise PluginError(f"backend {call.backend} answered a callback with {result!r}")
-        return result
-
-    def receives_callbacks(self, backend: str) -> bool:
-        hooks = self._per_backend.get(backend)
-        return hooks is not None and bool(hooks.callback.get_hookimpls())
-
-    def registers_callbacks(self, backend: str) -> bool:
-        hooks = self._per_backend.get(backend)
-        return hooks is not None and bool(hooks.register.get_hookimpls())
-
-    async def register_callbacks(
-        self, backend: str, tenant: str, config: Any, callback_url: str, upstream: BoundUpstream
-    ) -> None:
-        await await_me_maybe(
-            self._per_backend[backend].register(
-                backend=backend,
-                tenant=tenant,
-                config=config,
-                callback_url=callback_url,
-                upstream=upstream,
-            )
-        )
+        found = self.backends.get(backend)
+        return found is not None and operation_id in found.capabilities
 
     def sandboxes(self) -> list[Sandbox]:
         return [s for s in self.manager.hook.gateway_sandbox() if s is not None]
@@ -144,13 +115,3 @@ class PluginHost:
     async def publish_event(self, event: Event) -> bool:
         result = await await_me_maybe(self.manager.hook.gateway_publish_event(event=event))
         return bool(result)
-
-
-class _BackendHooks:
-    """The per-backend hook callers, computed once so a request pays a dict lookup."""
-
-    def __init__(self, manager: pluggy.PluginManager, others: list[object]) -> None:
-        self.credentials = manager.subset_hook_caller("gateway_upstream_credentials", others)
-        self.operation = manager.subset_hook_caller("gateway_handle_operation", others)
-        self.callback = manager.subset_hook_caller("gateway_handle_callback", others)
-        self.register = manager.subset_hook_caller("gateway_register_callbacks", others)

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import attrs
 import cattrs
 
-from gateway.backend import Secret
 from gateway.contract import default_contract
 from gateway.upstream import UpstreamPolicy
+from gateway.values import Secret
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 KEY_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

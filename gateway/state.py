@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -10,6 +11,7 @@ from gateway.callbacks import CallbackRegistrar
 from gateway.contract import Contract, Operation
 from gateway.metrics import Metrics
 from gateway.owners import Owners
+from gateway.plugin_api import Backend
 from gateway.plugins import PluginHost
 from gateway.settings import Settings
 from gateway.store import Store
@@ -25,6 +27,7 @@ TENANTS = web.AppKey("tenants", TenantDirectory)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 UPSTREAMS = web.AppKey("upstreams", dict[str, UpstreamClient])
+BACKENDS = web.AppKey("backends", dict[str, Backend[Any]])  # built once per app
 CALLBACKS = web.AppKey("callbacks", CallbackRegistrar)
 EVENTS = web.AppKey("events", DeliveryWorker)
 OWNERS = web.AppKey("owners", Owners)

@@ -35,10 +35,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway import __version__, wire
-from gateway.backend import Credentials
 from gateway.metrics import UpstreamMetrics
 from gateway.problems import ProblemError
 from gateway.redaction import SecretRegistry, redact_url, strip_url_queries
+from gateway.values import Credentials
 
 __all__ = [
     "BoundUpstream",
@@ -46,6 +46,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpen",
     "CredentialsProvider",
+    "CredentialsRequest",
     "UpstreamClient",
     "UpstreamCredentialsRejected",
     "UpstreamError",
@@ -295,8 +296,23 @@ class CircuitBreaker:
 
 # --- values -----------------------------------------------------------------------------------
 
-CredentialsProvider = Callable[[str, Any, bool], Awaitable[Credentials]]
-"""(tenant, config, refresh) -> Credentials; `refresh=True` after the upstream answered 401."""
+
+@attrs.frozen
+class CredentialsRequest:
+    """What a backend is asked for credentials with, before every attempt: the request they are
+    for (so that a key never goes to a host it does not belong to), the caller request's bound
+    client (to fetch a token with), and the credentials the upstream has just refused with a 401
+    (drop that token, not one another request fetched meanwhile)."""
+
+    tenant: str
+    config: Any
+    method: str
+    url: URL
+    upstream: BoundUpstream
+    refused: Credentials | None = None
+
+
+CredentialsProvider = Callable[[CredentialsRequest], Awaitable[Credentials]]
 
 
 @attrs.frozen
@@ -349,6 +365,7 @@ class _Failure:
     retryable: bool = False
     retry_after: float | None = None
     refresh: bool = False  # a 401: ask for fresh credentials and send once more
+    refused: Credentials | None = None  # the credentials that got the 401
 
 
 @attrs.define
@@ -500,20 +517,21 @@ class UpstreamClient:
         policy = self.policy
         attempt = 0  # requests sent (or refused), numbering the log lines
         tries = 0  # of the retry budget: the re-send after a 401 does not spend one
-        refresh = refreshed = False
+        refused: Credentials | None = None
+        refreshed = False
         while True:
             attempt += 1
-            if not refresh:
+            if refused is None:
                 tries += 1
             outcome = await self._attempt(
-                bound, call, attempt, refresh=refresh, streaming=streaming
+                bound, call, attempt, refused=refused, streaming=streaming
             )
-            refresh = False
+            refused = None
             if not isinstance(outcome, _Failure):
                 return outcome
             if outcome.refresh and not refreshed:
                 # A 401 means the request was not processed: safe to resend, whatever the method.
-                refresh = refreshed = True
+                refused, refreshed = outcome.refused, True
                 continue
             if isinstance(outcome.error, UpstreamCredentialsRejected):
                 _log.error(
@@ -538,7 +556,13 @@ class UpstreamClient:
             await asyncio.sleep(delay)
 
     async def _attempt(
-        self, bound: BoundUpstream, call: _Call, attempt: int, *, refresh: bool, streaming: bool
+        self,
+        bound: BoundUpstream,
+        call: _Call,
+        attempt: int,
+        *,
+        refused: Credentials | None,
+        streaming: bool,
     ) -> UpstreamResponse | _Open | _Failure:
         if self._session is None:
             raise RuntimeError(f"the upstream client of {self.backend} is not started")
@@ -567,7 +591,11 @@ class UpstreamClient:
             self._emit(fields, "circuit_open", "circuit open")
             raise
         try:
-            creds = await self._credentials(bound.tenant, bound.config, refresh)
+            creds = await self._credentials(
+                CredentialsRequest(
+                    bound.tenant, bound.config, call.method, call.url, bound, refused
+                )
+            )
         except Exception as exc:
             self.breaker.release()
             self._emit(
@@ -632,6 +660,8 @@ class UpstreamClient:
             self._emit(fields, str(status), None, duration=loop.time() - started)
             return UpstreamResponse(status, response.headers, data)
         outcome = self._classify(status, response.headers, data)
+        if outcome.refresh:
+            outcome = attrs.evolve(outcome, refused=creds)
         if status >= 500:
             self.breaker.record_failure()
         else:

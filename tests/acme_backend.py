@@ -10,22 +10,25 @@ from __future__ import annotations
 import asyncio
 import hmac
 import uuid
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import attrs
 from aiohttp import FormData, web
 
-from gateway.backend import (
-    BackendDeclaration,
+from gateway.plugin_api import (
+    Backend,
     CallbackCall,
+    CallbackRegistration,
     Credentials,
+    CredentialsRequest,
     OperationCall,
+    ProblemError,
     Reply,
     Sandbox,
     Secret,
     hookimpl,
 )
-from gateway.problems import ProblemError
 
 NAME = "acme"
 
@@ -155,38 +158,30 @@ def _product(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class AcmeBackend:
-    """The plugin: declares itself, injects its credential, serves a few operations."""
+class AcmeBackend(Backend[AcmeConfig]):
+    """The backend object: declares itself, injects its credential, serves a few operations."""
 
-    @hookimpl
-    def gateway_declare_backend(self) -> BackendDeclaration:
-        return BackendDeclaration(
-            name=NAME,
-            version="0.0.1",
-            capabilities=frozenset(
-                {
-                    "listProductTypes",
-                    "putProduct",
-                    "getProduct",
-                    "uploadProductImage",
-                    "downloadResult",
-                    "uploadUserPhoto",
-                }
-            ),
-            config_type=AcmeConfig,
-            description="A test backend living in tests/.",
-            event_types={"acme.done": "Acme finished something."},
-        )
+    name = NAME
+    version = "0.0.1"
+    capabilities = frozenset(
+        {
+            "listProductTypes",
+            "putProduct",
+            "getProduct",
+            "uploadProductImage",
+            "downloadResult",
+            "uploadUserPhoto",
+        }
+    )
+    config_type = AcmeConfig
+    description = "A test backend living in tests/."
+    event_types: ClassVar[Mapping[str, str]] = {"acme.done": "Acme finished something."}
 
-    @hookimpl
-    def gateway_upstream_credentials(
-        self, backend: str, tenant: str, config: AcmeConfig, refresh: bool
-    ) -> Credentials:
-        key = config.api_key.reveal()
+    async def credentials(self, request: CredentialsRequest) -> Credentials:
+        key = request.config.api_key.reveal()
         return Credentials(headers={"Authorization": f"Bearer {key}"}, secrets=frozenset({key}))
 
-    @hookimpl
-    async def gateway_handle_operation(self, call: OperationCall) -> Reply | web.StreamResponse:
+    async def operation(self, call: OperationCall[AcmeConfig]) -> Reply | web.StreamResponse:
         base = call.config.base_url
         if call.operation == "listProductTypes":
             answer = await call.upstream.request("GET", f"{base}/types", operation="getTypes")
@@ -265,8 +260,7 @@ class AcmeBackend:
             return Reply(201, reply)
         raise ProblemError(501, "not-implemented", "Not implemented")
 
-    @hookimpl
-    async def gateway_handle_callback(self, call: CallbackCall) -> Reply:
+    async def callback(self, call: CallbackCall[AcmeConfig]) -> Reply:
         expected = call.config.callback_secret.reveal() if call.config else None
         given = call.headers.get("Authorization", "")
         given_bytes = given.encode("utf-8", "surrogateescape")  # as sent, UTF-8 or not
@@ -278,14 +272,23 @@ class AcmeBackend:
         )
         return Reply(204)
 
-    @hookimpl
-    async def gateway_register_callbacks(
-        self, backend: str, tenant: str, config: AcmeConfig, callback_url: str, upstream: Any
-    ) -> None:
+    async def register_callbacks(self, registration: CallbackRegistration[AcmeConfig]) -> None:
+        config = registration.config
         if config.callback_secret is None:
             return
-        body = {"url": callback_url + "done/", "authorization": config.callback_secret.reveal()}
-        await upstream.request("PUT", f"{config.base_url}/callbacks", json=body)
+        body = {
+            "url": registration.callback_url + "done/",
+            "authorization": config.callback_secret.reveal(),
+        }
+        await registration.upstream.request("PUT", f"{config.base_url}/callbacks", json=body)
+
+
+class AcmePlugin:
+    """The plugin: registers the backend and offers its simulator."""
+
+    @hookimpl
+    def gateway_register_backends(self, register: Callable[[type[Backend[Any]]], None]) -> None:
+        register(AcmeBackend)
 
     @hookimpl
     def gateway_sandbox(self) -> Sandbox:

@@ -23,7 +23,7 @@ from gateway.logs import configure_logging
 from gateway.settings import Settings, load_settings
 from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
-from tests.acme_backend import ACME_STATE, AcmeBackend, AcmeUpstreamState, make_acme_upstream
+from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream
 from tests.contract_check import ContractCheck
 from tests.pg import (  # noqa: F401 - PostgreSQL fixtures for every module
     PostgresServer,
@@ -198,7 +198,7 @@ async def make_gateway(
         url = str(server.make_url("")).rstrip("/")
         config = gateway_config(tmp_path, url, events=events, store_url=store_url, **upstream)
         settings = load_settings(config)
-        app = create_app(settings, extra_plugins=[AcmeBackend()], resolver=resolver)
+        app = create_app(settings, extra_plugins=[AcmePlugin()], resolver=resolver)
         client = await aiohttp_client(contract_check.install(app))
         # Start-up registers callbacks upstream; let it finish so tests own the simulator.
         registrar = client.app[CALLBACKS]

@@ -13,14 +13,14 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.settings import read_settings
-from tests.acme_backend import AcmeBackend
+from tests.acme_backend import AcmePlugin
 
 
 def main() -> None:
     config, port = sys.argv[1], int(sys.argv[2])
     settings = read_settings(config)
     configure_logging("json", "warning")
-    app = create_app(settings, extra_plugins=[AcmeBackend()])
+    app = create_app(settings, extra_plugins=[AcmePlugin()])
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.backend import Reply, hookimpl
 from gateway.dispatch import MAX_CALLBACK_BYTES
+from gateway.plugin_api import Reply
 from gateway.state import STORE
 from tests.conftest import CALLBACK_SECRET_A, Gateway, MakeGateway
 
@@ -57,7 +57,7 @@ async def test_a_callback_body_of_1_mib_arrives_whole(
         received.append(len(call.body))
         return Reply(204)
 
-    monkeypatch.setattr(acme_backend.AcmeBackend, "gateway_handle_callback", hookimpl(record))
+    monkeypatch.setattr(acme_backend.AcmeBackend, "callback", record)
     gateway: Gateway = await make_gateway()
     response = await gateway.client.post(PATH, data=chunked(MAX_CALLBACK_BYTES), headers=AUTH)
     assert response.status == 204, await response.text()

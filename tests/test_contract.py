@@ -9,7 +9,10 @@ import yaml
 from openapi_spec_validator import validate
 
 from gateway.contract import HTTP_METHODS, contract_path, default_contract
-from gateway.routes import HANDLERS
+from gateway.plugin_api import hookimpl
+from gateway.plugins import PluginError, PluginHost
+from gateway.routes import route_table
+from tests.acme_backend import AcmeBackend
 from tests.conftest import Gateway
 
 OPERATION_IDS = {
@@ -124,7 +127,34 @@ def test_v1_requires_the_caller_key_and_ops_routes_do_not(document: dict[str, An
 
 def test_every_contract_operation_has_a_handler_and_back() -> None:
     """The route table and the contract name the same operations."""
-    assert set(HANDLERS) == set(default_contract().operations)
+    assert set(route_table(default_contract())) == set(default_contract().operations)
+
+
+def test_every_backend_operation_is_named_in_the_contract() -> None:
+    """The installed backends serve exactly the operations the contract gives backends
+    (`x-gateway-backend`): none they declare is missing from it, none of it is left unserved."""
+    contract = default_contract()
+    host = PluginHost.build()
+    served = set().union(*(b.capabilities for b in host.backends.values()))
+    assert served == contract.backend_operations
+    host.check_capabilities(contract.backend_operations)
+
+
+def test_a_backend_declaring_an_operation_the_contract_lacks_fails_at_start() -> None:
+    """A capability that is no backend operation of the contract stops the start-up."""
+
+    class Greedy(AcmeBackend):
+        name = "greedy"
+        capabilities = frozenset({"putProduct", "listEvents"})
+
+    class Plugin:
+        @hookimpl
+        def gateway_register_backends(self, register: Any) -> None:
+            register(Greedy)
+
+    host = PluginHost.build(extra=[Plugin()])
+    with pytest.raises(PluginError, match="listEvents"):
+        host.check_capabilities(default_contract().backend_operations)
 
 
 async def test_app_routes_match_contract_paths(gateway: Gateway) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 
-from gateway.backend import hookimpl
 from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, Gateway, LogLines
 
 PROBLEM = "application/problem+json"
@@ -178,7 +177,7 @@ async def test_unhandled_exception_is_500_without_traceback(
     async def explode(self: Any, call: Any) -> None:
         raise RuntimeError("internal detail the caller must not see")
 
-    monkeypatch.setattr(acme_backend.AcmeBackend, "gateway_handle_operation", hookimpl(explode))
+    monkeypatch.setattr(acme_backend.AcmeBackend, "operation", explode)
     gateway: Gateway = await make_gateway()
     response = await gateway.client.get("/v1/product-types", headers=gateway.auth())
     body = await problem(response, 500)

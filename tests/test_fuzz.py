@@ -22,7 +22,6 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
 
 from gateway.contract import Operation, default_contract
-from gateway.routes import BACKEND_OPERATIONS
 from gateway.state import UPLOADS
 from tests import raw_http
 from tests.acme_backend import AcmeBackend
@@ -35,7 +34,7 @@ BOUNDARY = "fuzz-boundary"
 
 # 5xx by design, not by accident: an operation no backend of the tenant serves (501: the tests'
 # tenants have only Acme), and readiness while one of its checks fails (503).
-UNSERVED = BACKEND_OPERATIONS - AcmeBackend().gateway_declare_backend().capabilities
+UNSERVED = default_contract().backend_operations - AcmeBackend.capabilities
 DESIGNED_5XX = {name: {501} for name in UNSERVED} | {"getReadiness": {503}}
 
 # Values that broke or nearly broke something once, and their relatives.

@@ -1,4 +1,5 @@
-"""The plugin host: load order, typed facade, and every hook tested and documented."""
+"""The plugin host: load order, backends as objects, and every hook and method tested and
+documented."""
 
 from __future__ import annotations
 
@@ -9,18 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from gateway import hookspecs
 from gateway.app import create_app
-from gateway.backend import BackendDeclaration, Event, hookimpl
+from gateway.plugin_api import Backend, CredentialsRequest, Event, hookimpl
 from gateway.plugins import PluginError, PluginHost
 from gateway.settings import load_settings
-from gateway.state import STORE
-from tests.acme_backend import AcmeBackend, AcmeConfig
+from gateway.state import BACKENDS, STORE, TENANTS
+from tests.acme_backend import AcmeBackend, AcmeConfig, AcmePlugin
 from tests.conftest import CALLBACK_SECRET_A, Gateway, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("gateway_"))
+# What the core calls on a backend object.
+METHODS = ("credentials", "operation", "callback", "register_callbacks", "aclose")
 
 
 def test_hooks_are_prefixed_typed_and_documented() -> None:
@@ -49,18 +53,29 @@ def test_every_hook_is_documented_in_the_readme(hook: str) -> None:
     assert f"`{hook}`" in (ROOT / "README.md").read_text()
 
 
-def test_hook_gateway_declare_backend_collects_each_plugin() -> None:
-    """Installed backends come from entry points; a backend passed in is declared beside them."""
-    host = PluginHost.build(extra=[AcmeBackend()])
-    assert {"pictofit", "artifi", "acme"} <= set(host.declarations)
+@pytest.mark.parametrize("method", METHODS)
+def test_every_backend_method_is_documented_and_tested(method: str) -> None:
+    """Each method the core calls on a backend has a docstring, a test named after it, and a
+    place in the README's plugin guide."""
+    assert (getattr(Backend, method).__doc__ or "").strip(), method
+    pattern = re.compile(rf"def test_backend_{method}")
+    assert any(pattern.search(p.read_text()) for p in Path(__file__).parent.rglob("test_*.py"))
+    assert f"`{method}`" in (ROOT / "README.md").read_text()
+
+
+def test_hook_gateway_register_backends_collects_each_plugin() -> None:
+    """Installed backends come from entry points; a backend passed in is registered beside them."""
+    host = PluginHost.build(extra=[AcmePlugin()])
+    assert {"pictofit", "artifi", "acme"} <= set(host.backends)
+    assert host.backends["acme"] is AcmeBackend
     assert host.config_types["acme"] is AcmeConfig
 
 
 def test_blocked_plugins_are_not_loaded() -> None:
     """A name blocked in the configuration is never loaded, even though it is installed."""
     host = PluginHost.build(blocked=["pictofit"])
-    assert "pictofit" not in host.declarations
-    assert "artifi" in host.declarations
+    assert "pictofit" not in host.backends
+    assert "artifi" in host.backends
 
 
 def test_misspelled_hook_fails_at_start() -> None:
@@ -68,43 +83,85 @@ def test_misspelled_hook_fails_at_start() -> None:
 
     class Typo:
         @hookimpl
-        def gateway_declare_backnd(self) -> None: ...
+        def gateway_register_backend(self, register: Any) -> None: ...
 
     with pytest.raises(Exception, match="unknown hook"):
         PluginHost.build(extra=[Typo()])
 
 
-def test_two_plugins_cannot_declare_one_backend() -> None:
+def test_two_plugins_cannot_register_one_backend() -> None:
     """Backend names are unique across plugins."""
-    with pytest.raises(PluginError, match="two plugins declare"):
-        PluginHost.build(extra=[AcmeBackend(), AcmeBackend()])
+    with pytest.raises(PluginError, match="two plugins register"):
+        PluginHost.build(extra=[AcmePlugin(), AcmePlugin()])
 
 
-def test_declaring_something_else_fails() -> None:
-    """A declaration must be a BackendDeclaration."""
+def test_registering_something_else_fails() -> None:
+    """What a plugin registers must be a Backend subclass with its whole declaration."""
 
     class Wrong:
         @hookimpl
-        def gateway_declare_backend(self) -> Any:
-            return {"name": "wrong"}
+        def gateway_register_backends(self, register: Any) -> None:
+            register({"name": "wrong"})
 
-    with pytest.raises(PluginError, match="not a backend"):
+    with pytest.raises(PluginError, match="not a Backend subclass"):
         PluginHost.build(extra=[Wrong()])
 
+    class Undeclared(Backend[AcmeConfig]):
+        name = "undeclared"
 
-async def test_hook_gateway_upstream_credentials_sees_refresh_flag(gateway: Gateway) -> None:
-    """The facade passes tenant, config and refresh through and awaits what the hook returns."""
-    from gateway.state import PLUGINS
+    class Incomplete:
+        @hookimpl
+        def gateway_register_backends(self, register: Any) -> None:
+            register(Undeclared)
 
-    host = gateway.client.app[PLUGINS]
-    config = AcmeConfig(
-        base_url="http://x", api_key=__import__("gateway").backend.Secret("env:TEST_ACME_KEY_A")
+    with pytest.raises(PluginError, match="lacks"):
+        PluginHost.build(extra=[Incomplete()])
+
+
+async def test_backend_credentials_are_asked_per_request(gateway: Gateway) -> None:
+    """The app's one AcmeBackend is asked with the request the credentials are for, and what it
+    answers goes upstream."""
+    backend = gateway.client.app[BACKENDS]["acme"]
+    assert isinstance(backend, AcmeBackend)
+    tenant = gateway.client.app[TENANTS].get("tenant-a")
+    assert tenant is not None
+    upstream = backend.context.upstream.bind(
+        tenant="tenant-a", config=tenant.configs["acme"], request_id="r", operation="x"
     )
-    creds = await host.credentials("acme", "tenant-a", config, refresh=True)
+    request = CredentialsRequest(
+        "tenant-a", tenant.configs["acme"], "GET", URL("http://x/types"), upstream
+    )
+    creds = await backend.credentials(request)
     assert creds.headers["Authorization"].startswith("Bearer acme-upstream-key-A")
+    await gateway.client.get("/v1/product-types", headers=gateway.auth())
+    assert (
+        gateway.upstream.requests[-1]["headers"]["Authorization"] == creds.headers["Authorization"]
+    )
 
 
-async def test_hook_gateway_handle_operation_only_for_declared_capabilities(
+async def test_backend_aclose_runs_when_the_app_stops(
+    aiohttp_client: Any, tmp_path: Path, secrets_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each app builds its own backend objects and closes them when it stops."""
+    closed: list[Backend[Any]] = []
+
+    async def aclose(self: Backend[Any]) -> None:
+        closed.append(self)
+
+    monkeypatch.setattr(AcmeBackend, "aclose", aclose)
+    from tests.conftest import gateway_config
+
+    settings = load_settings(gateway_config(tmp_path, "http://127.0.0.1:9"))
+    first = await aiohttp_client(create_app(settings, extra_plugins=[AcmePlugin()]))
+    second = await aiohttp_client(create_app(settings, extra_plugins=[AcmePlugin()]))
+    built = [first.app[BACKENDS]["acme"], second.app[BACKENDS]["acme"]]
+    assert built[0] is not built[1]
+    await first.close()
+    await second.close()
+    assert closed == built
+
+
+async def test_backend_operation_only_for_declared_capabilities(
     gateway: Gateway,
 ) -> None:
     """An operation the tenant's backend does not declare answers 501, not a crash."""
@@ -114,7 +171,7 @@ async def test_hook_gateway_handle_operation_only_for_declared_capabilities(
     assert "listImageTypes" in (await response.json())["detail"]
 
 
-async def test_hook_gateway_handle_callback_authenticates_and_records(gateway: Gateway) -> None:
+async def test_backend_callback_authenticates_and_records(gateway: Gateway) -> None:
     """A callback with the tenant's secret becomes a stored event, once; a forged one is 401."""
     url = "/callbacks/acme/tenant-a/done/42"
     forged = await gateway.client.post(url, headers={"Authorization": "guess"})
@@ -135,7 +192,7 @@ async def test_hook_gateway_handle_callback_authenticates_and_records(gateway: G
 
 def test_hook_gateway_sandbox_offers_each_simulator() -> None:
     """Every installed backend offers a sandbox, with a tenant configuration its class accepts."""
-    host = PluginHost.build(extra=[AcmeBackend()])
+    host = PluginHost.build(extra=[AcmePlugin()])
     sandboxes = {s.backend: s for s in host.sandboxes()}
     assert {"pictofit", "artifi", "acme"} <= set(sandboxes)
     for name, sandbox in sandboxes.items():
@@ -162,7 +219,7 @@ async def test_hook_gateway_publish_event_runs_plugins_before_the_store(
     from tests.conftest import gateway_config
 
     settings = load_settings(gateway_config(tmp_path, "http://127.0.0.1:9"))
-    app = create_app(settings, extra_plugins=[AcmeBackend(), Observer()])
+    app = create_app(settings, extra_plugins=[AcmePlugin(), Observer()])
     client = await aiohttp_client(app)
     response = await client.post(
         f"/callbacks/acme/tenant-a/{uuid.uuid4()}", headers={"Authorization": CALLBACK_SECRET_A}
@@ -173,14 +230,7 @@ async def test_hook_gateway_publish_event_runs_plugins_before_the_store(
     assert stored == seen[0]
 
 
-def test_declaration_is_a_frozen_value() -> None:
-    """Declarations cannot be changed after the fact."""
-    declaration = BackendDeclaration("x", "1", frozenset(), dict)
-    with pytest.raises(AttributeError):
-        declaration.name = "y"  # type: ignore[misc]
-
-
-async def test_hook_gateway_register_callbacks_retries_until_synced(
+async def test_backend_register_callbacks_retries_until_synced(
     make_gateway: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Registration runs at start-up, is retried after a failure, and is reported until synced."""

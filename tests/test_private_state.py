@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from gateway.store import open_store
+from gateway.store.opening import open_store
 from tests.conftest import Gateway
 
 

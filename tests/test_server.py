@@ -28,7 +28,7 @@ from gateway.redaction import REDACTED
 from gateway.server import FD_RESERVE, EdgeSite, track_requests
 from gateway.settings import ServerSettings, load_settings
 from gateway.state import CALLBACKS
-from tests.acme_backend import ACME_STATE, AcmeBackend, AcmeUpstreamState, make_acme_upstream
+from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream
 from tests.conftest import (
     ACME_KEY_A,
     ACME_KEY_B,
@@ -74,7 +74,7 @@ async def serve(
         raw = gateway_config(tmp_path, str(upstream.make_url("")).rstrip("/"))
         raw["server"].update(port=0, **server)
         settings = load_settings(raw)
-        app = contract_check.install(create_app(settings, extra_plugins=[AcmeBackend()]))
+        app = contract_check.install(create_app(settings, extra_plugins=[AcmePlugin()]))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         runners.append(runner)

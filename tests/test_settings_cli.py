@@ -15,9 +15,9 @@ import pytest
 import yaml
 from aiohttp.test_utils import unused_port
 
-from gateway.backend import Secret
 from gateway.cli import main
 from gateway.contract import default_contract
+from gateway.plugin_api import Secret
 from gateway.plugins import PluginHost
 from gateway.settings import ConfigError, load_settings, read_settings, structure_backend_configs
 from gateway.tenants import digest_key

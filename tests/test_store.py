@@ -11,16 +11,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.backend import Event
+from gateway.plugin_api import Event
 from gateway.store import (
     AttemptOutcome,
     Position,
     Store,
     StoreUnavailable,
     Subscription,
-    open_store,
     postgres as pg_store,
 )
+from gateway.store.opening import open_store
 from gateway.store.sqlite import SQLiteStore, migrations
 from tests.conftest import eventually
 from tests.pg import running_server

@@ -17,13 +17,12 @@ import pytest
 from aiohttp import FormData, web
 
 from gateway.app import create_app
-from gateway.backend import hookimpl
 from gateway.settings import load_settings
 from gateway.state import UPLOADS
 from tests import raw_http
 from tests.acme_backend import (
     ACME_STATE,
-    AcmeBackend,
+    AcmePlugin,
     AcmeUpstreamState,
     make_acme_upstream,
 )
@@ -208,7 +207,7 @@ async def test_a_handler_that_crashes_leaves_no_file(
         seen.append(call.form.files["file"].path.exists())
         raise RuntimeError("plugin bug")
 
-    monkeypatch.setattr(acme_backend.AcmeBackend, "gateway_handle_operation", hookimpl(explode))
+    monkeypatch.setattr(acme_backend.AcmeBackend, "operation", explode)
     gateway: Gateway = await make_gateway()
     response = await gateway.client.post(PHOTOS, data=photo_form(), headers=gateway.auth())
     await problem(response, 500)
@@ -236,7 +235,7 @@ async def served(
     away), or with aiohttp's handler cancellation (the handler is cancelled)."""
     upstream = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
     settings = load_settings(gateway_config(tmp_path, str(upstream.make_url("")).rstrip("/")))
-    app = contract_check.install(create_app(settings, extra_plugins=[AcmeBackend()]))
+    app = contract_check.install(create_app(settings, extra_plugins=[AcmePlugin()]))
     runner = web.AppRunner(app, handler_cancellation=request.param)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -299,7 +298,7 @@ async def test_the_upload_folder_is_private_and_goes_with_the_app(
     left in it) at clean-up."""
     upstream = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
     settings = load_settings(gateway_config(tmp_path, str(upstream.make_url("")).rstrip("/")))
-    runners = [web.AppRunner(create_app(settings, extra_plugins=[AcmeBackend()])) for _ in "ab"]
+    runners = [web.AppRunner(create_app(settings, extra_plugins=[AcmePlugin()])) for _ in "ab"]
     for runner in runners:
         await runner.setup()
     first, second = (runner.app[UPLOADS] for runner in runners)
@@ -331,7 +330,7 @@ async def test_folders_of_dead_processes_go_at_the_next_start(
     other.mkdir()
     upstream = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
     settings = load_settings(gateway_config(tmp_path, str(upstream.make_url("")).rstrip("/")))
-    runner = web.AppRunner(create_app(settings, extra_plugins=[AcmeBackend()]))
+    runner = web.AppRunner(create_app(settings, extra_plugins=[AcmePlugin()]))
     await runner.setup()
     assert runner.app[UPLOADS].parent == root
     assert not dead.exists()

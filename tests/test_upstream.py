@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from gateway import wire
-from gateway.backend import Credentials
 from gateway.metrics import UpstreamMetrics
+from gateway.plugin_api import Credentials, CredentialsRequest
 from gateway.redaction import REDACTED, SENSITIVE_QUERY_NAMES, SecretRegistry, redact_url
 from gateway.upstream import (
     BoundUpstream,
@@ -57,10 +57,13 @@ class Provider:
 
     def __init__(self, *, query: dict[str, str] | None = None) -> None:
         self.calls: list[bool] = []
+        self.refused: list[Credentials | None] = []  # what each call was told was refused
         self.query = query or {}
 
-    async def __call__(self, tenant: str, config: Any, refresh: bool) -> Credentials:
+    async def __call__(self, request: CredentialsRequest) -> Credentials:
+        refresh = request.refused is not None
         self.calls.append(refresh)
+        self.refused.append(request.refused)
         token = f"tok-{len(self.calls)}" + ("-fresh" if refresh else "")
         return Credentials(
             headers={"Authorization": f"Bearer {token}"},
@@ -396,6 +399,8 @@ async def test_401_refreshes_credentials_once_then_succeeds(serve: Any, make_cli
         response = await bound(client).request("POST", base + "jobs", json={})
     assert response.status == 200
     assert provider.calls == [False, True]
+    assert provider.refused[1] is not None
+    assert provider.refused[1].headers["Authorization"] == "Bearer tok-1"  # the one refused
     assert [(e["attempt"], e["status"]) for e in calls(logs)] == [(1, 401), (2, 200)]
 
 

@@ -7,12 +7,11 @@ database. Both pass the same contract tests (`tests/test_store.py`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
 
-from gateway.backend import Event
+from gateway.values import Event
 
 
 @attrs.frozen
@@ -287,22 +286,3 @@ class Store(Protocol):
     ) -> EventPage:
         """The tenant's events (of `event_type` only, when given), newest first, from after
         `after` (None: the first page)."""
-
-
-POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
-
-
-def open_store(url: str, *, password: str | None = None, pool_size: int = 10) -> Store:
-    """The store named by `store.url` (not yet opened); `password` and `pool_size` are for
-    PostgreSQL."""
-    scheme, _, rest = url.partition("://")
-    if scheme in POSTGRES_SCHEMES:
-        from gateway.store.postgres import PostgresStore
-
-        return PostgresStore(url, password=password, pool_size=pool_size)
-    if scheme != "sqlite":
-        raise ValueError(f"unsupported store url scheme {scheme!r}")
-    from gateway.store.sqlite import SQLiteStore
-
-    # sqlite:///relative/path.db and sqlite:////absolute/path.db, as SQLAlchemy spells them.
-    return SQLiteStore(Path(rest[1:]))

@@ -30,7 +30,6 @@ import attrs
 import orjson
 import structlog
 
-from gateway.backend import Event
 from gateway.store import (
     Attempt,
     AttemptOutcome,
@@ -58,6 +57,7 @@ from gateway.store.rows import (
     subscription as _subscription,
     to_json as _json,
 )
+from gateway.values import Event
 
 MIGRATIONS = "gateway.store.migrations.postgres"
 CHANNEL = "gateway_deliveries"

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from gateway.backend import Event
 from gateway.store import ClaimedDelivery, Delivery, Position, ResourceRecord, Subscription
+from gateway.values import Event
 
 RESOURCE = "kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
 EVENT = "id, type, tenant, backend, occurred_at, data, dedupe_key"

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import attrs
 import orjson
 
-from gateway.backend import Event
 from gateway.store import (
     Attempt,
     AttemptOutcome,
@@ -52,6 +51,7 @@ from gateway.store.rows import (
     subscription as _subscription,
     to_json as _json,
 )
+from gateway.values import Event
 
 MIGRATIONS = "gateway.store.migrations.sqlite"
 T = TypeVar("T")

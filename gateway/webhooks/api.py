@@ -10,11 +10,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway import cursors, problems, wire
-from gateway.backend import Event
 from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
 from gateway.problems import FieldError
 from gateway.state import EVENTS, INPUT, PLUGINS, SETTINGS, STORE, TENANT
 from gateway.store import WILDCARD, Delivery, Subscription
+from gateway.values import Event
 from gateway.webhooks import signing
 from gateway.webhooks.targets import TargetNotAllowed
 
@@ -64,7 +64,7 @@ def delivery_body(delivery: Delivery) -> dict[str, Any]:
 
 def _known_types(request: web.Request) -> set[str]:
     known = set(CORE_EVENT_TYPES)
-    for declaration in request.app[PLUGINS].declarations.values():
+    for declaration in request.app[PLUGINS].backends.values():
         known.update(declaration.event_types)
     return known
 

@@ -30,7 +30,6 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway import __version__, wire
-from gateway.backend import Event
 from gateway.redaction import redact_url
 from gateway.settings import EventsSettings
 from gateway.store import (
@@ -41,6 +40,7 @@ from gateway.store import (
     StoreUnavailable,
     Subscription,
 )
+from gateway.values import Event
 from gateway.webhooks import signing
 from gateway.webhooks.targets import TargetNotAllowed, TargetPolicy
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.backend import Secret
+from gateway.plugin_api import Secret
 from gateway.plugins import PluginHost
 from gateway.settings import ConfigError, structure_section
 from gateway_pictofit.config import PictofitConfig
@@ -100,7 +100,7 @@ def test_mistakes_are_named_by_path(raw: dict[str, Any], expected: str) -> None:
 def test_declaration_serves_the_issue_operations_and_events() -> None:
     """The declaration lists the nine operations and the event types with descriptions."""
     host = PluginHost.build()
-    declaration = host.declarations["pictofit"]
+    declaration = host.backends["pictofit"]
     assert declaration.capabilities == {
         "listProductTypes",
         "listImageTypes",
@@ -113,8 +113,8 @@ def test_declaration_serves_the_issue_operations_and_events() -> None:
         "downloadResult",
     }
     assert set(declaration.event_types) == {"product.completed", "product.rejected", "pictofit.*"}
-    assert host.receives_callbacks("pictofit")
-    assert host.registers_callbacks("pictofit")
+    assert declaration.receives_callbacks()
+    assert declaration.registers_callbacks()
 
 
 def test_sandbox_tenant_has_a_callback_secret() -> None:

@@ -10,14 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from gateway.backend import OperationCall
-from gateway.problems import ProblemError
-from gateway.redaction import REDACTED, strip_url_queries
-from gateway.upstream import BodyFactory
+from gateway.plugin_api import REDACTED, BodyFactory, OperationCall, ProblemError, strip_url_queries
 from gateway_artifi.config import ArtifiConfig
 from gateway_artifi.envelope import Context, decode
 from gateway_artifi.preflight import UnreadableSettings, UploadRules
-from gateway_artifi.runtime import Runtime, runtime_for
+from gateway_artifi.runtime import Runtime
 
 __all__ = ["ArtifiClient"]
 
@@ -31,11 +28,11 @@ UPDATE_USER_PATH: Final = "/api/3/User/UpdateUserId"
 class ArtifiClient:
     """The calls of one caller request to the tenant's Artifi website."""
 
-    def __init__(self, call: OperationCall) -> None:
+    def __init__(self, call: OperationCall[ArtifiConfig], runtime: Runtime) -> None:
         self.call = call
-        self.config: ArtifiConfig = call.config
+        self.config = call.config
         self.assumptions = self.config.assumptions
-        self.runtime: Runtime = runtime_for(call.upstream.client)
+        self.runtime = runtime
 
     async def send(
         self,

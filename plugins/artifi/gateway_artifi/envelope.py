@@ -16,8 +16,7 @@ import attrs
 import orjson
 import structlog
 
-from gateway.problems import FieldError, ProblemError
-from gateway.upstream import UpstreamResponse
+from gateway.plugin_api import FieldError, ProblemError, UpstreamResponse
 from gateway_artifi.config import Assumptions
 
 __all__ = ["CREDENTIAL_CODES", "ArtifiProblem", "Context", "decode", "fold_keys"]

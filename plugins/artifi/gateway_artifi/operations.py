@@ -15,9 +15,17 @@ from typing import IO, Any, Final
 import structlog
 from aiohttp import FormData
 
-from gateway.backend import OperationCall, Reply
-from gateway.problems import FieldError, ProblemError, bad_request, invalid_input, not_found
-from gateway.upstream import UpstreamTimeout, UpstreamUnavailable
+from gateway.plugin_api import (
+    FieldError,
+    OperationCall,
+    ProblemError,
+    Reply,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    bad_request,
+    invalid_input,
+    not_found,
+)
 from gateway_artifi.client import (
     DELETE_PATH,
     LIST_PATH,
@@ -25,6 +33,7 @@ from gateway_artifi.client import (
     UPLOAD_PATH,
     ArtifiClient,
 )
+from gateway_artifi.config import ArtifiConfig
 from gateway_artifi.envelope import ArtifiProblem
 from gateway_artifi.photos import assets, to_photo
 from gateway_artifi.preflight import check_upload
@@ -60,7 +69,9 @@ def _user_key(artifi: ArtifiClient, user_id: str) -> str:
     return f"{host}/{config.website_id}/{user_id}"
 
 
-async def _own_users(call: OperationCall, artifi: ArtifiClient, *user_ids: str) -> None:
+async def _own_users(
+    call: OperationCall[ArtifiConfig], artifi: ArtifiClient, *user_ids: str
+) -> None:
     """Whatever user a tenant names first is its own: tenants may share one Artifi website, and
     another tenant's user answers 404 exactly like one that does not exist."""
     for user_id in user_ids:
@@ -68,7 +79,7 @@ async def _own_users(call: OperationCall, artifi: ArtifiClient, *user_ids: str) 
             raise not_found(f"user {user_id} does not exist")
 
 
-async def upload_user_photo(call: OperationCall, artifi: ArtifiClient) -> Reply:
+async def upload_user_photo(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) -> Reply:
     upload = call.form.files.get("file") if call.form is not None else None
     if upload is None:
         raise bad_request("the form has no file part", [FieldError("/file", "missing")])
@@ -133,7 +144,7 @@ async def upload_user_photo(call: OperationCall, artifi: ArtifiClient) -> Reply:
     return Reply(201, photo)
 
 
-async def list_user_photos(call: OperationCall, artifi: ArtifiClient) -> Reply:
+async def list_user_photos(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) -> Reply:
     user_id = str(call.path["userId"])
     await _own_users(call, artifi, user_id)
     page = int(call.query.get("page", 1))
@@ -188,7 +199,7 @@ async def _still_listed(artifi: ArtifiClient, user_id: str, photo_id: str) -> bo
             return False
 
 
-async def delete_user_photo(call: OperationCall, artifi: ArtifiClient) -> Reply:
+async def delete_user_photo(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) -> Reply:
     user_id = str(call.path["userId"])
     photo_id = str(call.path["photoId"])
     if not (photo_id.isascii() and photo_id.isdigit()):
@@ -231,7 +242,7 @@ async def delete_user_photo(call: OperationCall, artifi: ArtifiClient) -> Reply:
     return Reply(204)
 
 
-async def merge_user(call: OperationCall, artifi: ArtifiClient) -> Reply:
+async def merge_user(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) -> Reply:
     user_id = str(call.path["userId"])
     guest_id = str(call.body["guestUserId"])
     if guest_id == user_id:
@@ -256,11 +267,11 @@ async def merge_user(call: OperationCall, artifi: ArtifiClient) -> Reply:
     return Reply(200, {"userId": user_id, "guestUserId": guest_id, "merged": True})
 
 
-async def get_photo_settings(call: OperationCall, artifi: ArtifiClient) -> Reply:
+async def get_photo_settings(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) -> Reply:
     return Reply(200, (await artifi.rules()).to_contract())
 
 
-Operation = Callable[[OperationCall, ArtifiClient], Awaitable[Reply]]
+Operation = Callable[[OperationCall[ArtifiConfig], ArtifiClient], Awaitable[Reply]]
 
 OPERATIONS: Final[Mapping[str, Operation]] = {
     "uploadUserPhoto": upload_user_photo,

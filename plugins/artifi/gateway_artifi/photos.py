@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.problems import ProblemError
+from gateway.plugin_api import ProblemError
 from gateway_artifi.preflight import ImageFacts
 
 __all__ = ["assets", "to_photo"]

@@ -14,9 +14,9 @@ from typing import Any
 import attrs
 from PIL import Image, UnidentifiedImageError
 
-from gateway.forms import UploadedFile
-from gateway.problems import (
+from gateway.plugin_api import (
     FieldError,
+    UploadedFile,
     invalid_input,
     payload_too_large,
     unsupported_media_type,

@@ -1,25 +1,23 @@
 """State the plugin keeps between calls: per-tenant concurrency slots and cached upload rules.
 
-The plugin is a module, loaded once per process, while a process may run several gateway apps
-(tests do). The state therefore hangs off the app's upstream client of this backend (one per app,
-for the app's lifetime) in a weak map, and is dropped with it.
+Held by the backend object, so there is one per app (a process may run several: tests do) and
+it goes with the app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Final, Generic, TypeVar
 
 import attrs
 
-from gateway.problems import ProblemError
+from gateway.plugin_api import ProblemError
 from gateway_artifi.preflight import UploadRules
 
-__all__ = ["Runtime", "runtime_for"]
+__all__ = ["Runtime", "TtlCache"]
 
 T = TypeVar("T")
 
@@ -87,14 +85,3 @@ class Runtime:
             yield
         finally:
             semaphore.release()
-
-
-_RUNTIMES: weakref.WeakKeyDictionary[object, Runtime] = weakref.WeakKeyDictionary()
-
-
-def runtime_for(owner: object) -> Runtime:
-    """The state of the app that `owner` (its upstream client of this backend) belongs to."""
-    runtime = _RUNTIMES.get(owner)
-    if runtime is None:
-        runtime = _RUNTIMES[owner] = Runtime()
-    return runtime

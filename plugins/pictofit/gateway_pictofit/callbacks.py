@@ -35,10 +35,17 @@ from urllib.parse import quote
 
 import structlog
 
-from gateway.backend import CallbackCall, Reply
-from gateway.problems import FieldError, bad_request, not_found, unauthorized
-from gateway.upstream import BoundUpstream
-from gateway_pictofit import auth, mapping
+from gateway.plugin_api import (
+    CallbackCall,
+    CallbackRegistration,
+    FieldError,
+    Reply,
+    bad_request,
+    not_found,
+    unauthorized,
+)
+from gateway_pictofit import mapping
+from gateway_pictofit.auth import Auth
 from gateway_pictofit.client import PictofitClient
 from gateway_pictofit.config import PictofitConfig
 
@@ -59,9 +66,8 @@ def event_type_of(callback_type: str, config: PictofitConfig) -> str:
     return unified or f"pictofit.{callback_type.lower()}"
 
 
-async def register(
-    tenant: str, config: PictofitConfig, callback_url: str, upstream: BoundUpstream
-) -> None:
+async def register(registration: CallbackRegistration[PictofitConfig], auth: Auth) -> None:
+    tenant, config, upstream = registration.tenant, registration.config, registration.upstream
     if config.callback_secret is None:
         raise CallbackSecretMissing(
             f"tenant {tenant}: tenants.backends.pictofit.callback_secret is not set; "
@@ -69,16 +75,15 @@ async def register(
         )
     secret = config.callback_secret.reveal()
     client = PictofitClient(upstream, config)
-    with auth.bound(upstream):
-        await auth.prepare(config)
-        types = await client.callback_types()
-        for type_id, name in types:
-            url = f"{callback_url}{quote(name, safe='')}/"
-            await client.register_callback(type_id, url, secret)
+    await auth.prepare(tenant, config, upstream)
+    types = await client.callback_types()
+    for type_id, name in types:
+        url = f"{registration.callback_url}{quote(name, safe='')}/"
+        await client.register_callback(type_id, url, secret)
     log.info("pictofit.callbacks_registered", tenant=tenant, types=[name for _, name in types])
 
 
-def _authentic(call: CallbackCall) -> bool:
+def _authentic(call: CallbackCall[PictofitConfig]) -> bool:
     config = call.config
     if not isinstance(config, PictofitConfig) or config.callback_secret is None:
         return False
@@ -111,7 +116,7 @@ def _digest(configurations: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
-async def _product_record(call: CallbackCall, object_id: str) -> Any:
+async def _product_record(call: CallbackCall[PictofitConfig], object_id: str) -> Any:
     """The tenant's product with this id, if it created one (the gateway keeps ids canonical:
     a UUID in lower case)."""
     try:
@@ -121,10 +126,10 @@ async def _product_record(call: CallbackCall, object_id: str) -> Any:
     return await call.services.resources.get("product", str(parsed))
 
 
-async def receive(call: CallbackCall) -> Reply:
-    if not _authentic(call):
+async def receive(call: CallbackCall[PictofitConfig], auth: Auth) -> Reply:
+    config = call.config
+    if config is None or not _authentic(call):
         raise unauthorized("the callback's Authorization does not match this tenant's secret")
-    config: PictofitConfig = call.config
     callback_type, object_id = _parse_path(call.callback_path)
     event_type = event_type_of(callback_type, config)
     unified = callback_type in config.assumptions.callback_events
@@ -136,9 +141,8 @@ async def receive(call: CallbackCall) -> Reply:
     dedupe_key = f"pictofit:{callback_type}:{object_id}"
     if record is not None:
         client = PictofitClient(call.upstream, config)
-        with auth.bound(call.upstream):
-            await auth.prepare(config)
-            raws = await client.configurations(record.id)
+        await auth.prepare(call.tenant, config, call.upstream)
+        raws = await client.configurations(record.id)
         records = await call.services.resources.children("configuration", record.id)
         images = await call.services.resources.children_of("image", (r.id for r in records))
         data["productId"] = record.id

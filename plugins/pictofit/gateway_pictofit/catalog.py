@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
-from gateway.problems import FieldError, invalid_input
+from gateway.plugin_api import FieldError, invalid_input
 from gateway_pictofit.client import PictofitClient, TypeEntry
 from gateway_pictofit.config import PictofitConfig
 

@@ -10,7 +10,6 @@ file; `ready` is a POST and is not.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,10 +18,8 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
-from yarl import URL
 
-from gateway.upstream import BoundUpstream, UpstreamServerError
-from gateway_pictofit import auth
+from gateway.plugin_api import BoundUpstream, UpstreamServerError
 from gateway_pictofit.config import PictofitConfig
 
 __all__ = ["BACKEND", "PictofitClient", "TypeEntry"]
@@ -163,8 +160,7 @@ class PictofitClient:
 
     @asynccontextmanager
     async def download(self, url: str) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Stream a result file; the tenant's credential goes only to the service's own origin."""
-        foreign = URL(url).origin() != URL(self.config.base_url).origin()
-        with auth.anonymous() if foreign else contextlib.nullcontext():
-            async with self.upstream.stream("GET", url, operation="getResult") as response:
-                yield response
+        """Stream a result file (from wherever the service keeps it: the tenant's credential goes
+        only to the service's own origin, see `auth`)."""
+        async with self.upstream.stream("GET", url, operation="getResult") as response:
+            yield response

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import attrs
 
-from gateway.backend import Secret
+from gateway.plugin_api import Secret
 
 __all__ = [
     "MIB",

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gateway_pictofit.config import Assumptions
 
 if TYPE_CHECKING:
-    from gateway.backend import GatewayServices
-    from gateway.store import ResourceRecord
+    from gateway.plugin_api import GatewayServices, ResourceRecord
 
 __all__ = [
     "ResultLink",

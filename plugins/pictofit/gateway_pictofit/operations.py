@@ -12,20 +12,26 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import structlog
 from aiohttp import web
 
-from gateway.backend import OperationCall, Reply
-from gateway.problems import FieldError, ProblemError, bad_request, invalid_input, not_found
-from gateway.upstream import UpstreamError
+from gateway.plugin_api import (
+    FieldError,
+    OperationCall,
+    ProblemError,
+    Reply,
+    ResourceRecord,
+    UpstreamError,
+    bad_request,
+    invalid_input,
+    not_found,
+)
 from gateway_pictofit import catalog, mapping
 from gateway_pictofit.client import BACKEND, PictofitClient
+from gateway_pictofit.config import PictofitConfig
 from gateway_pictofit.preflight import check_image
-
-if TYPE_CHECKING:
-    from gateway.store import ResourceRecord
 
 __all__ = ["OPERATIONS", "handle"]
 
@@ -54,7 +60,7 @@ def _require_uuid4(value: str, location: str) -> None:
 class _Session:
     """One operation call: the call, its PICTOFiT client and the tenant's records."""
 
-    def __init__(self, call: OperationCall) -> None:
+    def __init__(self, call: OperationCall[PictofitConfig]) -> None:
         self.call = call
         self.config = call.config
         self.client = PictofitClient(call.upstream, call.config)
@@ -298,5 +304,5 @@ OPERATIONS: Final[Mapping[str, Handler]] = {
 }
 
 
-async def handle(call: OperationCall) -> Reply | web.StreamResponse:
+async def handle(call: OperationCall[PictofitConfig]) -> Reply | web.StreamResponse:
     return await OPERATIONS[call.operation](_Session(call))

@@ -15,7 +15,7 @@ from typing import Final
 import attrs
 from PIL import Image, UnidentifiedImageError
 
-from gateway.problems import (
+from gateway.plugin_api import (
     FieldError,
     ProblemError,
     invalid_input,

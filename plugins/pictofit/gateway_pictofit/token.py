@@ -17,7 +17,7 @@ from typing import Any, Final
 import aiohttp
 import attrs
 
-from gateway.upstream import (
+from gateway.plugin_api import (
     BoundUpstream,
     UpstreamCredentialsRejected,
     UpstreamRejected,
@@ -41,7 +41,6 @@ def refresh_margin(lifetime: float) -> float:
 @attrs.frozen
 class IssuedToken:
     value: str = attrs.field(repr=False)
-    serial: int  # 1, 2, ... per cache: which token a request used, without keeping the value
     refresh_at: float  # clock() time after which it is replaced
 
 
@@ -51,11 +50,10 @@ class TokenCache:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._token: IssuedToken | None = None
-        self._serial = 0
 
-    def _usable(self, drop: int | None) -> IssuedToken | None:
+    def _usable(self, drop: str | None) -> IssuedToken | None:
         token = self._token
-        if token is None or token.serial == drop or clock() >= token.refresh_at:
+        if token is None or token.value == drop or clock() >= token.refresh_at:
             return None
         return token
 
@@ -63,9 +61,10 @@ class TokenCache:
         self,
         fetch: Callable[[], Awaitable[tuple[str, float]]],
         *,
-        drop: int | None = None,
+        drop: str | None = None,
     ) -> IssuedToken:
-        """The current token, fetched if there is none or it is due; `drop` names a rejected one.
+        """The current token, fetched if there is none or it is due; `drop` is one the service
+        refused (a token another request fetched since is kept).
 
         `fetch` answers (token, lifetime in seconds).
         """
@@ -78,15 +77,8 @@ class TokenCache:
             if usable is not None:
                 return usable
             value, lifetime = await fetch()
-            self._serial += 1
-            self._token = IssuedToken(
-                value, self._serial, clock() + lifetime - refresh_margin(lifetime)
-            )
+            self._token = IssuedToken(value, clock() + lifetime - refresh_margin(lifetime))
             return self._token
-
-    @property
-    def current_serial(self) -> int | None:
-        return self._token.serial if self._token else None
 
 
 def _form(auth: TokenAuth) -> Callable[[], aiohttp.FormData]:
@@ -107,7 +99,7 @@ def _form(auth: TokenAuth) -> Callable[[], aiohttp.FormData]:
 async def fetch_token(upstream: BoundUpstream, config: PictofitConfig) -> tuple[str, float]:
     """Ask `connect/token` for a token; its refusal is the gateway's credential problem (502).
 
-    The caller must make this request go out without the tenant's Bearer (see `auth.anonymous`).
+    It goes out without the tenant's Bearer: credentials are never given for the token URL.
     """
     auth = config.token
     if auth is None:

@@ -1,167 +1,97 @@
-"""What a backend plugin sees of the core: the values it declares, receives and returns.
+"""The plugin API: everything a backend plugin may use of the core, and nothing else.
 
-A backend plugin imports from here (and `gateway.hookspecs` for the hook names), never from the
-core's other modules, so this module is the plugin API and changes to it are changes to the contract
-with third-party backends.
+A backend plugin imports from this module only (a test holds every plugin to it), so `__all__`
+below is the whole contract with third-party backends and a change to it is a change to that
+contract. A backend is an object: a `Backend` subclass, declared by its class attributes and
+registered by the plugin's `gateway_register_backends(register)` hook; the core builds one
+instance per app, calls its methods directly and `aclose()`s it when the app stops, so the
+instance is where a backend keeps its state (token caches, rule caches, concurrency limits).
 """
 
 from __future__ import annotations
 
-import datetime
-import os
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
 import pluggy
 
+from gateway.forms import Form, UploadedFile
+from gateway.problems import (
+    FieldError,
+    ProblemError,
+    bad_request,
+    invalid_input,
+    not_found,
+    not_implemented,
+    payload_too_large,
+    unauthorized,
+    unsupported_media_type,
+)
+from gateway.redaction import REDACTED, strip_url_queries
+from gateway.store import ResourceRecord, Store
+from gateway.upstream import (
+    BodyFactory,
+    BoundUpstream,
+    CredentialsRequest,
+    UpstreamClient,
+    UpstreamCredentialsRejected,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamResponse,
+    UpstreamServerError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.values import Credentials, Event, Reply, Secret
+
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from gateway.forms import Form
-    from gateway.store import ResourceRecord, Store
-    from gateway.upstream import BoundUpstream
-
 __all__ = [
-    "BackendDeclaration",
+    "REDACTED",
+    "Backend",
+    "BackendContext",
+    "BodyFactory",
+    "BoundUpstream",
     "CallbackCall",
+    "CallbackRegistration",
     "Credentials",
+    "CredentialsRequest",
     "Event",
+    "FieldError",
+    "Form",
     "GatewayServices",
     "OperationCall",
+    "ProblemError",
     "Reply",
     "ResourceBook",
+    "ResourceRecord",
     "Sandbox",
     "Secret",
+    "UploadedFile",
+    "UpstreamCredentialsRejected",
+    "UpstreamError",
+    "UpstreamRejected",
+    "UpstreamResponse",
+    "UpstreamServerError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "bad_request",
     "hookimpl",
+    "invalid_input",
+    "not_found",
+    "not_implemented",
+    "payload_too_large",
+    "strip_url_queries",
+    "unauthorized",
+    "unsupported_media_type",
 ]
 
 hookimpl = pluggy.HookimplMarker("gateway")
-"""Marks a plugin's hook implementations: `@hookimpl def gateway_declare_backend(): ...`."""
+"""Marks a plugin's hook implementations: `@hookimpl def gateway_register_backends(register)`."""
 
-
-@attrs.frozen
-class BackendDeclaration:
-    """Who a backend is and what it serves; returned by `gateway_declare_backend`.
-
-    `capabilities` are the contract's operationIds this backend serves; the core answers 501 for
-    the others. `config_type` is an attrs class: the core structures `tenants[].backends.<name>`
-    into it with the same converter as the rest of the configuration, so its errors name the path.
-    `event_types` maps each event type the backend emits to a one-line description.
-    """
-
-    name: str
-    version: str
-    capabilities: frozenset[str]
-    config_type: type[Any]
-    description: str = ""
-    event_types: Mapping[str, str] = attrs.field(factory=dict)
-
-
-@attrs.frozen(repr=False)
-class Secret:
-    """A secret read from where the configuration points, each time it is needed.
-
-    Configuration names secrets as references (`env:NAME` or `file:PATH`), never as values, and they
-    are resolved per call so that a rotated key is picked up without a restart. `repr()` shows the
-    reference, never the value.
-    """
-
-    ref: str
-    _literal: str | None = attrs.field(default=None, alias="_literal")
-
-    def __attrs_post_init__(self) -> None:
-        if self._literal is None and not self.ref.startswith(("env:", "file:")):
-            raise ValueError('a secret must be a reference: "env:NAME" or "file:PATH"')
-
-    @classmethod
-    def literal(cls, value: str, label: str = "literal") -> Secret:
-        """A secret held in memory, for sandbox mode and tests; never read from configuration."""
-        return cls(ref=label, _literal=value)
-
-    def reveal(self) -> str:
-        if self._literal is not None:
-            return self._literal
-        kind, _, where = self.ref.partition(":")
-        if kind == "env":
-            try:
-                return os.environ[where]
-            except KeyError:
-                raise LookupError(f"environment variable {where} is not set") from None
-        return Path(where).read_text(encoding="utf-8").strip()
-
-    def __repr__(self) -> str:
-        return f"Secret({self.ref!r})"
-
-
-@attrs.frozen
-class Credentials:
-    """What a backend adds to an upstream request so that the upstream knows the tenant.
-
-    Returned by `gateway_upstream_credentials` for every attempt. `secrets` lists the values the
-    core must redact wherever they could appear (URLs in log lines, error details, metric labels);
-    header values given here are never logged at all.
-    """
-
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    query: Mapping[str, str] = attrs.field(factory=dict)
-    secrets: frozenset[str] = frozenset()
-
-
-@attrs.frozen
-class Reply:
-    """A JSON answer from a backend's operation; the core encodes it. `body=None` sends no body."""
-
-    status: int
-    body: Any = None
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class Event:
-    """A unified event, as subscribers receive it (see the contract's `webhooks`)."""
-
-    id: str
-    type: str
-    tenant: str
-    backend: str | None
-    occurred_at: str
-    data: Mapping[str, Any]
-    dedupe_key: str | None = None
-
-    def document(self) -> dict[str, Any]:
-        """The event as subscribers and callers see it (the contract's `Event`)."""
-        return {
-            "id": self.id,
-            "type": self.type,
-            "tenant": self.tenant,
-            "backend": self.backend,
-            "occurredAt": self.occurred_at,
-            "data": self.data,
-        }
-
-    @classmethod
-    def new(
-        cls,
-        event_type: str,
-        data: Mapping[str, Any],
-        *,
-        tenant: str,
-        backend: str | None,
-        dedupe_key: str | None = None,
-    ) -> Event:
-        """A fresh event happening now, with a new `evt_` id."""
-        return cls(
-            id=f"evt_{uuid.uuid4().hex}",
-            type=event_type,
-            tenant=tenant,
-            backend=backend,
-            occurred_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
-            data=data,
-            dedupe_key=dedupe_key,
-        )
+C = TypeVar("C")
 
 
 class ResourceBook:
@@ -287,7 +217,7 @@ class GatewayServices:
 
 
 @attrs.frozen
-class OperationCall:
+class OperationCall(Generic[C]):
     """One unified operation, validated against the contract, routed to one backend.
 
     `path`, `query` and `headers` hold the contract's parameters, already coerced to their schema
@@ -298,7 +228,7 @@ class OperationCall:
     operation: str
     backend: str
     tenant: str
-    config: Any
+    config: C
     request_id: str
     path: Mapping[str, Any]
     query: Mapping[str, Any]
@@ -310,7 +240,7 @@ class OperationCall:
 
 
 @attrs.frozen
-class CallbackCall:
+class CallbackCall(Generic[C]):
     """An inbound request from an upstream to `/callbacks/{backend}/{tenantId}/{callbackPath}`.
 
     The core has not authenticated it: the backend checks its own secret (constant time) and answers
@@ -320,7 +250,7 @@ class CallbackCall:
 
     backend: str
     tenant: str
-    config: Any
+    config: C | None
     callback_path: str
     request_id: str
     headers: Mapping[str, str]
@@ -341,3 +271,84 @@ class Sandbox:
     backend: str
     make_app: Callable[[], web.Application]
     tenant_config: Callable[[str], Mapping[str, Any]]
+
+
+@attrs.frozen
+class CallbackRegistration(Generic[C]):
+    """Register a backend's callbacks for one tenant with its upstream; see
+    `Backend.register_callbacks`. `callback_url` is `{public_url}/callbacks/{backend}/{tenant}/`:
+    the backend appends what identifies the callback."""
+
+    tenant: str
+    config: C
+    callback_url: str
+    upstream: BoundUpstream
+
+
+@attrs.frozen
+class BackendContext:
+    """What the core gives a backend when it builds it, once per app: its name and its upstream
+    client (one session and breaker for the backend; `bind` it for background work)."""
+
+    name: str
+    upstream: UpstreamClient
+
+
+class Backend(Generic[C]):
+    """A backend, within one app. Subclass it, set the class attributes, register the class.
+
+    The class attributes declare it before any instance exists (the configuration is checked
+    against `config_type` first): `capabilities` are the contract's operationIds it serves (the
+    core answers 501 for the others), `config_type` is an attrs class the core structures each
+    tenant's `[tenants.backends.<name>]` table into with the configuration's converter (errors
+    name their path), `event_types` maps each event type it emits to a one-line description.
+
+    The core builds one instance per app with a `BackendContext` and calls:
+    `credentials` before every upstream attempt, `operation` for each caller request routed here,
+    and, when the subclass defines them, `callback` for each request the upstream sends to
+    `/callbacks/{name}/...` and `register_callbacks` per tenant at start-up (in the background,
+    until it succeeds) and on `gateway callbacks sync`. `aclose` runs when the app stops.
+    Errors are raised as `ProblemError`s (the helpers above), never answered by hand.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    config_type: ClassVar[type[Any]]
+    capabilities: ClassVar[frozenset[str]]
+    description: ClassVar[str] = ""
+    event_types: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+
+    async def credentials(self, request: CredentialsRequest) -> Credentials:
+        """What the upstream needs to know the tenant, for this one request: headers, query,
+        secrets to redact. Asked before every attempt (a rotated key is used at once); a key
+        must go only to the hosts it belongs to (`request.url`)."""
+        return Credentials()
+
+    async def operation(self, call: OperationCall[C]) -> Reply | web.StreamResponse:
+        """Carry out one of the `capabilities` for `call.tenant`, after the caller's key, the
+        request and the tenant's ownership of the path's resources were checked."""
+        raise not_implemented(f"backend {self.name} does not serve {call.operation}")
+
+    async def callback(self, call: CallbackCall[C]) -> Reply:
+        """Receive a request the upstream sent: authenticate it with the backend's own secret
+        (401 storing nothing), turn it into events (`call.services.emit`) and answer 2xx only
+        once they were accepted. Defined only by backends whose upstream calls back."""
+        raise not_found(f"backend {self.name} receives no callbacks")
+
+    async def register_callbacks(self, registration: CallbackRegistration[C]) -> None:
+        """Register the callbacks for one tenant; idempotent; raise to report a failure (it is
+        retried and shown in `/readyz` and `/v1/backends`)."""
+
+    async def aclose(self) -> None:
+        """Release what the instance holds; the app is stopping."""
+
+    @classmethod
+    def receives_callbacks(cls) -> bool:
+        return cls.callback is not Backend.callback
+
+    @classmethod
+    def registers_callbacks(cls) -> bool:
+        return cls.register_callbacks is not Backend.register_callbacks

@@ -1,0 +1,122 @@
+"""The core's values: what a backend, the store and the upstream client exchange.
+
+Frozen, with no behaviour beyond reading themselves, and importing nothing of the gateway, so
+every other module may use them without an import circle.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = ["Credentials", "Event", "Reply", "Secret"]
+
+
+@attrs.frozen(repr=False)
+class Secret:
+    """A secret read from where the configuration points, each time it is needed.
+
+    Configuration names secrets as references (`env:NAME` or `file:PATH`), never as values, and they
+    are resolved per call so that a rotated key is picked up without a restart. `repr()` shows the
+    reference, never the value.
+    """
+
+    ref: str
+    _literal: str | None = attrs.field(default=None, alias="_literal")
+
+    def __attrs_post_init__(self) -> None:
+        if self._literal is None and not self.ref.startswith(("env:", "file:")):
+            raise ValueError('a secret must be a reference: "env:NAME" or "file:PATH"')
+
+    @classmethod
+    def literal(cls, value: str, label: str = "literal") -> Secret:
+        """A secret held in memory, for sandbox mode and tests; never read from configuration."""
+        return cls(ref=label, _literal=value)
+
+    def reveal(self) -> str:
+        if self._literal is not None:
+            return self._literal
+        kind, _, where = self.ref.partition(":")
+        if kind == "env":
+            try:
+                return os.environ[where]
+            except KeyError:
+                raise LookupError(f"environment variable {where} is not set") from None
+        return Path(where).read_text(encoding="utf-8").strip()
+
+    def __repr__(self) -> str:
+        return f"Secret({self.ref!r})"
+
+
+@attrs.frozen
+class Credentials:
+    """What a backend adds to an upstream request so that the upstream knows the tenant.
+
+    Returned by `gateway_upstream_credentials` for every attempt. `secrets` lists the values the
+    core must redact wherever they could appear (URLs in log lines, error details, metric labels);
+    header values given here are never logged at all.
+    """
+
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    query: Mapping[str, str] = attrs.field(factory=dict)
+    secrets: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class Reply:
+    """A JSON answer from a backend's operation; the core encodes it. `body=None` sends no body."""
+
+    status: int
+    body: Any = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Event:
+    """A unified event, as subscribers receive it (see the contract's `webhooks`)."""
+
+    id: str
+    type: str
+    tenant: str
+    backend: str | None
+    occurred_at: str
+    data: Mapping[str, Any]
+    dedupe_key: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The event as subscribers and callers see it (the contract's `Event`)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "tenant": self.tenant,
+            "backend": self.backend,
+            "occurredAt": self.occurred_at,
+            "data": self.data,
+        }
+
+    @classmethod
+    def new(
+        cls,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        tenant: str,
+        backend: str | None,
+        dedupe_key: str | None = None,
+    ) -> Event:
+        """A fresh event happening now, with a new `evt_` id."""
+        return cls(
+            id=f"evt_{uuid.uuid4().hex}",
+            type=event_type,
+            tenant=tenant,
+            backend=backend,
+            occurred_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            data=data,
+            dedupe_key=dedupe_key,
+        )

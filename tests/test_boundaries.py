@@ -1,0 +1,89 @@
+"""The tree's boundaries: plugins reach the core through the plugin API alone, and no module
+imports itself back through others (an import circle)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_API = "gateway.plugin_api"
+# What backends are made of: every plugin distribution, and the test backend.
+PLUGIN_FILES = sorted(
+    [*ROOT.glob("plugins/*/gateway_*/**/*.py"), ROOT / "tests" / "acme_backend.py"]
+)
+
+
+def imported(path: Path) -> Iterator[tuple[str, int]]:
+    """Every module `path` imports, at any depth (inside functions and TYPE_CHECKING too)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module, node.lineno
+            # `from gateway import wire` imports the module gateway.wire.
+            yield from ((f"{node.module}.{alias.name}", node.lineno) for alias in node.names)
+
+
+@pytest.mark.parametrize("path", PLUGIN_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugins_import_the_core_only_through_the_plugin_api(path: Path) -> None:
+    """A backend that reached past `gateway.plugin_api` would break with any refactoring of the
+    core; the API module's `__all__` is the whole contract."""
+    wrong = [
+        f"line {line}: {name}"
+        for name, line in imported(path)
+        if (name == "gateway" or name.startswith("gateway."))
+        and not (name == PLUGIN_API or name.startswith(PLUGIN_API + "."))
+    ]
+    assert not wrong, wrong
+
+
+def _module_name(path: Path, base: Path) -> str:
+    parts = list(path.relative_to(base).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p, ROOT): p for p in ROOT.glob("gateway/**/*.py")}
+    for plugin in ROOT.glob("plugins/*"):
+        files.update({_module_name(p, plugin): p for p in plugin.glob("gateway_*/**/*.py")})
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        graph[module] = {name for name, _ in imported(path) if name in files and name != module}
+    return graph
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle, as the modules along it, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (found := visit(target)):
+                return found
+        path.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def test_no_import_circles() -> None:
+    """No module of the core or of a plugin imports itself back through others, at any depth
+    (deferred imports inside functions and TYPE_CHECKING blocks count too): each layer stands on
+    the ones below it."""
+    circle = _circle(_graph())
+    assert circle is None, " -> ".join(circle or [])
