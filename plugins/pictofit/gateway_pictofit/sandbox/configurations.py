@@ -24,7 +24,7 @@ from yarl import URL
 
 from gateway.sandbox_kit import JSON, SandboxProblem, json_object
 from gateway_pictofit.sandbox.callbacks import deliver
-from gateway_pictofit.sandbox.errors import optional_str, required_name
+from gateway_pictofit.sandbox.errors import optional_str, required_name, v4_path_id
 from gateway_pictofit.sandbox.records import SandboxConfiguration, StateTransition
 from gateway_pictofit.sandbox.results import make_results
 from gateway_pictofit.sandbox.state import SANDBOX_STATE, PictofitSandboxState
@@ -64,9 +64,7 @@ async def put_configuration(request: web.Request) -> web.Response:
     state = request.app[SANDBOX_STATE]
     body = await json_object(request)
     errors: dict[str, list[str]] = {}
-    configuration_id = canonical_uuid(request.match_info["configuration_id"], version=4)
-    if configuration_id is None:
-        errors["id"] = ["the configuration id must be a UUID version 4"]
+    configuration_id = v4_path_id(request, "configuration", errors)
     product_id = canonical_uuid(body.get("productId"))
     if product_id is None or product_id not in state.products:
         errors["productId"] = ["productId must name an existing product"]

@@ -14,8 +14,9 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from gateway.sandbox_kit import JSON, SandboxProblem, json_error
+from gateway_pictofit.sandbox.types import canonical_uuid
 
-__all__ = ["errors", "optional_str", "required_name"]
+__all__ = ["errors", "optional_str", "required_name", "v4_path_id"]
 
 
 @web.middleware
@@ -50,3 +51,11 @@ def required_name(body: JSON, errors: dict[str, list[str]]) -> str:
         errors.setdefault("name", []).append("name must be a non-empty string")
         return ""
     return name
+
+
+def v4_path_id(request: web.Request, kind: str, errors: dict[str, list[str]]) -> str | None:
+    """The ``{kind}_id`` path segment as a canonical UUID version 4, else an ``id`` error."""
+    value = canonical_uuid(request.match_info[f"{kind}_id"], version=4)
+    if value is None:
+        errors["id"] = [f"the {kind} id must be a UUID version 4"]
+    return value

@@ -11,7 +11,7 @@ import time
 from aiohttp import web
 
 from gateway.sandbox_kit import SandboxProblem, json_object
-from gateway_pictofit.sandbox.errors import optional_str, required_name
+from gateway_pictofit.sandbox.errors import optional_str, required_name, v4_path_id
 from gateway_pictofit.sandbox.records import SandboxProduct
 from gateway_pictofit.sandbox.state import SANDBOX_STATE
 from gateway_pictofit.sandbox.types import PRODUCT_TYPES, canonical_uuid
@@ -23,9 +23,7 @@ async def put_product(request: web.Request) -> web.Response:
     state = request.app[SANDBOX_STATE]
     body = await json_object(request)
     errors: dict[str, list[str]] = {}
-    product_id = canonical_uuid(request.match_info["product_id"], version=4)
-    if product_id is None:
-        errors["id"] = ["the product id must be a UUID version 4"]
+    product_id = v4_path_id(request, "product", errors)
     customer = canonical_uuid(body.get("customerId"))
     if customer != state.customer_id:
         errors["customerId"] = ["customerId must be the caller's customer id"]
