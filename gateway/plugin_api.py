@@ -6,6 +6,8 @@ contract. A backend is an object: a `Backend` subclass, declared by its class at
 registered by the plugin's `gateway_register_backends(register)` hook; the core builds one
 instance per app, calls its methods directly and `aclose()`s it when the app stops, so the
 instance is where a backend keeps its state (token caches, rule caches, concurrency limits).
+The API also carries the kit a backend's simulator is built with (from `gateway.sandbox_kit`:
+request recording, fault knobs, the `/_sandbox` control endpoints).
 """
 
 from __future__ import annotations
@@ -29,6 +31,24 @@ from gateway.problems import (
     unsupported_media_type,
 )
 from gateway.redaction import REDACTED, strip_url_queries
+from gateway.sandbox_kit import (
+    CONTROL_SEGMENT,
+    JSON,
+    FaultAnswers,
+    FaultKnobs,
+    RecordedRequest,
+    SandboxProblem,
+    SimulatorState,
+    count_knob,
+    is_control,
+    json_error,
+    json_object,
+    rate_knob,
+    seconds_knob,
+    simulator_app,
+    switch_knob,
+    update_faults,
+)
 from gateway.store import ResourceRecord, Store
 from gateway.upstream import (
     BodyFactory,
@@ -49,6 +69,8 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 __all__ = [
+    "CONTROL_SEGMENT",
+    "JSON",
     "REDACTED",
     "Backend",
     "BackendContext",
@@ -59,16 +81,21 @@ __all__ = [
     "Credentials",
     "CredentialsRequest",
     "Event",
+    "FaultAnswers",
+    "FaultKnobs",
     "FieldError",
     "Form",
     "GatewayServices",
     "OperationCall",
     "ProblemError",
+    "RecordedRequest",
     "Reply",
     "ResourceBook",
     "ResourceRecord",
     "Sandbox",
+    "SandboxProblem",
     "Secret",
+    "SimulatorState",
     "UploadedFile",
     "UpstreamCredentialsRejected",
     "UpstreamError",
@@ -78,14 +105,23 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "bad_request",
+    "count_knob",
     "hookimpl",
     "invalid_input",
+    "is_control",
+    "json_error",
+    "json_object",
     "not_found",
     "not_implemented",
     "payload_too_large",
+    "rate_knob",
+    "seconds_knob",
+    "simulator_app",
     "strip_url_queries",
+    "switch_knob",
     "unauthorized",
     "unsupported_media_type",
+    "update_faults",
 ]
 
 hookimpl = pluggy.HookimplMarker("gateway")

@@ -17,7 +17,7 @@ The recording of requests, the fault middleware and the control endpoints are th
 shared scaffolding, ``gateway.sandbox_kit``.
 """
 
-from gateway.sandbox_kit import RecordedRequest
+from gateway.plugin_api import RecordedRequest
 from gateway_artifi.sandbox.app import create_sandbox_app
 from gateway_artifi.sandbox.envelope import PROBLEM_TYPE, SERVER_ERROR_MESSAGE, VALIDATION_TITLE
 from gateway_artifi.sandbox.params import MAX_USER_ID_LENGTH

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.sandbox_kit import FaultAnswers, simulator_app
+from gateway.plugin_api import FaultAnswers, simulator_app
 from gateway_artifi.sandbox.envelope import SERVER_ERROR_MESSAGE, error
 from gateway_artifi.sandbox.image_settings import get_image_settings
 from gateway_artifi.sandbox.paths import (

@@ -11,7 +11,7 @@ from typing import Final
 
 import attrs
 
-from gateway.sandbox_kit import count_knob, rate_knob, seconds_knob, switch_knob
+from gateway.plugin_api import count_knob, rate_knob, seconds_knob, switch_knob
 
 __all__ = ["ArtifiSandboxSettings", "ArtifiWebsite", "Faults"]
 

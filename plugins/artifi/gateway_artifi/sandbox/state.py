@@ -14,7 +14,7 @@ from typing import Final
 import attrs
 from aiohttp import hdrs, web
 
-from gateway.sandbox_kit import RecordedRequest
+from gateway.plugin_api import RecordedRequest
 from gateway_artifi.sandbox.paths import UPLOAD_PATH
 from gateway_artifi.sandbox.settings import ArtifiSandboxSettings, ArtifiWebsite, Faults
 

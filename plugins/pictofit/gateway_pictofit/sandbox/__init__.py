@@ -17,7 +17,7 @@ The recording of requests, the fault middleware and the control endpoints are th
 shared scaffolding, ``gateway.sandbox_kit``.
 """
 
-from gateway.sandbox_kit import RecordedRequest
+from gateway.plugin_api import RecordedRequest
 from gateway_pictofit.sandbox.app import create_sandbox_app
 from gateway_pictofit.sandbox.records import (
     CallbackRegistration,

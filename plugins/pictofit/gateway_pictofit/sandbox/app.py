@@ -14,12 +14,21 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import hdrs, web
 
-from gateway.sandbox_kit import simulator_app
-from gateway_pictofit.sandbox import callbacks, configurations, files, products, results, types
+from gateway.plugin_api import simulator_app
 from gateway_pictofit.sandbox.auth import CONNECT_ROUTE, auth, connect_token
+from gateway_pictofit.sandbox.callbacks import put_callback, trigger_callback
+from gateway_pictofit.sandbox.configurations import (
+    product_configurations,
+    put_configuration,
+    ready,
+)
 from gateway_pictofit.sandbox.errors import errors
+from gateway_pictofit.sandbox.files import post_file
+from gateway_pictofit.sandbox.products import put_product
+from gateway_pictofit.sandbox.results import RESULT_FILE_ROUTE, result_file
 from gateway_pictofit.sandbox.settings import PictofitSandboxSettings, fault_answers
 from gateway_pictofit.sandbox.state import SANDBOX_STATE, PictofitSandboxState
+from gateway_pictofit.sandbox.types import callback_types, file_types, product_types
 
 __all__ = ["create_sandbox_app"]
 
@@ -40,17 +49,17 @@ _CALLBACKS_PATH = "/customers/{customer_id}/callbacks/{callback_type}"
 
 ROUTES = [
     web.post("/connect/token", connect_token, name=CONNECT_ROUTE),
-    web.get(_ci("/products/types"), types.product_types),
-    web.get(_ci("/files/types"), types.file_types),
-    web.get(_CALLBACK_TYPES_PATH, types.callback_types),
-    web.put(_ci("/products/{product_id}"), products.put_product),
-    web.get(_ci("/products/{product_id}/configurations"), configurations.product_configurations),
-    web.put(_ci("/configurations/{configuration_id}"), configurations.put_configuration),
-    web.post(_ci("/configurations/{configuration_id}/ready"), configurations.ready),
-    web.post(_ci("/files"), files.post_file),
-    web.put(_ci(_CALLBACKS_PATH), callbacks.put_callback),
-    web.post(_ci(_CALLBACKS_PATH + "/trigger/{object_id}"), callbacks.trigger_callback),
-    web.get("/_files/results/{token}", results.result_file, name=results.RESULT_FILE_ROUTE),
+    web.get(_ci("/products/types"), product_types),
+    web.get(_ci("/files/types"), file_types),
+    web.get(_CALLBACK_TYPES_PATH, callback_types),
+    web.put(_ci("/products/{product_id}"), put_product),
+    web.get(_ci("/products/{product_id}/configurations"), product_configurations),
+    web.put(_ci("/configurations/{configuration_id}"), put_configuration),
+    web.post(_ci("/configurations/{configuration_id}/ready"), ready),
+    web.post(_ci("/files"), post_file),
+    web.put(_ci(_CALLBACKS_PATH), put_callback),
+    web.post(_ci(_CALLBACKS_PATH + "/trigger/{object_id}"), trigger_callback),
+    web.get("/_files/results/{token}", result_file, name=RESULT_FILE_ROUTE),
 ]
 
 

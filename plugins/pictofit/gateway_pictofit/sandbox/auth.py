@@ -21,7 +21,7 @@ from typing import Final
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from gateway.sandbox_kit import SandboxProblem, is_control
+from gateway.plugin_api import SandboxProblem, is_control
 from gateway_pictofit.sandbox.records import IssuedToken
 from gateway_pictofit.sandbox.results import RESULT_FILE_ROUTE
 from gateway_pictofit.sandbox.state import SANDBOX_STATE, PictofitSandboxState

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import hdrs, web
 from yarl import URL
 
-from gateway.sandbox_kit import SandboxProblem, json_object
+from gateway.plugin_api import SandboxProblem, json_object
 from gateway_pictofit.sandbox.errors import optional_str
 from gateway_pictofit.sandbox.records import CallbackRegistration, SentCallback
 from gateway_pictofit.sandbox.state import SANDBOX_STATE, PictofitSandboxState

@@ -22,7 +22,7 @@ import attrs
 from aiohttp import web
 from yarl import URL
 
-from gateway.sandbox_kit import JSON, SandboxProblem, json_object
+from gateway.plugin_api import JSON, SandboxProblem, json_object
 from gateway_pictofit.sandbox.callbacks import deliver
 from gateway_pictofit.sandbox.errors import optional_str, required_name, v4_path_id
 from gateway_pictofit.sandbox.records import SandboxConfiguration, StateTransition

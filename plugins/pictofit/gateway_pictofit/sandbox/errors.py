@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from gateway.sandbox_kit import JSON, SandboxProblem, json_error
+from gateway.plugin_api import JSON, SandboxProblem, json_error
 from gateway_pictofit.sandbox.types import canonical_uuid
 
 __all__ = ["errors", "optional_str", "required_name", "v4_path_id"]

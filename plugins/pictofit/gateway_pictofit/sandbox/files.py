@@ -13,7 +13,7 @@ from typing import Final
 import aiohttp
 from aiohttp import hdrs, web
 
-from gateway.sandbox_kit import SandboxProblem
+from gateway.plugin_api import SandboxProblem
 from gateway_pictofit.sandbox.records import StoredFile
 from gateway_pictofit.sandbox.state import SANDBOX_STATE
 from gateway_pictofit.sandbox.types import FILE_TYPES, canonical_uuid

@@ -10,7 +10,7 @@ import time
 
 from aiohttp import web
 
-from gateway.sandbox_kit import SandboxProblem, json_object
+from gateway.plugin_api import SandboxProblem, json_object
 from gateway_pictofit.sandbox.errors import optional_str, required_name, v4_path_id
 from gateway_pictofit.sandbox.records import SandboxProduct
 from gateway_pictofit.sandbox.state import SANDBOX_STATE

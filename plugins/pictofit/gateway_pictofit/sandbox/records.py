@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import attrs
 
-from gateway.sandbox_kit import JSON
+from gateway.plugin_api import JSON
 from gateway_pictofit.sandbox.types import STATE_CREATED
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import Final
 from aiohttp import hdrs, web
 from yarl import URL
 
-from gateway.sandbox_kit import SandboxProblem
+from gateway.plugin_api import SandboxProblem
 from gateway_pictofit.sandbox.records import ResultEntry, ResultFile, SandboxConfiguration
 from gateway_pictofit.sandbox.state import SANDBOX_STATE
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import attrs
 from aiohttp import hdrs, web
 
-from gateway.sandbox_kit import (
+from gateway.plugin_api import (
     FaultAnswers,
     count_knob,
     json_error,

@@ -15,7 +15,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from gateway.sandbox_kit import JSON, RecordedRequest
+from gateway.plugin_api import JSON, RecordedRequest
 from gateway_pictofit.sandbox.records import (
     CallbackRegistration,
     IssuedToken,
