@@ -14,7 +14,6 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
 from gateway.callbacks import CallbackRegistrar
-from gateway.contract import default_contract
 from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
 from gateway.logs import SECRETS
 from gateway.metrics import Metrics
@@ -74,8 +73,9 @@ def create_app(
         core=[CoreEvents(store, settings.events, worker)],
         extra=extra_plugins,
     )
-    contract = default_contract()
-    plugins.check_capabilities(contract.backend_operations)
+    # The core contract with the backends' fragments merged in: routes, validation, /openapi.*
+    # and /docs all read this one.
+    contract = plugins.contract()
     configs = structure_backend_configs(settings, plugins.config_types)
 
     app = web.Application(

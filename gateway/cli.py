@@ -20,7 +20,6 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.app import create_app
-from gateway.contract import default_contract
 from gateway.logs import configure_logging
 from gateway.plugins import PluginError, PluginHost
 from gateway.server import EdgeSite, reserve_descriptors
@@ -86,8 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--tenant", required=True)
     new.set_defaults(run=_keys_new)
 
-    spec = commands.add_parser("spec", help="print the OpenAPI contract")
+    spec = commands.add_parser(
+        "spec", help="print the OpenAPI contract, with the installed backends' fragments"
+    )
     spec.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    spec.add_argument("--config", help="leave out the plugins this configuration blocks")
     spec.set_defaults(run=_spec)
 
     callbacks = commands.add_parser("callbacks", help="upstream callbacks").add_subparsers(
@@ -112,7 +114,8 @@ def _keys_new(args: argparse.Namespace) -> int:
 
 
 def _spec(args: argparse.Namespace) -> int:
-    contract = default_contract()
+    blocked = read_settings(args.config).plugins.blocked if args.config else ()
+    contract = PluginHost.build(blocked=blocked).contract()
     if args.format == "json":
         sys.stdout.write(orjson.dumps(contract.document, option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
@@ -124,7 +127,7 @@ def _spec(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     settings = read_settings(args.config)
     plugins = PluginHost.build(blocked=settings.plugins.blocked)
-    plugins.check_capabilities(default_contract().backend_operations)
+    plugins.contract()  # the backends' fragments merge, and the backends serve what they bring
     structure_backend_configs(settings, plugins.config_types)
     backends = ", ".join(sorted(plugins.backends)) or "none"
     print(f"configuration is valid: {len(settings.tenants)} tenant(s); backends: {backends}")

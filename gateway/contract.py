@@ -125,12 +125,24 @@ class Operation:
         return self.by_location.get(location, ())
 
 
+class ContractError(Exception):
+    """The contract cannot be built: a backend's fragment clashes with it or breaks it."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("the OpenAPI contract cannot be built:\n  " + "\n  ".join(problems))
+        self.problems = tuple(problems)
+
+
 @attrs.frozen
 class Contract:
     document: Mapping[str, Any]
     operations: Mapping[str, Operation]
     json_bytes: bytes
     yaml_bytes: bytes
+    # What backends' fragments brought (gateway.fragments), by the backend that brought it:
+    # operationId -> backend, and webhook (event type) -> backend. Empty for the core contract.
+    origins: Mapping[str, str] = attrs.field(factory=dict)
+    webhook_origins: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def backend_operations(self) -> frozenset[str]:
@@ -214,19 +226,43 @@ def _operation(
 def load_contract(path: Path | None = None) -> Contract:
     """Read and compile the contract; raises if an operation lacks an operationId."""
     raw = (path or contract_path()).read_bytes()
-    document = yaml.safe_load(raw)
+    return build_contract(yaml.safe_load(raw), raw)
+
+
+def build_contract(
+    document: Mapping[str, Any],
+    yaml_bytes: bytes,
+    *,
+    origins: Mapping[str, str] | None = None,
+    webhook_origins: Mapping[str, str] | None = None,
+) -> Contract:
+    """Compile a whole document. An operation a fragment brought that does not compile is a
+    ContractError naming it and its backend (the core's own would be a bug: it raises as is)."""
+    origins = origins or {}
     operations: dict[str, Operation] = {}
     for route, item in document.get("paths", {}).items():
         shared = item.get("parameters", ())
         for method in HTTP_METHODS:
-            if method in item:
+            if method not in item:
+                continue
+            backend = origins.get(item[method].get("operationId"))
+            try:
                 operation = _operation(document, route, method, item[method], shared)
-                operations[operation.operation_id] = operation
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                if backend is None:
+                    raise
+                # jsonschema-rs's messages go on with the whole schema: the first line says it.
+                why = type(exc).__name__ + ": " + (str(exc).strip().splitlines() or [""])[0]
+                where = f"{method.upper()} {route}"
+                raise ContractError([f"backend {backend}'s fragment: {where}: {why}"]) from exc
+            operations[operation.operation_id] = operation
     return Contract(
         document=document,
         operations=operations,
         json_bytes=orjson.dumps(document),
-        yaml_bytes=raw,
+        yaml_bytes=yaml_bytes,
+        origins=origins,
+        webhook_origins=webhook_origins or {},
     )
 
 

@@ -13,10 +13,12 @@ request recording, fault knobs, the `/_sandbox` control endpoints).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from importlib import resources
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
 import pluggy
+import yaml
 
 from gateway.forms import Form, UploadedFile
 from gateway.problems import (
@@ -338,6 +340,8 @@ class Backend(Generic[C]):
     core answers 501 for the others), `config_type` is an attrs class the core structures each
     tenant's `[tenants.backends.<name>]` table into with the configuration's converter (errors
     name their path), `event_types` maps each event type it emits to a one-line description.
+    `openapi` names the OpenAPI fragment the backend brings operations of its own in, if any
+    (`openapi_fragment`): the core merges it into the contract it serves.
 
     The core builds one instance per app with a `BackendContext` and calls:
     `credentials` before every upstream attempt, `operation` for each caller request routed here,
@@ -353,9 +357,27 @@ class Backend(Generic[C]):
     capabilities: ClassVar[frozenset[str]]
     description: ClassVar[str] = ""
     event_types: ClassVar[Mapping[str, str]] = {}
+    # "package:path/in/it.yaml": a YAML file shipped in the distribution (package data).
+    openapi: ClassVar[str | None] = None
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
+
+    @classmethod
+    def openapi_fragment(cls) -> Mapping[str, Any] | None:
+        """The operations this backend brings, as an OpenAPI fragment: `tags` of its own,
+        `paths` (under /v1/, each operation `x-gateway-backend: true`, tagged with one of its
+        tags, and among `capabilities`), `components` and `webhooks` (for its `event_types`).
+        `$ref`s name the contract's components or the fragment's. Read from `openapi` by
+        default; override to build it in code. Read once at start-up; a clash with the contract
+        or another backend's fragment stops the start-up."""
+        if cls.openapi is None:
+            return None
+        package, _, path = cls.openapi.partition(":")
+        loaded: Mapping[str, Any] = yaml.safe_load(
+            resources.files(package).joinpath(path).read_text(encoding="utf-8")
+        )
+        return loaded
 
     async def credentials(self, request: CredentialsRequest) -> Credentials:
         """What the upstream needs to know the tenant, for this one request: headers, query,

@@ -13,8 +13,11 @@ from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import pluggy
+import yaml
 
 from gateway import hookspecs
+from gateway.contract import Contract, ContractError
+from gateway.fragments import merged_contract
 from gateway.plugin_api import Backend, Event, Sandbox
 
 ENTRY_POINT_GROUP = "gateway.backends"
@@ -105,6 +108,59 @@ class PluginHost:
                     f" {', '.join(unknown)}"
                 )
 
+    def fragments(self) -> dict[str, Mapping[str, Any]]:
+        """The OpenAPI fragments of the backends that bring one, by backend name."""
+        found: dict[str, Mapping[str, Any]] = {}
+        for name, backend in self.backends.items():
+            try:
+                fragment = backend.openapi_fragment()
+            except (OSError, ValueError, yaml.YAMLError) as exc:  # ModuleNotFoundError is OSError
+                raise PluginError(
+                    f"backend {name}: its OpenAPI fragment {backend.openapi!r} cannot be read:"
+                    f" {exc}"
+                ) from exc
+            if fragment is not None:
+                found[name] = fragment
+        return found
+
+    def contract(self) -> Contract:
+        """The contract these backends are served with: the core's, their fragments merged in,
+        every operation a backend declares given to backends, and every operation a fragment
+        brings served by its backend alone."""
+        try:
+            contract = merged_contract(self.fragments())
+        except ContractError as exc:
+            raise PluginError(str(exc)) from exc
+        self.check_capabilities(contract.backend_operations)
+        self.check_fragments(contract)
+        return contract
+
+    def check_fragments(self, contract: Contract) -> None:
+        """What a fragment brings is its backend's: each operation among its `capabilities` and
+        no other backend's, each webhook one of its `event_types`."""
+        problems = []
+        for operation_id, owner in sorted(contract.origins.items()):
+            if operation_id not in self.backends[owner].capabilities:
+                problems.append(
+                    f"backend {owner}'s fragment brings {operation_id}, which backend {owner}"
+                    " does not serve (it is not in its capabilities)"
+                )
+            problems += [
+                f"backend {name} declares {operation_id}, which backend {owner}'s fragment"
+                " brings (only the backend that brings an operation serves it)"
+                for name, backend in sorted(self.backends.items())
+                if name != owner and operation_id in backend.capabilities
+            ]
+        for event_type, owner in sorted(contract.webhook_origins.items()):
+            declared = self.backends[owner].event_types
+            if not any(_names(pattern, event_type) for pattern in declared):
+                problems.append(
+                    f"backend {owner}'s fragment documents the webhook {event_type}, an event"
+                    f" type backend {owner} does not emit (it is not in its event_types)"
+                )
+        if problems:
+            raise PluginError("\n  ".join(["backends' fragments are not theirs:", *problems]))
+
     def serves(self, backend: str, operation_id: str) -> bool:
         found = self.backends.get(backend)
         return found is not None and operation_id in found.capabilities
@@ -115,3 +171,10 @@ class PluginHost:
     async def publish_event(self, event: Event) -> bool:
         result = await await_me_maybe(self.manager.hook.gateway_publish_event(event=event))
         return bool(result)
+
+
+def _names(pattern: str, event_type: str) -> bool:
+    """An `event_types` key names the type: itself, or `prefix.*` for every `prefix.<name>`."""
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return pattern == event_type
