@@ -1,7 +1,8 @@
 """A third backend that lives in the tests, plugged in exactly as an installed one would be.
 
-It proves a new backend needs no change to `gateway/`: the plugin below and its upstream simulator
-are all there is. The simulator records every request (with headers) so tests can see what went
+It proves a new backend needs no change to `gateway/`: the plugin below, its upstream simulator
+and its OpenAPI fragment (acme_openapi.yaml: widgets, an operation set of its own) are all there
+is. The simulator records every request (with headers) so tests can see what went
 upstream, and can be told to fail, hang or refuse.
 """
 
@@ -46,6 +47,7 @@ class AcmeUpstreamState:
 
     requests: list[dict[str, Any]] = attrs.field(factory=list)
     products: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    widgets: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     accepted_keys: set[str] = attrs.field(factory=set)
     fail_next: int = 0
     fail_status: int = 503
@@ -130,6 +132,18 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
         state.callbacks[body["url"]] = body["authorization"]
         return web.json_response(body)
 
+    async def put_widget(request: web.Request) -> web.Response:
+        widget_id = request.match_info["id"]
+        created = widget_id not in state.widgets
+        state.widgets[widget_id] = {"id": widget_id, **await request.json()}
+        return web.json_response(state.widgets[widget_id], status=201 if created else 200)
+
+    async def get_widget(request: web.Request) -> web.Response:
+        widget = state.widgets.get(request.match_info["id"])
+        if widget is None:
+            return web.json_response({"message": "no such widget"}, status=404)
+        return web.json_response(widget)
+
     async def result(_: web.Request) -> web.Response:
         return web.Response(body=RESULT_BYTES, content_type="application/octet-stream")
 
@@ -143,6 +157,8 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
     app.router.add_get("/results/{id}", result)
     app.router.add_put("/callbacks", register_callback)
     app.router.add_post("/photos", upload_photo)
+    app.router.add_put("/widgets/{id}", put_widget)
+    app.router.add_get("/widgets/{id}", get_widget)
     return app
 
 
@@ -171,11 +187,18 @@ class AcmeBackend(Backend[AcmeConfig]):
             "uploadProductImage",
             "downloadResult",
             "uploadUserPhoto",
+            # Its own, from its fragment:
+            "putAcmeWidget",
+            "getAcmeWidget",
         }
     )
     config_type = AcmeConfig
     description = "A test backend living in tests/."
-    event_types: ClassVar[Mapping[str, str]] = {"acme.done": "Acme finished something."}
+    event_types: ClassVar[Mapping[str, str]] = {
+        "acme.done": "Acme finished something.",
+        "acme.widget_ready": "Acme stored a widget (putAcmeWidget); data: the widget.",
+    }
+    openapi = "tests:acme_openapi.yaml"
 
     async def credentials(self, request: CredentialsRequest) -> Credentials:
         key = request.config.api_key.reveal()
@@ -258,6 +281,18 @@ class AcmeBackend(Backend[AcmeConfig]):
             }
             await call.services.emit("acme.done", {"photo": reply["id"]})
             return Reply(201, reply)
+        if call.operation == "putAcmeWidget":
+            widget_id = str(call.path["widgetId"])
+            answer = await call.upstream.request(
+                "PUT", f"{base}/widgets/{widget_id}", json=call.body, operation="putWidget"
+            )
+            widget = answer.json()
+            await call.services.emit("acme.widget_ready", widget)
+            return Reply(answer.status, widget)
+        if call.operation == "getAcmeWidget":
+            widget_id = str(call.path["widgetId"])
+            answer = await call.upstream.request("GET", f"{base}/widgets/{widget_id}")
+            return Reply(200, answer.json())
         raise ProblemError(501, "not-implemented", "Not implemented")
 
     async def callback(self, call: CallbackCall[AcmeConfig]) -> Reply:

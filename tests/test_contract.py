@@ -1,4 +1,8 @@
-"""The contract is valid OpenAPI 3.1, complete, and agrees with the routes both ways."""
+"""The contract is valid OpenAPI 3.1, complete, and agrees with the routes both ways.
+
+Checked as the tests' gateways serve it: the core contract with the installed backends' and
+Acme's fragments merged in, so what a fragment brings is held to the same rules.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,17 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from gateway.contract import HTTP_METHODS, contract_path, default_contract
+from gateway.contract import HTTP_METHODS
 from gateway.plugin_api import hookimpl
 from gateway.plugins import PluginError, PluginHost
 from gateway.routes import route_table
-from tests.acme_backend import AcmeBackend
+from gateway.state import CONTRACT
+from tests.acme_backend import AcmeBackend, AcmePlugin
 from tests.conftest import Gateway
+from tests.contract_check import gateway_contract
 
-OPERATION_IDS = {
+# The core contract's operations (openapi/gateway.yaml); fragments add theirs.
+CORE_OPERATION_IDS = {
     "listBackends",
     "listProductTypes",
     "listImageTypes",
@@ -55,8 +62,8 @@ OPERATION_IDS = {
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    with contract_path().open(encoding="utf-8") as f:
-        loaded: dict[str, Any] = yaml.safe_load(f)
+    """The merged contract, as `GET /openapi.yaml` serves it."""
+    loaded: dict[str, Any] = yaml.safe_load(gateway_contract().yaml_bytes)
     return loaded
 
 
@@ -76,8 +83,11 @@ def test_contract_is_valid_openapi_31(document: dict[str, Any]) -> None:
 
 
 def test_contract_carries_every_operation_id(document: dict[str, Any]) -> None:
-    """Every operationId client generators depend on is there, and no other."""
-    assert {op["operationId"] for _, _, op in operations(document)} == OPERATION_IDS
+    """Every operationId client generators depend on is there, and no other: the core's and those
+    the fragments brought (Acme's among them)."""
+    brought = set(gateway_contract().origins)
+    assert {"putAcmeWidget", "getAcmeWidget"} <= brought
+    assert {op["operationId"] for _, _, op in operations(document)} == CORE_OPERATION_IDS | brought
 
 
 def test_every_operation_is_well_formed(document: dict[str, Any]) -> None:
@@ -107,11 +117,11 @@ def test_every_owned_id_has_one_canonical_spelling() -> None:
     """Ownership is compared on ids the contract gives one spelling (a `format` the gateway
     canonicalises), so no other spelling of an id can reach another tenant's resource; and an
     upper-case UUID reads as its lower-case self."""
-    for operation in default_contract().operations.values():
+    for operation in gateway_contract().operations.values():
         for ref in operation.resources:
             (parameter,) = [p for p in operation.params_in("path") if p.name == ref.param]
             assert parameter.canonical is not None, f"{operation.operation_id}: {ref.param}"
-    put = default_contract().operations["putProduct"]
+    put = gateway_contract().operations["putProduct"]
     (product_id,) = put.params_in("path")
     spelt = "3F2504E0-4F89-41D3-9A0C-0305E82C3301"
     assert product_id.check(spelt) == (spelt.lower(), [])
@@ -127,14 +137,14 @@ def test_v1_requires_the_caller_key_and_ops_routes_do_not(document: dict[str, An
 
 def test_every_contract_operation_has_a_handler_and_back() -> None:
     """The route table and the contract name the same operations."""
-    assert set(route_table(default_contract())) == set(default_contract().operations)
+    assert set(route_table(gateway_contract())) == set(gateway_contract().operations)
 
 
 def test_every_backend_operation_is_named_in_the_contract() -> None:
-    """The installed backends serve exactly the operations the contract gives backends
+    """The installed backends (and Acme) serve exactly the operations the contract gives backends
     (`x-gateway-backend`): none they declare is missing from it, none of it is left unserved."""
-    contract = default_contract()
-    host = PluginHost.build()
+    contract = gateway_contract()
+    host = PluginHost.build(extra=[AcmePlugin()])
     served = set().union(*(b.capabilities for b in host.backends.values()))
     assert served == contract.backend_operations
     host.check_capabilities(contract.backend_operations)
@@ -154,12 +164,16 @@ def test_a_backend_declaring_an_operation_the_contract_lacks_fails_at_start() ->
 
     host = PluginHost.build(extra=[Plugin()])
     with pytest.raises(PluginError, match="listEvents"):
-        host.check_capabilities(default_contract().backend_operations)
+        host.check_capabilities(gateway_contract().backend_operations)
+    with pytest.raises(PluginError, match=r"backend greedy declares operations .*: listEvents"):
+        host.contract()
 
 
 async def test_app_routes_match_contract_paths(gateway: Gateway) -> None:
-    """Every registered route is a contract path and method, and every contract path is routed."""
-    contract = default_contract()
+    """Every registered route is a contract path and method, and every contract path is routed:
+    the app's contract is the merged one."""
+    contract = gateway.client.app[CONTRACT]
+    assert contract is gateway_contract()
     expected = {(op.method, op.path) for op in contract.operations.values()}
     registered = {
         (route.method, route.resource.canonical)

@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
-from gateway.contract import HTTP_METHODS, default_contract
+from gateway.contract import HTTP_METHODS
 from tests.conftest import Gateway
+from tests.contract_check import gateway_contract
 
 
 def documented_operations() -> list[dict[str, Any]]:
-    document = default_contract().document
+    """The operations and webhooks of the contract the tests' gateways serve (fragments too)."""
+    document = gateway_contract().document
     operations = [
         item[method]
         for item in document["paths"].values()

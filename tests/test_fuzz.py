@@ -21,20 +21,23 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
 
-from gateway.contract import Operation, default_contract
+from gateway.contract import Operation
 from gateway.state import UPLOADS
 from tests import raw_http
 from tests.acme_backend import AcmeBackend
 from tests.conftest import CALLBACK_SECRET_A, CALLER_KEY_A, Gateway, LogLines
+from tests.contract_check import gateway_contract
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
-OPERATIONS = default_contract().operations
+# The gateway fixture's contract: the backends' fragments' operations are fuzzed too.
+CONTRACT = gateway_contract()
+OPERATIONS = CONTRACT.operations
 PROBLEM = "application/problem+json"
 BOUNDARY = "fuzz-boundary"
 
 # 5xx by design, not by accident: an operation no backend of the tenant serves (501: the tests'
 # tenants have only Acme), and readiness while one of its checks fails (503).
-UNSERVED = default_contract().backend_operations - AcmeBackend.capabilities
+UNSERVED = CONTRACT.backend_operations - AcmeBackend.capabilities
 DESIGNED_5XX = {name: {501} for name in UNSERVED} | {"getReadiness": {503}}
 
 # Values that broke or nearly broke something once, and their relatives.
@@ -121,7 +124,7 @@ json_values = st.recursive(
 
 def _schema_names(operation: Operation) -> list[str]:
     names = set(operation.form_properties)
-    document = default_contract().document
+    document = CONTRACT.document
     node = document["paths"][operation.path][operation.method.lower()]
     body = node.get("requestBody", {})
     for media in body.get("content", {}).values():

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from gateway.contract import default_contract
 from tests.artifi.conftest import (  # noqa: F401 - the Artifi fixtures, for listUserPhotos
     ArtifiGateway,
     artifi,
@@ -21,13 +20,14 @@ from tests.artifi.conftest import (  # noqa: F401 - the Artifi fixtures, for lis
     make_artifi,
 )
 from tests.conftest import CALLBACK_SECRET_A, Gateway
+from tests.contract_check import gateway_contract
 
 ORDER_WORDS = re.compile(r"\b(newest|oldest) first\b")
 
 
 def _schema(node: Any) -> Any:
     """A `$ref` followed to what it names."""
-    document = default_contract().document
+    document = gateway_contract().document
     while isinstance(node, dict) and "$ref" in node:
         target: Any = document
         for part in node["$ref"].removeprefix("#/").split("/"):
@@ -39,9 +39,10 @@ def _schema(node: Any) -> Any:
 def claimed_orders() -> dict[str, str]:
     """operationId -> "newest" or "oldest": what its description, and the description of what it
     answers 200 with, say about the order of the items."""
-    document = default_contract().document
+    contract = gateway_contract()  # fragments' lists too
+    document = contract.document
     orders: dict[str, str] = {}
-    for operation_id, operation in default_contract().operations.items():
+    for operation_id, operation in contract.operations.items():
         node = document["paths"][operation.path][operation.method.lower()]
         ok = _schema(node.get("responses", {}).get("200", {}))
         schema = _schema(ok.get("content", {}).get("application/json", {}).get("schema", {}))
