@@ -3,7 +3,9 @@
     python openapi/generate_client.py [OUTPUT_DIR]      (default: build/client)
 
 Writes the package `gateway_client` under OUTPUT_DIR (import it with OUTPUT_DIR on sys.path),
-with openapi-python-client and openapi/client-config.yaml. A warning means the generator dropped
+with openapi-python-client and openapi/client-config.yaml, from the contract the gateway serves:
+`gateway spec`'s, the core contract with the installed backends' fragments merged in (kept as
+OUTPUT_DIR/openapi.yaml). A warning means the generator dropped
 or degraded part of the contract (an operation, a body, a response), so any warning, or any line
 of output other than the one naming what it generates, is a failure. `make client` runs this;
 so does tests/test_generated_client.py, into a temporary directory.
@@ -17,7 +19,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CONTRACT = HERE / "gateway.yaml"
 CONFIG = HERE / "client-config.yaml"
 PACKAGE = "gateway_client"
 
@@ -26,18 +27,36 @@ class GenerationFailed(RuntimeError):
     pass
 
 
-def generate(output: Path) -> Path:
-    """The generated package's directory; raises GenerationFailed with the generator's output."""
+def merged_spec(output: Path) -> Path:
+    """`gateway spec` written to OUTPUT_DIR/openapi.yaml: what the installed gateway serves."""
+    spec = output / "openapi.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "spec", "--format", "yaml"],
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise GenerationFailed(
+            f"gateway spec (exit {result.returncode}):\n{result.stderr.decode()}"
+        )
+    spec.write_bytes(result.stdout)
+    return spec
+
+
+def generate(output: Path, spec: Path | None = None) -> Path:
+    """The generated package's directory; raises GenerationFailed with the generator's output.
+    `spec` is the contract to generate from (default: `gateway spec`'s)."""
     target = output / PACKAGE
     shutil.rmtree(target, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
+    spec = spec or merged_spec(output)
     generator = Path(sys.executable).with_name("openapi-python-client")
     result = subprocess.run(
         [
             str(generator),
             "generate",
             "--path",
-            str(CONTRACT),
+            str(spec),
             "--config",
             str(CONFIG),
             "--meta",

@@ -1,11 +1,14 @@
 """Internal teams' view: a client generated from the contract drives a sandbox gateway, end to end.
 
 The client is generated once per session by openapi/generate_client.py (what `make client` runs,
-failing on any generator warning) into a temporary directory and imported from there. The gateway
+failing on any generator warning) into a temporary directory and imported from there, from the
+contract the tests' gateways serve: the installed backends' fragments and Acme's merged in (a
+superset of what the sandbox serves, so that Acme's own operations are in it too). The gateway
 runs as `gateway serve --sandbox` in a process of its own. Every call below goes through the
-generated client only: the whole PICTOFiT flow, the Artifi photo flow, and a subscription whose
-test delivery reaches a local receiver and verifies with the standardwebhooks library. The
-generated models parse every answer, so an answer that breaks the contract fails here too.
+generated client only: the whole PICTOFiT flow, the Artifi photo flow, a subscription whose test
+delivery reaches a local receiver and verifies with the standardwebhooks library, and Acme's
+widgets against a test gateway with Acme plugged in. The generated models parse every answer, so
+an answer that breaks the contract fails here too.
 """
 
 from __future__ import annotations
@@ -30,23 +33,32 @@ from aiohttp.test_utils import TestServer, unused_port
 from PIL import Image
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from gateway.plugins import PluginHost
 from gateway_pictofit.sandbox import sandbox_result_bytes
+from tests.conftest import CALLER_KEY_A, Gateway
+from tests.contract_check import gateway_contract
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEY = "gwk_generated-client-e2e-key"
 PACKAGE = "gateway_client"
 
 
+def generator() -> ModuleType:
+    """openapi/generate_client.py, what `make client` runs."""
+    sys.path.insert(0, str(ROOT / "openapi"))
+    try:
+        return importlib.import_module("generate_client")
+    finally:
+        sys.path.remove(str(ROOT / "openapi"))
+
+
 @pytest.fixture(scope="session")
 def client_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The generated package, imported from where the generator wrote it."""
-    sys.path.insert(0, str(ROOT / "openapi"))
-    try:
-        generator = importlib.import_module("generate_client")
-    finally:
-        sys.path.remove(str(ROOT / "openapi"))
     output = tmp_path_factory.mktemp("client")
-    generator.generate(output)  # raises, with the generator's output, on any warning
+    spec = output / "openapi.yaml"
+    spec.write_bytes(gateway_contract().yaml_bytes)
+    generator().generate(output, spec)  # raises, with the generator's output, on any warning
     sys.path.insert(0, str(output))
     try:
         yield importlib.import_module(PACKAGE)
@@ -298,3 +310,44 @@ async def test_subscription_test_event_is_delivered_and_verifies(
     [delivery] = await until(succeeded)
     assert delivery.subscription_id == subscription.id
     assert delivery.attempts[0].status == 204
+
+
+def test_make_client_generates_from_gateway_spec(tmp_path: Path) -> None:
+    """Without a spec, the generator takes `gateway spec`'s: the contract the installed backends
+    are served with, fragments merged in."""
+    spec = generator().merged_spec(tmp_path)
+    assert spec.read_bytes() == PluginHost.build().contract().yaml_bytes
+
+
+async def test_fragment_operations_through_the_generated_client(
+    client_package: ModuleType, gateway: Gateway
+) -> None:
+    """Acme's own operations, from its fragment, are generated under its tag with its schemas:
+    a typed put and get through a test gateway with Acme plugged in, and a body the fragment's
+    schema refuses answered 422 before Acme sees it."""
+    g = Generated(client_package)
+    base_url = str(gateway.client.make_url("")).rstrip("/")
+    async with client_package.AuthenticatedClient(base_url=base_url, token=CALLER_KEY_A) as api:
+        widget_id = uuid.uuid4()
+        body = g.models.AcmeWidgetInput(name="Sprocket", size_mm=12)
+        put = await g.op("acme", "put_acme_widget").asyncio_detailed(
+            widget_id, client=api, body=body
+        )
+        assert put.status_code == 201, put.content
+        assert isinstance(put.parsed, g.models.AcmeWidget)
+        got = await g.op("acme", "get_acme_widget").asyncio(widget_id, client=api)
+        assert (got.id, got.name, got.size_mm) == (widget_id, "Sprocket", 12)
+
+        seen = len(gateway.upstream.requests)
+        refused = await g.op("acme", "put_acme_widget").asyncio_detailed(
+            widget_id, client=api, body=g.models.AcmeWidgetInput(name="Sprocket", size_mm=0)
+        )
+        assert refused.status_code == 422
+        assert [e.location for e in refused.parsed.errors] == ["/sizeMm"]
+        assert len(gateway.upstream.requests) == seen
+
+        # The event the put emitted, read through the client, parses as its webhook's model.
+        page = await g.op("events", "list_events").asyncio(client=api, type_="acme.widget_ready")
+        [event] = page.items
+        ready = g.models.AcmeWidgetReadyEvent.from_dict(event.to_dict())
+        assert ready.data.id == widget_id
