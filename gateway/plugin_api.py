@@ -369,8 +369,8 @@ class Backend(Generic[C]):
         `paths` (under /v1/, each operation `x-gateway-backend: true`, tagged with one of its
         tags, and among `capabilities`), `components` and `webhooks` (for its `event_types`).
         `$ref`s name the contract's components or the fragment's. Read from `openapi` by
-        default; override to build it in code. Read once at start-up; a clash with the contract
-        or another backend's fragment stops the start-up."""
+        default; override to build it in code. Read when an app is built; a clash with the
+        contract or another backend's fragment stops the start-up."""
         if cls.openapi is None:
             return None
         package, _, path = cls.openapi.partition(":")
