@@ -102,11 +102,14 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
         state.products[product_id] = {"id": product_id, **body}
         return web.json_response(state.products[product_id], status=201 if created else 200)
 
-    async def get_product(request: web.Request) -> web.Response:
-        product = state.products.get(request.match_info["id"])
-        if product is None:
-            return web.json_response({"message": "no such product"}, status=404)
-        return web.json_response(product)
+    def reader(records: dict[str, dict[str, Any]], kind: str) -> Any:
+        async def read(request: web.Request) -> web.Response:
+            record = records.get(request.match_info["id"])
+            if record is None:
+                return web.json_response({"message": f"no such {kind}"}, status=404)
+            return web.json_response(record)
+
+        return read
 
     async def upload(request: web.Request) -> web.Response:
         form = await request.post()
@@ -138,12 +141,6 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
         state.widgets[widget_id] = {"id": widget_id, **await request.json()}
         return web.json_response(state.widgets[widget_id], status=201 if created else 200)
 
-    async def get_widget(request: web.Request) -> web.Response:
-        widget = state.widgets.get(request.match_info["id"])
-        if widget is None:
-            return web.json_response({"message": "no such widget"}, status=404)
-        return web.json_response(widget)
-
     async def result(_: web.Request) -> web.Response:
         return web.Response(body=RESULT_BYTES, content_type="application/octet-stream")
 
@@ -152,13 +149,13 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
     app[ACME_STATE] = state
     app.router.add_get("/types", types)
     app.router.add_put("/products/{id}", put_product)
-    app.router.add_get("/products/{id}", get_product)
+    app.router.add_get("/products/{id}", reader(state.products, "product"))
     app.router.add_post("/files", upload)
     app.router.add_get("/results/{id}", result)
     app.router.add_put("/callbacks", register_callback)
     app.router.add_post("/photos", upload_photo)
     app.router.add_put("/widgets/{id}", put_widget)
-    app.router.add_get("/widgets/{id}", get_widget)
+    app.router.add_get("/widgets/{id}", reader(state.widgets, "widget"))
     return app
 
 
