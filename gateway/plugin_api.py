@@ -373,7 +373,9 @@ class Backend(Generic[C]):
         contract or another backend's fragment stops the start-up."""
         if cls.openapi is None:
             return None
-        package, _, path = cls.openapi.partition(":")
+        package, colon, path = cls.openapi.partition(":")
+        if not (colon and package and path):
+            raise ValueError(f"{cls.__name__}.openapi is 'package:path/in/it.yaml'")
         loaded: Mapping[str, Any] = yaml.safe_load(
             resources.files(package).joinpath(path).read_text(encoding="utf-8")
         )

@@ -114,7 +114,7 @@ class PluginHost:
         for name, backend in self.backends.items():
             try:
                 fragment = backend.openapi_fragment()
-            except (OSError, ValueError, yaml.YAMLError) as exc:  # ModuleNotFoundError is OSError
+            except (ImportError, OSError, ValueError, yaml.YAMLError) as exc:
                 raise PluginError(
                     f"backend {name}: its OpenAPI fragment {backend.openapi!r} cannot be read:"
                     f" {exc}"

@@ -479,6 +479,17 @@ def test_a_clashing_or_wrong_fragment_stops_the_start_up(
             "backend beta: its OpenAPI fragment 'tests:no_such_fragment.yaml' cannot be read",
             id="fragment-that-cannot-be-read",
         ),
+        pytest.param(
+            beta_plugin(None, openapi="gateway_beta:openapi.yaml"),
+            "backend beta: its OpenAPI fragment 'gateway_beta:openapi.yaml' cannot be read: No"
+            " module named 'gateway_beta'",
+            id="fragment-of-a-package-that-is-not-there",
+        ),
+        pytest.param(
+            beta_plugin(None, openapi="acme_openapi.yaml"),
+            "Beta.openapi is 'package:path/in/it.yaml'",
+            id="fragment-named-without-its-package",
+        ),
     ],
 )
 def test_what_a_fragment_brings_is_its_backends_alone(plugin: object, expected: str) -> None:
