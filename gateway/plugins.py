@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import pluggy
 
 from gateway import hookspecs
-from gateway.plugin_api import Backend, Event, Sandbox
+from gateway.backend import Backend, Sandbox
+from gateway.values import Event
 
 ENTRY_POINT_GROUP = "gateway.backends"
 PROJECT = "gateway"
