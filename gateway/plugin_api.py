@@ -1,15 +1,19 @@
 """The plugin API: everything a backend plugin may use of the core, and nothing else.
 
-A backend plugin imports from this module only (a test holds every plugin to it), so `__all__`
-below is the whole contract with third-party backends and a change to it is a change to that
-contract. It gathers, from the modules that define them:
+A backend plugin imports from this module only, its tests included (a test holds every plugin to
+it), so `__all__` below is the whole contract with third-party backends and a change to it is a
+change to that contract. It gathers, from the modules that define them:
 
 - the backend object and what the core hands it (`gateway.backend`): `Backend`, `OperationCall`,
   `CallbackCall`, `CallbackRegistration`, `Sandbox`, `hookimpl`, ...;
 - values and errors: `Reply`, `Credentials`, `Secret`, `Event`, `ProblemError` and its helpers;
 - the upstream client's types (`BoundUpstream`, `UpstreamResponse`, the `Upstream*` errors);
 - the kit a backend's simulator is built with (`gateway.sandbox_kit`: request recording, fault
-  knobs, the `/_sandbox` control endpoints).
+  knobs, the `/_sandbox` control endpoints);
+- the kit a backend's tests are built with (`gateway.testing`: a gateway in front of the
+  backend's sandbox, a contract check of every answer, a webhook subscriber). Its pytest
+  fixtures are in `gateway.pytest_plugin`, which pytest loads by itself; pytest is never imported
+  from here, so production code does not need it.
 """
 
 from __future__ import annotations
@@ -57,6 +61,17 @@ from gateway.sandbox_kit import (
     update_faults,
 )
 from gateway.store import ResourceRecord
+from gateway.testing import (
+    ContractCheck,
+    Delivery,
+    SandboxGateway,
+    StartGateway,
+    WebhookSubscriber,
+    eventually,
+    sandbox_gateway,
+    verify_webhook,
+    webhook_subscriber,
+)
 from gateway.upstream import (
     BodyFactory,
     BoundUpstream,
@@ -81,8 +96,10 @@ __all__ = [
     "BoundUpstream",
     "CallbackCall",
     "CallbackRegistration",
+    "ContractCheck",
     "Credentials",
     "CredentialsRequest",
+    "Delivery",
     "Event",
     "FaultAnswers",
     "FaultKnobs",
@@ -96,9 +113,11 @@ __all__ = [
     "ResourceBook",
     "ResourceRecord",
     "Sandbox",
+    "SandboxGateway",
     "SandboxProblem",
     "Secret",
     "SimulatorState",
+    "StartGateway",
     "UploadedFile",
     "UpstreamCredentialsRejected",
     "UpstreamError",
@@ -107,8 +126,10 @@ __all__ = [
     "UpstreamServerError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "WebhookSubscriber",
     "bad_request",
     "count_knob",
+    "eventually",
     "hookimpl",
     "invalid_input",
     "is_control",
@@ -118,6 +139,7 @@ __all__ = [
     "not_implemented",
     "payload_too_large",
     "rate_knob",
+    "sandbox_gateway",
     "seconds_knob",
     "simulator_app",
     "strip_url_queries",
@@ -125,4 +147,6 @@ __all__ = [
     "unauthorized",
     "unsupported_media_type",
     "update_faults",
+    "verify_webhook",
+    "webhook_subscriber",
 ]
