@@ -13,13 +13,13 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
+from gateway.backend import BackendContext
 from gateway.callbacks import CallbackRegistrar
 from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
 from gateway.logs import SECRETS
 from gateway.metrics import Metrics
 from gateway.middleware import MB, MIDDLEWARES
 from gateway.owners import Owners
-from gateway.plugin_api import BackendContext, Credentials, CredentialsRequest, Event
 from gateway.plugins import PluginHost
 from gateway.routes import add_routes
 from gateway.server import track_requests
@@ -41,7 +41,8 @@ from gateway.state import (
 from gateway.store import Store, Subscription
 from gateway.store.opening import open_store
 from gateway.tenants import TenantDirectory
-from gateway.upstream import UpstreamClient
+from gateway.upstream import CredentialsRequest, UpstreamClient
+from gateway.values import Credentials, Event
 from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import structlog
 
-from gateway.plugin_api import Backend, CallbackRegistration
+from gateway.backend import Backend, CallbackRegistration
 from gateway.tenants import TenantDirectory
 
 log = structlog.get_logger("gateway.callbacks")

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, keys new, spec, check."""
+"""The `gateway` command: serve, keys new, spec, check, callbacks sync, new-backend."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from gateway import __version__
 from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.plugins import PluginError, PluginHost
+from gateway.scaffold import ScaffoldError, new_backend
 from gateway.server import EdgeSite, reserve_descriptors
 from gateway.settings import (
     ConfigError,
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (ConfigError, PluginError) as exc:
+    except (ConfigError, PluginError, ScaffoldError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
 
@@ -102,7 +103,31 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a configuration and say what is wrong")
     check.add_argument("--config", help="TOML configuration (default: $GATEWAY_CONFIG)")
     check.set_defaults(run=_check)
+
+    scaffold = commands.add_parser(
+        "new-backend", help="write a new backend plugin of the standard shape into plugins/NAME"
+    )
+    scaffold.add_argument("name", metavar="NAME", help="the backend's name, e.g. shop_api")
+    scaffold.add_argument(
+        "--plugins-dir", type=Path, default=Path("plugins"), help="where (default: ./plugins)"
+    )
+    scaffold.set_defaults(run=_new_backend)
     return parser
+
+
+def _new_backend(args: argparse.Namespace) -> int:
+    written = new_backend(args.name, args.plugins_dir)
+    root = args.plugins_dir / args.name
+    for path in written:
+        print(root / path)
+    print(
+        f"""
+Backend {args.name!r} written to {root}/. Next:
+  pip install -e {root}      (make does it by itself for every folder under plugins/)
+  pytest {root}/tests
+  gateway serve --sandbox    (its simulator among the others; GET /v1/backends lists it)"""
+    )
+    return 0
 
 
 def _keys_new(args: argparse.Namespace) -> int:

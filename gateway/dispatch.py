@@ -14,17 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway import idempotency, problems, wire
+from gateway.backend import CallbackCall, GatewayServices, OperationCall, ResourceBook
 from gateway.contract import Operation
 from gateway.middleware import REQUEST_ID_HEADER
 from gateway.owners import Owners
-from gateway.plugin_api import (
-    CallbackCall,
-    Event,
-    GatewayServices,
-    OperationCall,
-    Reply,
-    ResourceBook,
-)
 from gateway.state import (
     BACKENDS,
     CONTRACT,
@@ -43,6 +36,7 @@ from gateway.store import ResourceRecord, Store
 from gateway.tenants import Tenant, choose_backend
 from gateway.upstream import BoundUpstream
 from gateway.validation import read_body
+from gateway.values import Event, Reply
 
 MAX_CALLBACK_BYTES = 1024 * 1024
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.plugin_api import Event, hookimpl
+from gateway.backend import hookimpl
 from gateway.settings import EventsSettings
 from gateway.store import Store
+from gateway.values import Event
 from gateway.webhooks.delivery import DeliveryWorker
 
 TEST_EVENT = "gateway.test"

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from gateway.plugin_api import Backend, Event, Sandbox
+    from gateway.backend import Backend, Sandbox
+    from gateway.values import Event
 
 _spec = pluggy.HookspecMarker("gateway")
 

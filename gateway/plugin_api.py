@@ -1,25 +1,34 @@
 """The plugin API: everything a backend plugin may use of the core, and nothing else.
 
-A backend plugin imports from this module only (a test holds every plugin to it), so `__all__`
-below is the whole contract with third-party backends and a change to it is a change to that
-contract. A backend is an object: a `Backend` subclass, declared by its class attributes and
-registered by the plugin's `gateway_register_backends(register)` hook; the core builds one
-instance per app, calls its methods directly and `aclose()`s it when the app stops, so the
-instance is where a backend keeps its state (token caches, rule caches, concurrency limits).
-The API also carries the kit a backend's simulator is built with (from `gateway.sandbox_kit`:
-request recording, fault knobs, the `/_sandbox` control endpoints).
+A backend plugin imports from this module only, its tests included (a test holds every plugin to
+it), so `__all__` below is the whole contract with third-party backends and a change to it is a
+change to that contract. It gathers, from the modules that define them:
+
+- the backend object and what the core hands it (`gateway.backend`): `Backend`, `OperationCall`,
+  `CallbackCall`, `CallbackRegistration`, `Sandbox`, `hookimpl`, ...;
+- values and errors: `Reply`, `Credentials`, `Secret`, `Event`, `ProblemError` and its helpers;
+- the upstream client's types (`BoundUpstream`, `UpstreamResponse`, the `Upstream*` errors);
+- the kit a backend's simulator is built with (`gateway.sandbox_kit`: request recording, fault
+  knobs, the `/_sandbox` control endpoints);
+- the kit a backend's tests are built with (`gateway.testing`: a gateway in front of the
+  backend's sandbox, a contract check of every answer, a webhook subscriber). Its pytest
+  fixtures are in `gateway.pytest_plugin`, which pytest loads by itself; pytest is never imported
+  from here, so production code does not need it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from importlib import resources
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
-
-import attrs
-import pluggy
-import yaml
-
+from gateway.backend import (
+    Backend,
+    BackendContext,
+    CallbackCall,
+    CallbackRegistration,
+    GatewayServices,
+    OperationCall,
+    ResourceBook,
+    Sandbox,
+    hookimpl,
+)
 from gateway.forms import Form, UploadedFile
 from gateway.problems import (
     FieldError,
@@ -51,12 +60,22 @@ from gateway.sandbox_kit import (
     switch_knob,
     update_faults,
 )
-from gateway.store import ResourceRecord, Store
+from gateway.store import ResourceRecord
+from gateway.testing import (
+    ContractCheck,
+    Delivery,
+    SandboxGateway,
+    StartGateway,
+    WebhookSubscriber,
+    eventually,
+    sandbox_gateway,
+    verify_webhook,
+    webhook_subscriber,
+)
 from gateway.upstream import (
     BodyFactory,
     BoundUpstream,
     CredentialsRequest,
-    UpstreamClient,
     UpstreamCredentialsRejected,
     UpstreamError,
     UpstreamRejected,
@@ -66,9 +85,6 @@ from gateway.upstream import (
     UpstreamUnavailable,
 )
 from gateway.values import Credentials, Event, Reply, Secret
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 __all__ = [
     "CONTROL_SEGMENT",
@@ -80,8 +96,10 @@ __all__ = [
     "BoundUpstream",
     "CallbackCall",
     "CallbackRegistration",
+    "ContractCheck",
     "Credentials",
     "CredentialsRequest",
+    "Delivery",
     "Event",
     "FaultAnswers",
     "FaultKnobs",
@@ -95,9 +113,11 @@ __all__ = [
     "ResourceBook",
     "ResourceRecord",
     "Sandbox",
+    "SandboxGateway",
     "SandboxProblem",
     "Secret",
     "SimulatorState",
+    "StartGateway",
     "UploadedFile",
     "UpstreamCredentialsRejected",
     "UpstreamError",
@@ -106,8 +126,10 @@ __all__ = [
     "UpstreamServerError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "WebhookSubscriber",
     "bad_request",
     "count_knob",
+    "eventually",
     "hookimpl",
     "invalid_input",
     "is_control",
@@ -117,6 +139,7 @@ __all__ = [
     "not_implemented",
     "payload_too_large",
     "rate_knob",
+    "sandbox_gateway",
     "seconds_knob",
     "simulator_app",
     "strip_url_queries",
@@ -124,291 +147,6 @@ __all__ = [
     "unauthorized",
     "unsupported_media_type",
     "update_faults",
+    "verify_webhook",
+    "webhook_subscriber",
 ]
-
-hookimpl = pluggy.HookimplMarker("gateway")
-"""Marks a plugin's hook implementations: `@hookimpl def gateway_register_backends(register)`."""
-
-C = TypeVar("C")
-
-
-class ResourceBook:
-    """The records a backend keeps about the resources its tenant created through the gateway.
-
-    Scoped to one tenant: another tenant's resource reads as None, exactly as if it did not exist.
-    The core records the resources named in the contract's `x-gateway-resources` before the
-    operation runs; a backend adds its own attributes, and may record further resources (images).
-    """
-
-    def __init__(self, store: Store, *, tenant: str, backend: str) -> None:
-        self._store = store
-        self._tenant = tenant
-        self._backend = backend
-
-    async def get(self, kind: str, resource_id: str) -> ResourceRecord | None:
-        record = await self._store.get_resource(kind, resource_id)
-        return record if record is not None and record.tenant == self._tenant else None
-
-    async def put(
-        self,
-        kind: str,
-        resource_id: str,
-        attributes: Mapping[str, Any],
-        *,
-        parent_id: str | None = None,
-    ) -> ResourceRecord:
-        """Record the resource if new, then merge `attributes` (top-level keys replaced).
-
-        Raises LookupError if another tenant owns that id.
-        """
-        record = await self._store.claim_resource(
-            kind, resource_id, tenant=self._tenant, backend=self._backend, parent_id=parent_id
-        )
-        if record.tenant != self._tenant:
-            raise LookupError(f"{kind} {resource_id} belongs to another tenant")
-        updated = await self._store.update_resource(kind, resource_id, attributes)
-        assert updated is not None
-        return updated
-
-    async def claim(self, kind: str, resource_id: str, *, parent_id: str | None = None) -> bool:
-        """Own the resource from its first use: True if this tenant owns it (now or already),
-        False if another tenant does. Writes only the first time."""
-        record = await self._store.get_resource(kind, resource_id)
-        if record is None:
-            record = await self._store.claim_resource(
-                kind, resource_id, tenant=self._tenant, backend=self._backend, parent_id=parent_id
-            )
-        return record.tenant == self._tenant
-
-    async def children(self, kind: str, parent_id: str) -> list[ResourceRecord]:
-        """The records of `kind` under `parent_id`, oldest first."""
-        return list(await self._store.list_resources(self._tenant, kind, (parent_id,)))
-
-    async def children_of(
-        self, kind: str, parent_ids: Iterable[str]
-    ) -> dict[str, list[ResourceRecord]]:
-        """The records of `kind` under each of `parent_ids` (every one a key, oldest first), in
-        one read however many parents there are."""
-        found: dict[str, list[ResourceRecord]] = {parent: [] for parent in parent_ids}
-        for record in await self._store.list_resources(self._tenant, kind, tuple(found)):
-            if record.parent_id is not None:
-                found[record.parent_id].append(record)
-        return found
-
-
-class GatewayServices:
-    """The core's services a backend may use while it handles a call.
-
-    A small, stable surface (plugins must not reach into the app): publishing events, building
-    URLs of the gateway's own routes, streaming an answer, and the tenant's resource records.
-    """
-
-    def __init__(
-        self,
-        *,
-        resources: ResourceBook,
-        publish: Callable[[Event], Awaitable[bool]],
-        url_for: Callable[..., str],
-        start_stream: Callable[..., Awaitable[web.StreamResponse]],
-        tenant: str,
-        backend: str,
-    ) -> None:
-        self.resources = resources
-        self._publish = publish
-        self._url_for = url_for
-        self._start_stream = start_stream
-        self._tenant = tenant
-        self._backend = backend
-
-    async def emit(
-        self, event_type: str, data: Mapping[str, Any], *, dedupe_key: str | None = None
-    ) -> Event | None:
-        """Publish an event for this call's tenant and backend, durably.
-
-        Returns the event once it is stored, or None when `dedupe_key` shows it was already
-        published (a repeated upstream callback).
-        """
-        event = Event.new(
-            event_type, data, tenant=self._tenant, backend=self._backend, dedupe_key=dedupe_key
-        )
-        return event if await self._publish(event) else None
-
-    def url_for(self, operation_id: str, /, **path: str) -> str:
-        """The absolute URL of one of the gateway's own routes, e.g. `downloadResult`."""
-        return self._url_for(operation_id, **path)
-
-    async def start_stream(
-        self,
-        *,
-        content_type: str,
-        status: int = 200,
-        headers: Mapping[str, str] | None = None,
-        content_length: int | None = None,
-    ) -> web.StreamResponse:
-        """Begin a streamed answer to the caller; write chunks to it, then return it from the hook.
-
-        For bodies that must not be held in memory, such as a result file passed through.
-        """
-        return await self._start_stream(
-            content_type=content_type, status=status, headers=headers, content_length=content_length
-        )
-
-
-@attrs.frozen
-class OperationCall(Generic[C]):
-    """One unified operation, validated against the contract, routed to one backend.
-
-    `path`, `query` and `headers` hold the contract's parameters, already coerced to their schema
-    types; `body` the validated JSON body; `form` the validated multipart form with its files
-    spooled to disk. `config` is this tenant's configuration for the backend (its `config_type`).
-    """
-
-    operation: str
-    backend: str
-    tenant: str
-    config: C
-    request_id: str
-    path: Mapping[str, Any]
-    query: Mapping[str, Any]
-    headers: Mapping[str, str]
-    body: Any
-    form: Form | None
-    upstream: BoundUpstream
-    services: GatewayServices
-
-
-@attrs.frozen
-class CallbackCall(Generic[C]):
-    """An inbound request from an upstream to `/callbacks/{backend}/{tenantId}/{callbackPath}`.
-
-    The core has not authenticated it: the backend checks its own secret (constant time) and answers
-    401 if it does not match. `config` is None when the tenant does not exist or has no
-    configuration for this backend.
-    """
-
-    backend: str
-    tenant: str
-    config: C | None
-    callback_path: str
-    request_id: str
-    headers: Mapping[str, str]
-    body: bytes
-    upstream: BoundUpstream
-    services: GatewayServices
-
-
-@attrs.frozen
-class Sandbox:
-    """A backend's simulator: a real aiohttp app, and the tenant configuration that points at it.
-
-    `make_app()` builds the simulator; `tenant_config(base_url)` returns the raw configuration
-    mapping (as under `[tenants.backends.<name>]`, secrets as `Secret`) for a demo tenant whose
-    upstream is the simulator served at `base_url`.
-    """
-
-    backend: str
-    make_app: Callable[[], web.Application]
-    tenant_config: Callable[[str], Mapping[str, Any]]
-
-
-@attrs.frozen
-class CallbackRegistration(Generic[C]):
-    """Register a backend's callbacks for one tenant with its upstream; see
-    `Backend.register_callbacks`. `callback_url` is `{public_url}/callbacks/{backend}/{tenant}/`:
-    the backend appends what identifies the callback."""
-
-    tenant: str
-    config: C
-    callback_url: str
-    upstream: BoundUpstream
-
-
-@attrs.frozen
-class BackendContext:
-    """What the core gives a backend when it builds it, once per app: its name and its upstream
-    client (one session and breaker for the backend; `bind` it for background work)."""
-
-    name: str
-    upstream: UpstreamClient
-
-
-class Backend(Generic[C]):
-    """A backend, within one app. Subclass it, set the class attributes, register the class.
-
-    The class attributes declare it before any instance exists (the configuration is checked
-    against `config_type` first): `capabilities` are the contract's operationIds it serves (the
-    core answers 501 for the others), `config_type` is an attrs class the core structures each
-    tenant's `[tenants.backends.<name>]` table into with the configuration's converter (errors
-    name their path), `event_types` maps each event type it emits to a one-line description.
-    `openapi` names the OpenAPI fragment the backend brings operations of its own in, if any
-    (`openapi_fragment`): the core merges it into the contract it serves.
-
-    The core builds one instance per app with a `BackendContext` and calls:
-    `credentials` before every upstream attempt, `operation` for each caller request routed here,
-    and, when the subclass defines them, `callback` for each request the upstream sends to
-    `/callbacks/{name}/...` and `register_callbacks` per tenant at start-up (in the background,
-    until it succeeds) and on `gateway callbacks sync`. `aclose` runs when the app stops.
-    Errors are raised as `ProblemError`s (the helpers above), never answered by hand.
-    """
-
-    name: ClassVar[str]
-    version: ClassVar[str]
-    config_type: ClassVar[type[Any]]
-    capabilities: ClassVar[frozenset[str]]
-    description: ClassVar[str] = ""
-    event_types: ClassVar[Mapping[str, str]] = {}
-    # "package:path/in/it.yaml": a YAML file shipped in the distribution (package data).
-    openapi: ClassVar[str | None] = None
-
-    def __init__(self, context: BackendContext) -> None:
-        self.context = context
-
-    @classmethod
-    def openapi_fragment(cls) -> Mapping[str, Any] | None:
-        """The operations this backend brings, as an OpenAPI fragment: `tags` of its own,
-        `paths` (under /v1/, each operation `x-gateway-backend: true`, tagged with one of its
-        tags, and among `capabilities`), `components` and `webhooks` (for its `event_types`).
-        `$ref`s name the contract's components or the fragment's. Read from `openapi` by
-        default; override to build it in code. Read when an app is built; a clash with the
-        contract or another backend's fragment stops the start-up."""
-        if cls.openapi is None:
-            return None
-        package, colon, path = cls.openapi.partition(":")
-        if not (colon and package and path):
-            raise ValueError(f"{cls.__name__}.openapi is 'package:path/in/it.yaml'")
-        loaded: Mapping[str, Any] = yaml.safe_load(
-            resources.files(package).joinpath(path).read_text(encoding="utf-8")
-        )
-        return loaded
-
-    async def credentials(self, request: CredentialsRequest) -> Credentials:
-        """What the upstream needs to know the tenant, for this one request: headers, query,
-        secrets to redact. Asked before every attempt (a rotated key is used at once); a key
-        must go only to the hosts it belongs to (`request.url`)."""
-        return Credentials()
-
-    async def operation(self, call: OperationCall[C]) -> Reply | web.StreamResponse:
-        """Carry out one of the `capabilities` for `call.tenant`, after the caller's key, the
-        request and the tenant's ownership of the path's resources were checked."""
-        raise not_implemented(f"backend {self.name} does not serve {call.operation}")
-
-    async def callback(self, call: CallbackCall[C]) -> Reply:
-        """Receive a request the upstream sent: authenticate it with the backend's own secret
-        (401 storing nothing), turn it into events (`call.services.emit`) and answer 2xx only
-        once they were accepted. Defined only by backends whose upstream calls back."""
-        raise not_found(f"backend {self.name} receives no callbacks")
-
-    async def register_callbacks(self, registration: CallbackRegistration[C]) -> None:
-        """Register the callbacks for one tenant; idempotent; raise to report a failure (it is
-        retried and shown in `/readyz` and `/v1/backends`)."""
-
-    async def aclose(self) -> None:
-        """Release what the instance holds; the app is stopping."""
-
-    @classmethod
-    def receives_callbacks(cls) -> bool:
-        return cls.callback is not Backend.callback
-
-    @classmethod
-    def registers_callbacks(cls) -> bool:
-        return cls.register_callbacks is not Backend.register_callbacks

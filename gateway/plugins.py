@@ -16,9 +16,10 @@ import pluggy
 import yaml
 
 from gateway import hookspecs
+from gateway.backend import Backend, Sandbox
 from gateway.contract import Contract, ContractError
 from gateway.fragments import merged_contract
-from gateway.plugin_api import Backend, Event, Sandbox
+from gateway.values import Event
 
 ENTRY_POINT_GROUP = "gateway.backends"
 PROJECT = "gateway"

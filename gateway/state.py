@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.backend import Backend
 from gateway.callbacks import CallbackRegistrar
 from gateway.contract import Contract, Operation
 from gateway.metrics import Metrics
 from gateway.owners import Owners
-from gateway.plugin_api import Backend
 from gateway.plugins import PluginHost
 from gateway.settings import Settings
 from gateway.store import Store

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import attrs
 from aiohttp import FormData, web
+from yarl import URL
 
 from gateway.plugin_api import (
     Backend,
@@ -198,7 +199,11 @@ class AcmeBackend(Backend[AcmeConfig]):
     openapi = "tests:acme_openapi.yaml"
 
     async def credentials(self, request: CredentialsRequest) -> Credentials:
-        key = request.config.api_key.reveal()
+        config: AcmeConfig = request.config
+        # The key is Acme's: a URL on any other origin (a redirect, a link in an answer) gets none.
+        if request.url.origin() != URL(config.base_url).origin():
+            return Credentials()
+        key = config.api_key.reveal()
         return Credentials(headers={"Authorization": f"Bearer {key}"}, secrets=frozenset({key}))
 
     async def operation(self, call: OperationCall[AcmeConfig]) -> Reply | web.StreamResponse:

@@ -1,12 +1,15 @@
 """Shared fixtures: the real app factory, the Acme test backend and its simulator, log capture.
 
+`contract_check` (every answer of the apps the fixtures build, checked against the contract) and
+`eventually` come from the backend authors' test kit (`gateway.testing`, its fixtures loaded by
+pytest from `gateway.pytest_plugin`), as a plugin's own tests get them.
+
 Every line the gateway logs during the whole session goes to one JSON-lines file; the session ends
 by searching it for every secret the tests configured (see `log_file`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,12 +22,14 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
+from gateway.contract import Contract
 from gateway.logs import configure_logging
+from gateway.plugins import PluginHost
 from gateway.settings import Settings, load_settings
 from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
+from gateway.testing import ContractCheck, eventually
 from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream
-from tests.contract_check import ContractCheck
 from tests.pg import (  # noqa: F401 - PostgreSQL fixtures for every module
     PostgresServer,
     pg_server,
@@ -60,16 +65,6 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     text = path.read_text(encoding="utf-8")
     leaked = [secret for secret in SECRETS if secret in text]
     assert not leaked, f"secrets appeared in log output: {leaked}"
-
-
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until `condition()` holds (background work settles), failing after `within` s."""
-    try:
-        async with asyncio.timeout(within):
-            while not condition():  # noqa: ASYNC110 - polling state owned by the app under test
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"condition still false after {within} s") from None
 
 
 class LogLines:
@@ -167,15 +162,6 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def contract_check() -> Iterator[ContractCheck]:
-    """Checks every answer of the apps the fixtures build against the contract; any drift (an
-    undocumented status, another content type, a body breaking its schema) fails the test."""
-    check = ContractCheck()
-    yield check
-    check.assert_clean()
-
-
-@pytest.fixture
 async def make_gateway(
     aiohttp_client: Any,
     aiohttp_server: Any,
@@ -212,3 +198,9 @@ async def make_gateway(
 async def gateway(make_gateway: MakeGateway) -> Gateway:
     gateway: Gateway = await make_gateway()
     return gateway
+
+
+def gateway_contract() -> Contract:
+    """The contract the tests' gateways serve: the core's, with the fragments of the installed
+    backends and of Acme merged in (built once: `merged_contract` caches it)."""
+    return PluginHost.build(extra=[AcmePlugin()]).contract()

@@ -11,9 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_API = "gateway.plugin_api"
-# What backends are made of: every plugin distribution, and the test backend.
+# What backends are made of: every plugin distribution and its tests, and the test backend.
 PLUGIN_FILES = sorted(
-    [*ROOT.glob("plugins/*/gateway_*/**/*.py"), ROOT / "tests" / "acme_backend.py"]
+    [
+        *ROOT.glob("plugins/*/gateway_*/**/*.py"),
+        *ROOT.glob("plugins/*/tests/**/*.py"),
+        ROOT / "tests" / "acme_backend.py",
+    ]
 )
 
 
@@ -30,8 +34,8 @@ def imported(path: Path) -> Iterator[tuple[str, int]]:
 
 @pytest.mark.parametrize("path", PLUGIN_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_plugins_import_the_core_only_through_the_plugin_api(path: Path) -> None:
-    """A backend that reached past `gateway.plugin_api` would break with any refactoring of the
-    core; the API module's `__all__` is the whole contract."""
+    """A backend (or its tests) that reached past `gateway.plugin_api` would break with any
+    refactoring of the core; the API module's `__all__` is the whole contract."""
     wrong = [
         f"line {line}: {name}"
         for name, line in imported(path)

@@ -19,7 +19,7 @@ from gateway.routes import route_table
 from gateway.state import CONTRACT
 from tests.acme_backend import AcmeBackend, AcmePlugin
 from tests.conftest import Gateway
-from tests.contract_check import gateway_contract
+from tests.conftest import gateway_contract
 
 # The core contract's operations (openapi/gateway.yaml); fragments add theirs.
 CORE_OPERATION_IDS = {

@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import FormData, web
 
 from gateway.contract import compile_responses
-from tests.conftest import CALLBACK_SECRET_A, Gateway
-from tests.contract_check import ContractCheck, gateway_contract
+from gateway.testing import ContractCheck
+from tests.conftest import CALLBACK_SECRET_A, Gateway, gateway_contract
 
 
 def canned_app(check: ContractCheck) -> web.Application:

@@ -17,7 +17,7 @@ import pytest
 
 from gateway.contract import HTTP_METHODS
 from tests.conftest import Gateway
-from tests.contract_check import gateway_contract
+from tests.conftest import gateway_contract
 
 
 def documented_operations() -> list[dict[str, Any]]:

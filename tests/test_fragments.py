@@ -29,7 +29,7 @@ from gateway_artifi.backend import ArtifiBackend
 from gateway_pictofit.backend import PictofitBackend
 from tests.acme_backend import AcmeBackend, AcmeConfig, AcmePlugin
 from tests.conftest import ACME_KEY_A, CALLER_KEY_B, Gateway, gateway_config
-from tests.contract_check import ContractCheck
+from gateway.testing import ContractCheck
 
 WIDGETS = "/v1/acme/widgets"
 

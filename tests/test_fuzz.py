@@ -26,7 +26,7 @@ from gateway.state import UPLOADS
 from tests import raw_http
 from tests.acme_backend import AcmeBackend
 from tests.conftest import CALLBACK_SECRET_A, CALLER_KEY_A, Gateway, LogLines
-from tests.contract_check import gateway_contract
+from tests.conftest import gateway_contract
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 # The gateway fixture's contract: the backends' fragments' operations are fuzzed too.

@@ -20,7 +20,7 @@ from tests.artifi.conftest import (  # noqa: F401 - the Artifi fixtures, for lis
     make_artifi,
 )
 from tests.conftest import CALLBACK_SECRET_A, Gateway
-from tests.contract_check import gateway_contract
+from tests.conftest import gateway_contract
 
 ORDER_WORDS = re.compile(r"\b(newest|oldest) first\b")
 

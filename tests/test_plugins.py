@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from yarl import URL
 
@@ -120,19 +121,24 @@ def test_registering_something_else_fails() -> None:
 
 async def test_backend_credentials_are_asked_per_request(gateway: Gateway) -> None:
     """The app's one AcmeBackend is asked with the request the credentials are for, and what it
-    answers goes upstream."""
+    answers goes upstream; a request to another origin than the tenant's Acme gets no key."""
     backend = gateway.client.app[BACKENDS]["acme"]
     assert isinstance(backend, AcmeBackend)
     tenant = gateway.client.app[TENANTS].get("tenant-a")
     assert tenant is not None
+    config = tenant.configs["acme"]
     upstream = backend.context.upstream.bind(
-        tenant="tenant-a", config=tenant.configs["acme"], request_id="r", operation="x"
+        tenant="tenant-a", config=config, request_id="r", operation="x"
     )
     request = CredentialsRequest(
-        "tenant-a", tenant.configs["acme"], "GET", URL("http://x/types"), upstream
+        "tenant-a", config, "GET", URL(gateway.upstream_url) / "types", upstream
     )
     creds = await backend.credentials(request)
     assert creds.headers["Authorization"].startswith("Bearer acme-upstream-key-A")
+    for foreign in ("http://x/types", gateway.upstream_url.replace("http:", "https:") + "/types"):
+        elsewhere = await backend.credentials(attrs.evolve(request, url=URL(foreign)))
+        assert elsewhere.headers == {}, foreign
+        assert not elsewhere.secrets
     await gateway.client.get("/v1/product-types", headers=gateway.auth())
     assert (
         gateway.upstream.requests[-1]["headers"]["Authorization"] == creds.headers["Authorization"]

@@ -1,4 +1,5 @@
-"""The README's subscriber guide works: its snippet, run as written, verifies real deliveries."""
+"""The README's snippets work as written: the subscriber guide's verifies real deliveries, and the
+backend author's guide's test passes with the test kit's fixtures."""
 
 from __future__ import annotations
 
@@ -13,26 +14,33 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.plugin_api import StartGateway, WebhookSubscriber
 from gateway.webhooks import signing
 from tests.conftest import Gateway, eventually
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTION = "### Verifying deliveries (for subscribers)"
+KIT_SECTION = "### Testing a backend: the test kit"
 
 Verify = Callable[[str, bytes, dict[str, str]], dict[str, Any] | None]
 
 
+def snippet(heading: str) -> dict[str, Any]:
+    """The names the first Python block under `heading` defines, run as written."""
+    text = README.read_text(encoding="utf-8")
+    assert heading in text, f"README has no section {heading!r}"
+    section = text.split(heading, 1)[1].split("\n#", 1)[0]
+    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert found, f"{heading!r} has no Python snippet"
+    namespace: dict[str, Any] = {}
+    exec(compile(found.group(1), f"{README}:{heading}", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
 @pytest.fixture(scope="module")
 def verify_delivery() -> Verify:
-    """`verify_delivery` as the README defines it (the first Python block of its section)."""
-    text = README.read_text(encoding="utf-8")
-    assert SECTION in text, f"README has no section {SECTION!r}"
-    section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
-    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert found, "the subscriber section has no Python snippet"
-    namespace: dict[str, Any] = {}
-    exec(compile(found.group(1), f"{README}:{SECTION}", "exec"), namespace)  # noqa: S102
-    function: Verify = namespace["verify_delivery"]
+    """`verify_delivery` as the README defines it."""
+    function: Verify = snippet(SECTION)["verify_delivery"]
     return function
 
 
@@ -90,3 +98,13 @@ def test_snippet_accepts_either_secret_during_rotation_and_refuses_replays(
     assert verify_delivery(signing.new_secret(), body, headers) is None
     stale = signing.headers([new], "evt_1", now - 600, body)
     assert verify_delivery(new, body, stale) is None
+
+
+async def test_kit_snippet_passes_with_the_kits_fixtures(
+    start_gateway: StartGateway, subscriber: WebhookSubscriber
+) -> None:
+    """The author's guide's example test, run as written with the fixtures pytest gives plugins'
+    tests (`gateway.pytest_plugin`), passes."""
+    test = snippet(KIT_SECTION)["test_acme_callbacks_reach_subscribers"]
+    await test(start_gateway, subscriber)
+    assert len(subscriber.deliveries) == 1

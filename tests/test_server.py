@@ -28,6 +28,7 @@ from gateway.redaction import REDACTED
 from gateway.server import FD_RESERVE, EdgeSite, track_requests
 from gateway.settings import ServerSettings, load_settings
 from gateway.state import CALLBACKS
+from gateway.testing import ContractCheck, problem_validator
 from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream
 from tests.conftest import (
     ACME_KEY_A,
@@ -37,7 +38,6 @@ from tests.conftest import (
     eventually,
     gateway_config,
 )
-from tests.contract_check import ContractCheck, _problem_validator
 
 MB = 1024 * 1024
 # Limits small enough to watch them act; each test waits a few times longer at most.
@@ -99,7 +99,7 @@ class Answer:
         """The body as a problem document, checked against the contract's `Problem` schema."""
         assert self.headers["content-type"].startswith(PROBLEM_CONTENT_TYPE), self.headers
         document: dict[str, Any] = orjson.loads(self.body)
-        errors = [e.message for e in _problem_validator().iter_errors(document)]
+        errors = [e.message for e in problem_validator().iter_errors(document)]
         assert not errors, errors
         assert document["status"] == self.status
         assert document["requestId"] == self.headers["x-request-id"]

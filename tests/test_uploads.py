@@ -19,6 +19,7 @@ from aiohttp import FormData, web
 from gateway.app import create_app
 from gateway.settings import load_settings
 from gateway.state import UPLOADS
+from gateway.testing import ContractCheck
 from tests import raw_http
 from tests.acme_backend import (
     ACME_STATE,
@@ -36,7 +37,6 @@ from tests.conftest import (
     eventually,
     gateway_config,
 )
-from tests.contract_check import ContractCheck
 
 PROBLEM = "application/problem+json"
 PHOTOS = "/v1/users/u1/photos"

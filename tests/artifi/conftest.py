@@ -27,6 +27,7 @@ from gateway.app import create_app
 from gateway.contract import default_contract
 from gateway.settings import load_settings
 from gateway.tenants import digest_key
+from gateway.testing import ContractCheck
 from gateway_artifi.sandbox import (
     SANDBOX_STATE,
     ArtifiSandboxSettings,
@@ -35,7 +36,6 @@ from gateway_artifi.sandbox import (
     create_sandbox_app,
 )
 from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS
-from tests.contract_check import ContractCheck
 
 ARTIFI_KEY_A = "artifi-client-key-A-Vq81xKe2"
 ARTIFI_KEY_B = "artifi-client-key-B-p3Wd7Zr9"

@@ -30,6 +30,7 @@ from gateway.contract import default_contract
 from gateway.settings import load_settings
 from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
+from gateway.testing import ContractCheck
 from gateway_pictofit.sandbox import (
     SANDBOX_STATE,
     PictofitSandboxSettings,
@@ -37,7 +38,6 @@ from gateway_pictofit.sandbox import (
     create_sandbox_app,
 )
 from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS, LogLines, eventually
-from tests.contract_check import ContractCheck
 
 PICTOFIT_KEY_A = "pictofit-key-A-4Hq9mZt2w"
 PICTOFIT_KEY_B = "pictofit-key-B-Rv7c1Lx8p"
