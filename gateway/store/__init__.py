@@ -6,9 +6,10 @@ database. Both pass the same contract tests (`tests/test_store.py`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import enum
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -88,6 +89,36 @@ class Subscription:
         if self.previous_secret and (self.previous_expires_at or 0) > now:
             return (self.secret, self.previous_secret)
         return (self.secret,)
+
+
+class Unset(enum.Enum):
+    """The type of `UNSET`: a field a change leaves as it is (None is a value of its own)."""
+
+    UNSET = "unset"
+
+
+UNSET: Final = Unset.UNSET
+
+
+@attrs.frozen
+class SubscriptionChanges:
+    """What `update_subscription` changes: every field left `UNSET` stays as it is; None clears
+    the fields that may be empty. Enabling clears the failure state as well."""
+
+    url: str | Unset = UNSET
+    event_types: tuple[str, ...] | Unset = UNSET
+    description: str | Unset | None = UNSET
+    enabled: bool | Unset = UNSET
+    secret: str | Unset = UNSET
+    previous_secret: str | Unset | None = UNSET
+    previous_expires_at: float | Unset | None = UNSET
+
+    def items(self) -> Iterator[tuple[str, object]]:
+        """(column, value) of each field that is set, in declaration order."""
+        for field in attrs.fields(SubscriptionChanges):
+            value = getattr(self, field.name)
+            if value is not UNSET:
+                yield field.name, value
 
 
 @attrs.frozen
@@ -238,10 +269,9 @@ class Store(Protocol):
         """The tenant's subscriptions, oldest first, from after `after` (None: the first page)."""
 
     async def update_subscription(
-        self, tenant: str, subscription_id: str, changes: Mapping[str, Any]
+        self, tenant: str, subscription_id: str, changes: SubscriptionChanges
     ) -> Subscription | None:
-        """Change url, event_types, description, enabled (re-enabling clears the failure state),
-        secret, previous_secret or previous_expires_at."""
+        """Apply `changes` (enabling clears the failure state); None if it is unknown."""
 
     async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
         """Delete it and fail its undelivered deliveries."""

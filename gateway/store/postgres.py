@@ -42,6 +42,7 @@ from gateway.store import (
     ResourceRecord,
     StoreUnavailable,
     Subscription,
+    SubscriptionChanges,
     SubscriptionPage,
 )
 from gateway.store.rows import (
@@ -561,21 +562,12 @@ class PostgresStore:
         return SubscriptionPage([_subscription(row) for row in rows], next_position)
 
     async def update_subscription(
-        self, tenant: str, subscription_id: str, changes: Mapping[str, Any]
+        self, tenant: str, subscription_id: str, changes: SubscriptionChanges
     ) -> Subscription | None:
-        encode: dict[str, Callable[[Any], Any]] = {
-            "url": str,
-            "event_types": lambda v: _json(list(v)),
-            "description": lambda v: v,
-            "enabled": bool,
-            "secret": str,
-            "previous_secret": lambda v: v,
-            "previous_expires_at": lambda v: v,
-        }
-        names = [name for name in changes if name in encode]
-        values = [encode[name](changes[name]) for name in names]
+        names = [name for name, _ in changes.items()]
+        values = [_json(list(v)) if isinstance(v, tuple) else v for _, v in changes.items()]
         sets = [f"{name} = ${n}" for n, name in enumerate(names, start=1)]
-        if changes.get("enabled") is True:
+        if changes.enabled is True:
             sets += ["disabled_reason = NULL", "failing_since = NULL"]
         n = len(values)
         sets.append(f"updated_at = ${n + 1}")

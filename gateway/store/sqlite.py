@@ -36,6 +36,7 @@ from gateway.store import (
     Position,
     ResourceRecord,
     Subscription,
+    SubscriptionChanges,
     SubscriptionPage,
 )
 from gateway.store.rows import (
@@ -399,20 +400,11 @@ class SQLiteStore:
         return SubscriptionPage([_subscription(row) for row in rows], next_position)
 
     async def update_subscription(
-        self, tenant: str, subscription_id: str, changes: Mapping[str, Any]
+        self, tenant: str, subscription_id: str, changes: SubscriptionChanges
     ) -> Subscription | None:
-        encode: dict[str, Callable[[Any], Any]] = {
-            "url": str,
-            "event_types": lambda v: _json(list(v)),
-            "description": lambda v: v,
-            "enabled": int,
-            "secret": str,
-            "previous_secret": lambda v: v,
-            "previous_expires_at": lambda v: v,
-        }
-        sets = [f"{name} = ?" for name in changes if name in encode]
-        values = [encode[name](value) for name, value in changes.items() if name in encode]
-        if changes.get("enabled") is True:
+        sets = [f"{name} = ?" for name, _ in changes.items()]
+        values = [_json(list(v)) if isinstance(v, tuple) else v for _, v in changes.items()]
+        if changes.enabled is True:
             sets += ["disabled_reason = NULL", "failing_since = NULL"]
 
         def op(db: sqlite3.Connection) -> Subscription | None:
