@@ -68,6 +68,23 @@ def event(row: Any) -> Event:
     )
 
 
+def event_values(event: Event) -> tuple[object, ...]:
+    """The columns of EVENT, in order, to store `event`."""
+    return (
+        event.id, event.type, event.tenant, event.backend, event.occurred_at,
+        to_json(event.data), event.dedupe_key,
+    )  # fmt: skip
+
+
+def subscription_values(s: Subscription) -> tuple[object, ...]:
+    """The columns of SUBSCRIPTION, in order, to store `s`."""
+    return (
+        s.id, s.tenant, s.url, to_json(list(s.event_types)), s.description, s.enabled,
+        s.disabled_reason, s.secret, s.previous_secret, s.previous_expires_at, s.failing_since,
+        s.created_at, s.updated_at,
+    )  # fmt: skip
+
+
 def subscription(row: Any) -> Subscription:
     (sid, tenant, url, types, description, enabled, reason, secret, previous, expires, failing,
      created, updated) = row  # fmt: skip
