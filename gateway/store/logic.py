@@ -32,7 +32,7 @@ from gateway.store import (
     steps,
 )
 from gateway.store.rows import to_json
-from gateway.store.sql import Db, timestamp
+from gateway.store.sql import Claim, Db, timestamp
 
 T = TypeVar("T")
 Op = Callable[[Db], Coroutine[Any, Any, T]]
@@ -341,19 +341,8 @@ class SQLStore(abc.ABC):
         busy: Mapping[str, int] | None = None,
     ) -> Sequence[ClaimedDelivery]:
         most = limit if per_tenant is None else per_tenant
-        in_flight = dict(busy or {})
-        found = await self._write(
-            lambda db: db.claim(
-                owner=owner,
-                now=now,
-                lease=lease,
-                limit=limit,
-                exclude=exclude,
-                most=most,
-                busy=in_flight,
-            ),
-            single=True,
-        )
+        claim = Claim(owner, now, lease, limit, exclude, most, busy or {})
+        found = await self._write(lambda db: db.claim(claim), single=True)
         return [rows.claimed(row) for row in found]
 
     async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:

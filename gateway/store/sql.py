@@ -13,9 +13,11 @@ from __future__ import annotations
 import abc
 import datetime
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
+
+import attrs
 
 from gateway.backend import Event
 
@@ -34,6 +36,20 @@ def migrations(package: str) -> list[tuple[int, str]]:
         if entry.name.endswith(".sql"):
             found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
     return sorted(found)
+
+
+@attrs.frozen
+class Claim:
+    """What `Store.claim_deliveries` asks for, as a dialect's `Db.claim` takes it: a tenant gets
+    at most `most` less what `owner` has in flight for it (`busy`)."""
+
+    owner: str
+    now: float
+    lease: float
+    limit: int
+    exclude: Sequence[str]
+    most: int
+    busy: Mapping[str, int]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -106,19 +122,9 @@ class Db(abc.ABC):
         filter matches (`Subscription.matches`)."""
 
     @abc.abstractmethod
-    async def claim(
-        self,
-        *,
-        owner: str,
-        now: float,
-        lease: float,
-        limit: int,
-        exclude: Sequence[str],
-        most: int,
-        busy: dict[str, int],
-    ) -> Sequence[Row]:
-        """Lease due deliveries as `Store.claim_deliveries` describes (a tenant at most `most`
-        less `busy`); their rows, in the columns of `rows.DELIVERY_JOINED`."""
+    async def claim(self, claim: Claim) -> Sequence[Row]:
+        """Lease the due deliveries `claim` describes (`Store.claim_deliveries`); their rows, in
+        the columns of `rows.DELIVERY_JOINED`."""
 
 
 async def migrate(db: Db, package: str) -> None:

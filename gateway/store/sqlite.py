@@ -26,7 +26,7 @@ from typing import Any, TypeVar, cast
 from gateway.backend import Event
 from gateway.store import rows, sql, steps
 from gateway.store.logic import Op, SQLStore
-from gateway.store.sql import Db, Row
+from gateway.store.sql import Claim, Db, Row
 
 MIGRATIONS = "gateway.store.migrations.sqlite"
 T = TypeVar("T")
@@ -257,18 +257,8 @@ class SQLiteDb(Db):
             event.id, event.tenant, [s.id for s in found if s.matches(event.type)], now
         )
 
-    async def claim(
-        self,
-        *,
-        owner: str,
-        now: float,
-        lease: float,
-        limit: int,
-        exclude: Sequence[str],
-        most: int,
-        busy: dict[str, int],
-    ) -> Sequence[Row]:
-        db = self.conn
+    async def claim(self, claim: Claim) -> Sequence[Row]:
+        db, now, exclude, limit = self.conn, claim.now, claim.exclude, claim.limit
         skip = ",".join("?" * len(exclude))
         # Leases that ended (a dead worker's): few, whoever's they are.
         due: dict[str, list[tuple[float, str]]] = {}
@@ -282,7 +272,7 @@ class SQLiteDb(Db):
         # Turns: every tenant's oldest due, then every tenant's second, ... each up to its room.
         turns: list[tuple[int, float, str]] = []
         for tenant in tenants | due.keys():
-            room = min(limit, most - busy.get(tenant, 0))
+            room = min(limit, claim.most - claim.busy.get(tenant, 0))
             if room <= 0:
                 continue
             pending = db.execute(
@@ -300,7 +290,7 @@ class SQLiteDb(Db):
         db.execute(
             "UPDATE deliveries SET status = 'delivering', lease_owner = ?, lease_until = ?,"
             f" updated_at = ? WHERE id IN ({marks})",
-            (owner, now + lease, now, *ids),
+            (claim.owner, now + claim.lease, now, *ids),
         )
         return db.execute(
             f"SELECT {rows.DELIVERY_JOINED} FROM deliveries d"
