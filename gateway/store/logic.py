@@ -203,15 +203,7 @@ class SQLStore(abc.ABC):
                 # sees what the lock's previous holder committed.
                 await db.lock(DEDUPE_LOCK, f"{len(event.tenant)}:{event.tenant}:{event.dedupe_key}")
             now = time.time()
-            key, since = event.dedupe_key, now - dedupe_window
-            stored = await db.count(
-                f"INSERT INTO events ({rows.EVENT}, received_at, received_epoch)"
-                " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE CAST(? AS TEXT) IS NULL OR NOT EXISTS"
-                " (SELECT 1 FROM events WHERE tenant = ? AND dedupe_key = ?"
-                " AND received_epoch > ?)",
-                (*rows.event_values(event), timestamp(), now, key, event.tenant, key, since),
-            )
-            if not stored:
+            if not await db.insert_event(event, now, now - dedupe_window):
                 return False
             if only_subscription is not None:
                 await db.queue(event.id, event.tenant, [only_subscription], now)

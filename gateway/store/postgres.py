@@ -247,6 +247,16 @@ def _notify_if_queued(origin: int) -> str:
     return f"SELECT pg_notify('{CHANNEL}', ${origin}) FROM (SELECT FROM queued LIMIT 1) AS q"
 
 
+@functools.cache
+def _replace(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    marks = ", ".join("?" * len(columns))
+    update = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update}"
+    )
+
+
 class PostgresDb(Db):
     """PostgreSQL's spelling: placeholders numbered, lists as arrays, text ordered by bytes."""
 
@@ -290,6 +300,23 @@ class PostgresDb(Db):
 
     async def notify(self) -> None:
         await self.conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._origin)
+
+    def replace(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+        return _replace(table, tuple(columns), tuple(key))
+
+    async def insert_event(self, event: Event, now: float, since: float) -> bool:
+        # The check and the insert in one statement ($3 is the tenant, $7 the dedupe key).
+        stored = await self.conn.fetchval(
+            f"INSERT INTO events ({rows.EVENT}, received_at, received_epoch)"
+            " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE $7::text IS NULL OR NOT EXISTS"
+            " (SELECT 1 FROM events WHERE tenant = $3 AND dedupe_key = $7"
+            " AND received_epoch > $10) RETURNING 1",
+            *rows.event_values(event),
+            sql.timestamp(),
+            now,
+            since,
+        )
+        return bool(stored)
 
     async def insert_subscription(self, args: Sequence[object]) -> None:
         # seq is an identity column: PostgreSQL numbers it.

@@ -106,6 +106,16 @@ class Db(abc.ABC):
         without `queue` or `queue_matching` (which notify by themselves)."""
 
     @abc.abstractmethod
+    def replace(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+        """An INSERT of `columns` (a placeholder each) that replaces the row with the same
+        `key` columns, if there is one."""
+
+    @abc.abstractmethod
+    async def insert_event(self, event: Event, now: float, since: float) -> bool:
+        """Store `event`, received `now`, unless its tenant has one with its dedupe key received
+        after `since`; whether it was stored."""
+
+    @abc.abstractmethod
     async def insert_subscription(self, args: Sequence[object]) -> None:
         """Store a subscription (the columns of `rows.SUBSCRIPTION`, in that order) last in its
         tenant's creation order (`seq`)."""

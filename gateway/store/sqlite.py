@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from gateway.backend import Event
-from gateway.store import rows, sql, steps
+from gateway.store import rows, sql
 from gateway.store.logic import Op, SQLStore
 from gateway.store.sql import Claim, Db, Row
 
@@ -188,6 +188,12 @@ def _run_batch(db: SQLiteDb, ops: Sequence[Op[Any]]) -> list[tuple[bool, Any]]:
     return outcomes
 
 
+@functools.cache
+def _replace(table: str, columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
 class SQLiteDb(Db):
     """SQLite's spelling: neutral SQL as it is. One process, one writer: writes are serialised by
     the store, so nothing needs a lock, and nobody else needs waking."""
@@ -227,6 +233,27 @@ class SQLiteDb(Db):
     async def notify(self) -> None:
         """Nothing: the process that queued wakes its own workers."""
 
+    def replace(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+        return _replace(table, tuple(columns))
+
+    async def insert_event(self, event: Event, now: float, since: float) -> bool:
+        # A check, then an insert: one INSERT ... SELECT WHERE NOT EXISTS would copy its row
+        # through a temporary table (it reads the table it writes), twice the time.
+        if event.dedupe_key is not None:
+            seen = self.conn.execute(
+                "SELECT 1 FROM events WHERE tenant = ? AND dedupe_key = ?"
+                " AND received_epoch > ? LIMIT 1",
+                (event.tenant, event.dedupe_key, since),
+            ).fetchone()
+            if seen is not None:
+                return False
+        self.conn.execute(
+            f"INSERT INTO events ({rows.EVENT}, received_at, received_epoch)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*rows.event_values(event), sql.timestamp(), now),
+        )
+        return True
+
     async def insert_subscription(self, args: Sequence[object]) -> None:
         # No identity column: the next creation number is the largest so far, plus one.
         self.conn.execute(
@@ -252,9 +279,14 @@ class SQLiteDb(Db):
         return ids
 
     async def queue_matching(self, event: Event, now: float) -> None:
-        found = await steps.subscriptions(self, event.tenant, enabled_only=True)
-        await self.queue(
-            event.id, event.tenant, [s.id for s in found if s.matches(event.type)], now
+        # Subscription.matches, in SQL: one statement queues them all (ids as random as uuid4's).
+        self.conn.execute(
+            "INSERT INTO deliveries (id, event_id, subscription_id, tenant, status, attempts,"
+            " next_attempt_at, created_at, updated_at)"
+            " SELECT 'dlv_' || lower(hex(randomblob(16))), ?, id, tenant, 'pending', 0, ?, ?, ?"
+            " FROM subscriptions WHERE tenant = ? AND enabled = TRUE"
+            " AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value IN ('*', ?))",
+            (event.id, now, now, now, event.tenant, event.type),
         )
 
     async def claim(self, claim: Claim) -> Sequence[Row]:

@@ -20,6 +20,8 @@ from gateway.store import (
 )
 from gateway.store.sql import Db
 
+ATTEMPT = ("delivery_id", "number", "at", "status", "duration_ms", "error", "response_excerpt")
+
 
 async def get_resource(db: Db, kind: str, resource_id: str) -> ResourceRecord | None:
     row = await db.row(
@@ -80,12 +82,19 @@ async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> No
     handed_back = sorted(o.delivery_id for o in outcomes if o.attempt is None)
     if made:
         await db.many(
-            "INSERT INTO attempts (delivery_id, number, at, status, duration_ms, error,"
-            " response_excerpt) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (delivery_id, number) DO UPDATE SET at = excluded.at,"
-            " status = excluded.status, duration_ms = excluded.duration_ms,"
-            " error = excluded.error, response_excerpt = excluded.response_excerpt",
-            [(o.delivery_id, *attrs.astuple(a)) for o, a in made],
+            db.replace("attempts", ATTEMPT, key=("delivery_id", "number")),
+            [
+                (
+                    o.delivery_id,
+                    a.number,
+                    a.at,
+                    a.status,
+                    a.duration_ms,
+                    a.error,
+                    a.response_excerpt,
+                )
+                for o, a in made
+            ],
         )
         # Only a delivery still leased moves on: one failed by a disable stays failed.
         await db.many(
@@ -127,8 +136,7 @@ async def list_deliveries(db: Db, tenant: str, event_id: str) -> list[Delivery]:
     among, args = db.any_of("delivery_id", [d.id for d in deliveries])
     attempts: dict[str, list[Attempt]] = {}
     for row in await db.rows(
-        "SELECT delivery_id, number, at, status, duration_ms, error, response_excerpt"
-        f" FROM attempts WHERE {among} ORDER BY number",
+        f"SELECT {', '.join(ATTEMPT)} FROM attempts WHERE {among} ORDER BY number",
         args,
     ):
         attempts.setdefault(row[0], []).append(Attempt(*row[1:]))
