@@ -1,7 +1,8 @@
 """The store: what the gateway must remember across restarts, behind one narrow interface.
 
 SQLite is the embedded default; PostgreSQL serves several gateway processes or replicas on one
-database. Both pass the same contract tests (`tests/test_store.py`).
+database. Both run the same logic (`logic`, `steps`) over a dialect of their own (`sql.Db`), and
+pass the same contract tests (`tests/test_store.py`).
 """
 
 from __future__ import annotations

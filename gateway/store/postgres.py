@@ -248,12 +248,12 @@ def _notify_if_queued(origin: int) -> str:
 
 
 @functools.cache
-def _replace(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
-    marks = ", ".join("?" * len(columns))
-    update = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+def _replace(table: str, columns: str, key: str) -> str:
+    names, keys = columns.split(", "), key.split(", ")
+    update = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c not in keys)
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update}"
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(names))})"
+        f" ON CONFLICT ({key}) DO UPDATE SET {update}"
     )
 
 
@@ -301,8 +301,8 @@ class PostgresDb(Db):
     async def notify(self) -> None:
         await self.conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._origin)
 
-    def replace(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
-        return _replace(table, tuple(columns), tuple(key))
+    def replace(self, table: str, columns: str, key: str) -> str:
+        return _replace(table, columns, key)
 
     async def insert_event(self, event: Event, now: float, since: float) -> bool:
         # The check and the insert in one statement ($3 is the tenant, $7 the dedupe key).

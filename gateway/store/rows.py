@@ -20,6 +20,7 @@ DELIVERY = (
     "id, event_id, subscription_id, tenant, status, attempts, next_attempt_at, last_error,"
     " created_at"
 )
+ATTEMPT = "delivery_id, number, at, status, duration_ms, error, response_excerpt"
 DELIVERY_JOINED = (
     "d.id, d.event_id, d.subscription_id, d.tenant, d.status, d.attempts, d.next_attempt_at,"
     " d.last_error, d.created_at,"

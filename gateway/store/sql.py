@@ -1,10 +1,11 @@
 """What the shared store logic (`gateway.store.logic`) asks of a database: one connection in one
 SQL dialect, and the few steps each dialect spells its own way.
 
-The logic writes its queries once, in neutral SQL: `?` placeholders, standard upserts
-(`ON CONFLICT`), `TRUE`/`FALSE`. A dialect renders them (PostgreSQL numbers the placeholders) and
-adds only what differs between the databases: how a list is matched, how rows are locked, how
-deliveries are queued and claimed, what a transaction notifies. A dialect's own statements are
+The logic writes its queries once, in neutral SQL: `?` placeholders, `ON CONFLICT DO NOTHING`,
+`TRUE`/`FALSE`. A dialect renders them (PostgreSQL numbers the placeholders) and adds only what
+differs between the databases: how a list is matched, text ordered and a row replaced; how rows
+are locked and other processes woken; how an event is stored and its deliveries queued and
+claimed, where each database has a faster statement of its own. A dialect's own statements are
 written in its native spelling and never rendered.
 """
 
@@ -106,9 +107,9 @@ class Db(abc.ABC):
         without `queue` or `queue_matching` (which notify by themselves)."""
 
     @abc.abstractmethod
-    def replace(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
-        """An INSERT of `columns` (a placeholder each) that replaces the row with the same
-        `key` columns, if there is one."""
+    def replace(self, table: str, columns: str, key: str) -> str:
+        """An INSERT of `columns` ("a, b, c": a placeholder each) that replaces the row with the
+        same `key` columns ("a, b"), if there is one."""
 
     @abc.abstractmethod
     async def insert_event(self, event: Event, now: float, since: float) -> bool:

@@ -154,12 +154,12 @@ def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
 
 def _run(op: Op[T], db: SQLiteDb) -> T:
     """Run `op` to its end, here and now: it awaits only `db`, whose steps never suspend."""
-    steps_of_op = op(db)
+    coroutine = op(db)
     try:
-        steps_of_op.send(None)
+        coroutine.send(None)
     except StopIteration as done:
         return cast(T, done.value)
-    steps_of_op.close()
+    coroutine.close()
     raise RuntimeError("a SQLite store operation waited on something other than SQLite")
 
 
@@ -189,9 +189,9 @@ def _run_batch(db: SQLiteDb, ops: Sequence[Op[Any]]) -> list[tuple[bool, Any]]:
 
 
 @functools.cache
-def _replace(table: str, columns: tuple[str, ...]) -> str:
-    marks = ", ".join("?" * len(columns))
-    return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+def _replace(table: str, columns: str) -> str:
+    marks = ", ".join("?" * len(columns.split(", ")))
+    return f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})"
 
 
 class SQLiteDb(Db):
@@ -233,8 +233,8 @@ class SQLiteDb(Db):
     async def notify(self) -> None:
         """Nothing: the process that queued wakes its own workers."""
 
-    def replace(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
-        return _replace(table, tuple(columns))
+    def replace(self, table: str, columns: str, key: str) -> str:
+        return _replace(table, columns)
 
     async def insert_event(self, event: Event, now: float, since: float) -> bool:
         # A check, then an insert: one INSERT ... SELECT WHERE NOT EXISTS would copy its row

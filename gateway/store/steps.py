@@ -1,4 +1,5 @@
-"""Steps that several store operations (and the dialects) take alike, on one `sql.Db`."""
+"""Steps that several store operations take alike, on one `sql.Db`: reading one record, failing
+a subscription's undelivered deliveries, completing attempts, listing an event's deliveries."""
 
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ from gateway.store import (
     rows,
 )
 from gateway.store.sql import Db
-
-ATTEMPT = ("delivery_id", "number", "at", "status", "duration_ms", "error", "response_excerpt")
 
 
 async def get_resource(db: Db, kind: str, resource_id: str) -> ResourceRecord | None:
@@ -82,7 +81,7 @@ async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> No
     handed_back = sorted(o.delivery_id for o in outcomes if o.attempt is None)
     if made:
         await db.many(
-            db.replace("attempts", ATTEMPT, key=("delivery_id", "number")),
+            db.replace("attempts", rows.ATTEMPT, key="delivery_id, number"),
             [
                 (
                     o.delivery_id,
@@ -136,7 +135,7 @@ async def list_deliveries(db: Db, tenant: str, event_id: str) -> list[Delivery]:
     among, args = db.any_of("delivery_id", [d.id for d in deliveries])
     attempts: dict[str, list[Attempt]] = {}
     for row in await db.rows(
-        f"SELECT {', '.join(ATTEMPT)} FROM attempts WHERE {among} ORDER BY number",
+        f"SELECT {rows.ATTEMPT} FROM attempts WHERE {among} ORDER BY number",
         args,
     ):
         attempts.setdefault(row[0], []).append(Attempt(*row[1:]))
