@@ -11,8 +11,8 @@ backend keeps its state (token caches, rule caches, concurrency limits).
 
 from __future__ import annotations
 
-from importlib import resources
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from importlib import resources
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs

@@ -18,8 +18,7 @@ from gateway.plugins import PluginError, PluginHost
 from gateway.routes import route_table
 from gateway.state import CONTRACT
 from tests.acme_backend import AcmeBackend, AcmePlugin
-from tests.conftest import Gateway
-from tests.conftest import gateway_contract
+from tests.conftest import Gateway, gateway_contract
 
 # The core contract's operations (openapi/gateway.yaml); fragments add theirs.
 CORE_OPERATION_IDS = {

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.contract import HTTP_METHODS
-from tests.conftest import Gateway
-from tests.conftest import gateway_contract
+from tests.conftest import Gateway, gateway_contract
 
 
 def documented_operations() -> list[dict[str, Any]]:

@@ -25,11 +25,11 @@ from gateway.plugin_api import Backend, Reply, hookimpl
 from gateway.plugins import PluginError, PluginHost
 from gateway.settings import load_settings
 from gateway.state import CONTRACT
+from gateway.testing import ContractCheck
 from gateway_artifi.backend import ArtifiBackend
 from gateway_pictofit.backend import PictofitBackend
 from tests.acme_backend import AcmeBackend, AcmeConfig, AcmePlugin
 from tests.conftest import ACME_KEY_A, CALLER_KEY_B, Gateway, gateway_config
-from gateway.testing import ContractCheck
 
 WIDGETS = "/v1/acme/widgets"
 

@@ -25,8 +25,7 @@ from gateway.contract import Operation
 from gateway.state import UPLOADS
 from tests import raw_http
 from tests.acme_backend import AcmeBackend
-from tests.conftest import CALLBACK_SECRET_A, CALLER_KEY_A, Gateway, LogLines
-from tests.conftest import gateway_contract
+from tests.conftest import CALLBACK_SECRET_A, CALLER_KEY_A, Gateway, LogLines, gateway_contract
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 # The gateway fixture's contract: the backends' fragments' operations are fuzzed too.

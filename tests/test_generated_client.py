@@ -35,8 +35,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway.plugins import PluginHost
 from gateway_pictofit.sandbox import sandbox_result_bytes
-from tests.conftest import CALLER_KEY_A, Gateway
-from tests.conftest import gateway_contract
+from tests.conftest import CALLER_KEY_A, Gateway, gateway_contract
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEY = "gwk_generated-client-e2e-key"

@@ -19,8 +19,7 @@ from tests.artifi.conftest import (  # noqa: F401 - the Artifi fixtures, for lis
     image,
     make_artifi,
 )
-from tests.conftest import CALLBACK_SECRET_A, Gateway
-from tests.conftest import gateway_contract
+from tests.conftest import CALLBACK_SECRET_A, Gateway, gateway_contract
 
 ORDER_WORDS = re.compile(r"\b(newest|oldest) first\b")
 

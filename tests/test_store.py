@@ -18,6 +18,7 @@ from gateway.store import (
     Store,
     StoreUnavailable,
     Subscription,
+    SubscriptionChanges,
     postgres as pg_store,
 )
 from gateway.store.opening import open_store
@@ -151,7 +152,7 @@ async def test_event_fans_out_to_matching_enabled_subscriptions(store: Store) ->
     await store.create_subscription(subscription("s-other", types=("gateway.test",)))
     await store.create_subscription(subscription("s-tenant2", tenant="t2"))
     await store.create_subscription(subscription("s-off"))
-    await store.update_subscription("t1", "s-off", {"enabled": False})
+    await store.update_subscription("t1", "s-off", SubscriptionChanges(enabled=False))
     stored = event()
     assert await store.record_event(stored, dedupe_window=60)
     deliveries = await store.list_deliveries("t1", stored.id)
@@ -301,7 +302,7 @@ async def test_disabling_fails_undelivered_deliveries(store: Store) -> None:
     assert await store.disable_subscription("s1", "again") is None
     [delivery] = await store.list_deliveries("t1", stored.id)
     assert delivery.status == "failed"
-    enabled = await store.update_subscription("t1", "s1", {"enabled": True})
+    enabled = await store.update_subscription("t1", "s1", SubscriptionChanges(enabled=True))
     assert enabled is not None
     assert enabled.disabled_reason is None
     redelivered = await store.redeliver("t1", stored.id, None)

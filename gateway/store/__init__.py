@@ -1,13 +1,15 @@
 """The store: what the gateway must remember across restarts, behind one narrow interface.
 
 SQLite is the embedded default; PostgreSQL serves several gateway processes or replicas on one
-database. Both pass the same contract tests (`tests/test_store.py`).
+database. Both run the same logic (`logic`, `steps`) over a dialect of their own (`sql.Db`), and
+pass the same contract tests (`tests/test_store.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+import enum
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -87,6 +89,36 @@ class Subscription:
         if self.previous_secret and (self.previous_expires_at or 0) > now:
             return (self.secret, self.previous_secret)
         return (self.secret,)
+
+
+class Unset(enum.Enum):
+    """The type of `UNSET`: a field a change leaves as it is (None is a value of its own)."""
+
+    UNSET = "unset"
+
+
+UNSET: Final = Unset.UNSET
+
+
+@attrs.frozen
+class SubscriptionChanges:
+    """What `update_subscription` changes: every field left `UNSET` stays as it is; None clears
+    the fields that may be empty. Enabling clears the failure state as well."""
+
+    url: str | Unset = UNSET
+    event_types: tuple[str, ...] | Unset = UNSET
+    description: str | Unset | None = UNSET
+    enabled: bool | Unset = UNSET
+    secret: str | Unset = UNSET
+    previous_secret: str | Unset | None = UNSET
+    previous_expires_at: float | Unset | None = UNSET
+
+    def items(self) -> Iterator[tuple[str, object]]:
+        """(column, value) of each field that is set, in declaration order."""
+        for field in attrs.fields(SubscriptionChanges):
+            value = getattr(self, field.name)
+            if value is not UNSET:
+                yield field.name, value
 
 
 @attrs.frozen
@@ -237,10 +269,9 @@ class Store(Protocol):
         """The tenant's subscriptions, oldest first, from after `after` (None: the first page)."""
 
     async def update_subscription(
-        self, tenant: str, subscription_id: str, changes: Mapping[str, Any]
+        self, tenant: str, subscription_id: str, changes: SubscriptionChanges
     ) -> Subscription | None:
-        """Change url, event_types, description, enabled (re-enabling clears the failure state),
-        secret, previous_secret or previous_expires_at."""
+        """Apply `changes` (enabling clears the failure state); None if it is unknown."""
 
     async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
         """Delete it and fail its undelivered deliveries."""

@@ -20,6 +20,7 @@ DELIVERY = (
     "id, event_id, subscription_id, tenant, status, attempts, next_attempt_at, last_error,"
     " created_at"
 )
+ATTEMPT = "delivery_id, number, at, status, duration_ms, error, response_excerpt"
 DELIVERY_JOINED = (
     "d.id, d.event_id, d.subscription_id, d.tenant, d.status, d.attempts, d.next_attempt_at,"
     " d.last_error, d.created_at,"
@@ -66,6 +67,23 @@ def event(row: Any) -> Event:
         data=orjson.loads(data),
         dedupe_key=dedupe_key,
     )
+
+
+def event_values(event: Event) -> tuple[object, ...]:
+    """The columns of EVENT, in order, to store `event`."""
+    return (
+        event.id, event.type, event.tenant, event.backend, event.occurred_at,
+        to_json(event.data), event.dedupe_key,
+    )  # fmt: skip
+
+
+def subscription_values(s: Subscription) -> tuple[object, ...]:
+    """The columns of SUBSCRIPTION, in order, to store `s`."""
+    return (
+        s.id, s.tenant, s.url, to_json(list(s.event_types)), s.description, s.enabled,
+        s.disabled_reason, s.secret, s.previous_secret, s.previous_expires_at, s.failing_since,
+        s.created_at, s.updated_at,
+    )  # fmt: skip
 
 
 def subscription(row: Any) -> Subscription:

@@ -13,7 +13,7 @@ from gateway import cursors, problems, wire
 from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
 from gateway.problems import FieldError
 from gateway.state import EVENTS, INPUT, PLUGINS, SETTINGS, STORE, TENANT
-from gateway.store import WILDCARD, Delivery, Subscription
+from gateway.store import UNSET, WILDCARD, Delivery, Subscription, SubscriptionChanges
 from gateway.values import Event
 from gateway.webhooks import signing
 from gateway.webhooks.targets import TargetNotAllowed
@@ -145,15 +145,12 @@ async def get_subscription(request: web.Request) -> web.Response:
 async def update_subscription(request: web.Request) -> web.Response:
     current = await _subscription(request)
     body = request[INPUT].body
-    changes: dict[str, Any] = {}
-    if "url" in body:
-        changes["url"] = await _check_url(request, body["url"])
-    if "eventTypes" in body:
-        changes["event_types"] = _check_types(request, body["eventTypes"])
-    if "description" in body:
-        changes["description"] = body["description"]
-    if "enabled" in body:
-        changes["enabled"] = body["enabled"]
+    changes = SubscriptionChanges(
+        url=await _check_url(request, body["url"]) if "url" in body else UNSET,
+        event_types=_check_types(request, body["eventTypes"]) if "eventTypes" in body else UNSET,
+        description=body.get("description", UNSET),
+        enabled=body.get("enabled", UNSET),
+    )
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
     if updated is None:
         raise problems.not_found(f"subscription {current.id} does not exist")
@@ -171,11 +168,9 @@ async def rotate_subscription_secret(request: web.Request) -> web.Response:
     body = request[INPUT].body or {}
     grace = body.get("graceSeconds", request.app[SETTINGS].events.rotation_grace)
     expires = time.time() + grace
-    changes = {
-        "secret": signing.new_secret(),
-        "previous_secret": current.secret,
-        "previous_expires_at": expires,
-    }
+    changes = SubscriptionChanges(
+        secret=signing.new_secret(), previous_secret=current.secret, previous_expires_at=expires
+    )
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
     assert updated is not None
     return wire.json_response({"secret": updated.secret, "previousSecretExpiresAt": _iso(expires)})

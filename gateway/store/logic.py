@@ -1,0 +1,372 @@
+"""The store's logic, written once for SQLite and PostgreSQL: every operation of `Store` as steps
+on a `sql.Db`, in neutral SQL.
+
+A store subclasses `SQLStore` with how an operation runs (its connections, its transactions: the
+concurrency primitives) and a `Db` in its dialect. SQLite is the reference behaviour; what must hold
+across processes on one PostgreSQL database is asked of the dialect where it happens (`Db.lock`,
+`Db.claim`, `Db.notify`).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+import orjson
+
+from gateway.store import (
+    AttemptOutcome,
+    ClaimedDelivery,
+    Delivery,
+    EventPage,
+    IdempotentRecord,
+    Position,
+    ResourceRecord,
+    Subscription,
+    SubscriptionChanges,
+    SubscriptionPage,
+    rows,
+    steps,
+)
+from gateway.store.rows import to_json
+from gateway.store.sql import Claim, Db, timestamp
+from gateway.values import Event
+
+T = TypeVar("T")
+Op = Callable[[Db], Coroutine[Any, Any, T]]
+
+# Lock classes of `Db.lock` (PostgreSQL's advisory locks: keep the numbers, replicas share them).
+DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
+SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
+
+
+class SQLStore(abc.ABC):
+    """Every data operation of `Store`; a subclass adds open, close and listen."""
+
+    @abc.abstractmethod
+    async def _read(self, op: Op[T]) -> T:
+        """Run `op`, which only reads; its result."""
+
+    @abc.abstractmethod
+    async def _write(self, op: Op[T], *, single: bool = False) -> T:
+        """Run `op` in a transaction; its result once committed. `single`: it is one statement,
+        atomic by itself, so a store may spare the transaction's round trips."""
+
+    async def schema_version(self) -> int:
+        version = await self._read(
+            lambda db: db.value("SELECT MAX(version) FROM schema_migrations")
+        )
+        return int(version or 0)
+
+    async def ping(self) -> None:
+        await self._read(lambda db: db.value("SELECT 1"))
+
+    # -- resources ------------------------------------------------------------------------------
+
+    async def get_resource(self, kind: str, resource_id: str) -> ResourceRecord | None:
+        return await self._read(lambda db: steps.get_resource(db, kind, resource_id))
+
+    async def claim_resource(
+        self,
+        kind: str,
+        resource_id: str,
+        *,
+        tenant: str,
+        backend: str,
+        parent_id: str | None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> ResourceRecord:
+        async def op(db: Db) -> ResourceRecord:
+            now, recorded = timestamp(), to_json(attributes or {})
+            await db.count(
+                "INSERT INTO resources (kind, id, tenant, backend, parent_id, attributes,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (kind, resource_id, tenant, backend, parent_id, recorded, now, now),
+            )
+            record = await steps.get_resource(db, kind, resource_id)
+            assert record is not None
+            return record
+
+        return await self._write(op)
+
+    async def release_resource(self, kind: str, resource_id: str, *, tenant: str) -> bool:
+        deleted = await self._write(
+            lambda db: db.count(
+                "DELETE FROM resources WHERE kind = ? AND id = ? AND tenant = ?"
+                " AND attributes = '{}'",
+                (kind, resource_id, tenant),
+            ),
+            single=True,
+        )
+        return deleted == 1
+
+    async def update_resource(
+        self, kind: str, resource_id: str, attributes: Mapping[str, Any]
+    ) -> ResourceRecord | None:
+        async def op(db: Db) -> ResourceRecord | None:
+            current = await db.value(
+                f"SELECT attributes FROM resources WHERE kind = ? AND id = ?{db.for_update}",
+                (kind, resource_id),
+            )
+            if current is None:
+                return None
+            merged = steps.merge_patch(orjson.loads(current), dict(attributes))
+            await db.count(
+                "UPDATE resources SET attributes = ?, updated_at = ? WHERE kind = ? AND id = ?",
+                (to_json(merged), timestamp(), kind, resource_id),
+            )
+            return await steps.get_resource(db, kind, resource_id)
+
+        return await self._write(op)
+
+    async def list_resources(
+        self, tenant: str, kind: str, parent_ids: Sequence[str]
+    ) -> Sequence[ResourceRecord]:
+        if not parent_ids:
+            return []
+
+        async def op(db: Db) -> list[ResourceRecord]:
+            among, args = db.any_of("parent_id", parent_ids)
+            found = await db.rows(
+                f"SELECT {rows.RESOURCE} FROM resources WHERE {among} AND kind = ? AND tenant = ?"
+                f" ORDER BY created_at{db.binary}, id{db.binary}",
+                (*args, kind, tenant),
+            )
+            return [rows.resource(row) for row in found]
+
+        return await self._read(op)
+
+    # -- idempotency keys -----------------------------------------------------------------------
+
+    async def begin_idempotent(
+        self, tenant: str, key: str, *, operation: str, fingerprint: str, lease: float
+    ) -> IdempotentRecord | None:
+        async def op(db: Db) -> IdempotentRecord | None:
+            now = time.time()
+            await db.count(
+                "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND expires_at <= ?",
+                (tenant, key, now),
+            )
+            # Another replica's claim in flight: ON CONFLICT waits for it, then sees it.
+            claimed = await db.count(
+                "INSERT INTO idempotency_keys (tenant, key, operation, fingerprint, state,"
+                " created_at, expires_at) VALUES (?, ?, ?, ?, 'running', ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (tenant, key, operation, fingerprint, timestamp(), now + lease),
+            )
+            return None if claimed else await steps.get_idempotent(db, tenant, key)
+
+        return await self._write(op)
+
+    async def finish_idempotent(
+        self,
+        tenant: str,
+        key: str,
+        *,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        ttl: float,
+    ) -> None:
+        await self._write(
+            lambda db: db.count(
+                "UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ?,"
+                " expires_at = ? WHERE tenant = ? AND key = ?",
+                (status, to_json(dict(headers)), body, time.time() + ttl, tenant, key),
+            ),
+            single=True,
+        )
+
+    async def abandon_idempotent(self, tenant: str, key: str) -> None:
+        await self._write(
+            lambda db: db.count(
+                "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND state = 'running'",
+                (tenant, key),
+            ),
+            single=True,
+        )
+
+    async def get_idempotent(self, tenant: str, key: str) -> IdempotentRecord | None:
+        return await self._read(lambda db: steps.get_idempotent(db, tenant, key))
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def record_event(
+        self, event: Event, *, dedupe_window: float, only_subscription: str | None = None
+    ) -> bool:
+        async def op(db: Db) -> bool:
+            if event.dedupe_key is not None:
+                # Check and insert as one step across processes: the same callback received by
+                # two of them at once is stored once. The lock comes first so that the check
+                # sees what the lock's previous holder committed.
+                await db.lock(DEDUPE_LOCK, f"{len(event.tenant)}:{event.tenant}:{event.dedupe_key}")
+            now = time.time()
+            if not await db.insert_event(event, now, now - dedupe_window):
+                return False
+            if only_subscription is not None:
+                await db.queue(event.id, event.tenant, [only_subscription], now)
+            else:
+                await db.queue_matching(event, now)
+            return True
+
+        return await self._write(op)
+
+    async def get_event(self, tenant: str, event_id: str) -> Event | None:
+        row = await self._read(
+            lambda db: db.row(
+                f"SELECT {rows.EVENT} FROM events WHERE tenant = ? AND id = ?", (tenant, event_id)
+            )
+        )
+        return rows.event(row) if row else None
+
+    async def list_events(
+        self, tenant: str, *, event_type: str | None, after: Position | None, limit: int
+    ) -> EventPage:
+        # Newest first: a later page continues below the position the last one ended at.
+        query = f"SELECT {rows.EVENT}, seq FROM events WHERE tenant = ?"
+        args: list[object] = [tenant]
+        if after is not None:
+            query += " AND seq < ?"
+            args.append(after.seq)
+        if event_type:
+            query += " AND type = ?"
+            args.append(event_type)
+        query += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit + 1)
+        found, next_position = rows.page(await self._read(lambda db: db.rows(query, args)), limit)
+        return EventPage([rows.event(row) for row in found], next_position)
+
+    # -- subscriptions --------------------------------------------------------------------------
+
+    async def create_subscription(
+        self, subscription: Subscription, *, limit: int | None = None
+    ) -> bool:
+        s = subscription
+
+        async def op(db: Db) -> bool:
+            if limit is not None:
+                # Count and insert as one step across processes (the lock first, as above).
+                await db.lock(SUBSCRIPTIONS_LOCK, s.tenant)
+                count = await db.value(
+                    "SELECT COUNT(*) FROM subscriptions WHERE tenant = ?", (s.tenant,)
+                )
+                if count >= limit:
+                    return False
+            await db.insert_subscription(rows.subscription_values(s))
+            return True
+
+        return await self._write(op, single=limit is None)
+
+    async def get_subscription(self, tenant: str, subscription_id: str) -> Subscription | None:
+        return await self._read(lambda db: steps.get_subscription(db, subscription_id, tenant))
+
+    async def list_subscriptions(
+        self, tenant: str, *, after: Position | None, limit: int
+    ) -> SubscriptionPage:
+        found = await self._read(
+            lambda db: db.rows(
+                f"SELECT {rows.SUBSCRIPTION}, seq FROM subscriptions WHERE tenant = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (tenant, after.seq if after else 0, limit + 1),
+            )
+        )
+        items, next_position = rows.page(found, limit)
+        return SubscriptionPage([rows.subscription(row) for row in items], next_position)
+
+    async def update_subscription(
+        self, tenant: str, subscription_id: str, changes: SubscriptionChanges
+    ) -> Subscription | None:
+        changed = list(changes.items())
+        sets = [f"{name} = ?" for name, _ in changed]
+        values = [to_json(list(v)) if isinstance(v, tuple) else v for _, v in changed]  # types
+        if changes.enabled is True:
+            sets += ["disabled_reason = NULL", "failing_since = NULL"]
+
+        async def op(db: Db) -> Subscription | None:
+            await db.count(
+                f"UPDATE subscriptions SET {', '.join([*sets, 'updated_at = ?'])}"
+                " WHERE tenant = ? AND id = ?",
+                (*values, timestamp(), tenant, subscription_id),
+            )
+            return await steps.get_subscription(db, subscription_id, tenant)
+
+        return await self._write(op)
+
+    async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
+        async def op(db: Db) -> bool:
+            deleted = await db.count(
+                "DELETE FROM subscriptions WHERE tenant = ? AND id = ?", (tenant, subscription_id)
+            )
+            if deleted:
+                await steps.fail_undelivered(db, subscription_id, "subscription deleted")
+            return bool(deleted)
+
+        return await self._write(op)
+
+    async def disable_subscription(self, subscription_id: str, reason: str) -> Subscription | None:
+        async def op(db: Db) -> Subscription | None:
+            changed = await db.count(
+                "UPDATE subscriptions SET enabled = FALSE, disabled_reason = ?, updated_at = ?"
+                " WHERE id = ? AND enabled = TRUE",
+                (reason, timestamp(), subscription_id),
+            )
+            if not changed:
+                return None
+            await steps.fail_undelivered(db, subscription_id, f"subscription disabled: {reason}")
+            return await steps.get_subscription(db, subscription_id)
+
+        return await self._write(op)
+
+    # -- deliveries -----------------------------------------------------------------------------
+
+    async def claim_deliveries(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        exclude: Sequence[str],
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
+    ) -> Sequence[ClaimedDelivery]:
+        most = limit if per_tenant is None else per_tenant
+        claim = Claim(owner, now, lease, limit, exclude, most, busy or {})
+        found = await self._write(lambda db: db.claim(claim), single=True)
+        return [rows.claimed(row) for row in found]
+
+    async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:
+        if outcomes:
+            await self._write(lambda db: steps.complete(db, outcomes, now))
+
+    async def list_deliveries(self, tenant: str, event_id: str) -> Sequence[Delivery]:
+        return await self._read(lambda db: steps.list_deliveries(db, tenant, event_id))
+
+    async def redeliver(
+        self, tenant: str, event_id: str, subscription_id: str | None
+    ) -> Sequence[Delivery]:
+        async def op(db: Db) -> list[Delivery]:
+            event_type = await db.value(
+                "SELECT type FROM events WHERE tenant = ? AND id = ?", (tenant, event_id)
+            )
+            if event_type is None:
+                return []
+            targets = [
+                s.id
+                for s in await steps.subscriptions(db, tenant, enabled_only=True)
+                if (s.id == subscription_id if subscription_id else s.matches(event_type))
+            ]
+            ids = set(await db.queue(event_id, tenant, targets, time.time()))
+            return [d for d in await steps.list_deliveries(db, tenant, event_id) if d.id in ids]
+
+        return await self._write(op)
+
+    async def queue_depth(self) -> int:
+        count = await self._read(
+            lambda db: db.value(
+                "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'delivering')"
+            )
+        )
+        return int(count or 0)

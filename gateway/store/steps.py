@@ -1,0 +1,155 @@
+"""Steps that several store operations take alike, on one `sql.Db`: reading one record, failing
+a subscription's undelivered deliveries, completing attempts, listing an event's deliveries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import orjson
+
+from gateway.store import (
+    Attempt,
+    AttemptOutcome,
+    Delivery,
+    IdempotentRecord,
+    ResourceRecord,
+    Subscription,
+    rows,
+)
+from gateway.store.sql import Db
+
+
+async def get_resource(db: Db, kind: str, resource_id: str) -> ResourceRecord | None:
+    row = await db.row(
+        f"SELECT {rows.RESOURCE} FROM resources WHERE kind = ? AND id = ?", (kind, resource_id)
+    )
+    return rows.resource(row) if row else None
+
+
+async def get_idempotent(db: Db, tenant: str, key: str) -> IdempotentRecord | None:
+    row = await db.row(
+        "SELECT tenant, key, operation, fingerprint, state, status, headers, body"
+        " FROM idempotency_keys WHERE tenant = ? AND key = ? AND expires_at > ?",
+        (tenant, key, time.time()),
+    )
+    if row is None:
+        return None
+    tenant, key, operation, fingerprint, state, status, headers, body = row
+    return IdempotentRecord(
+        tenant, key, operation, fingerprint, state, status, orjson.loads(headers or "{}"), body
+    )
+
+
+async def subscriptions(db: Db, tenant: str, *, enabled_only: bool) -> list[Subscription]:
+    """The tenant's subscriptions (its enabled ones only), oldest first."""
+    query = f"SELECT {rows.SUBSCRIPTION} FROM subscriptions WHERE tenant = ?"
+    if enabled_only:
+        query += " AND enabled = TRUE"
+    return [rows.subscription(row) for row in await db.rows(query + " ORDER BY seq", (tenant,))]
+
+
+async def get_subscription(
+    db: Db, subscription_id: str, tenant: str | None = None
+) -> Subscription | None:
+    row = await db.row(
+        f"SELECT {rows.SUBSCRIPTION} FROM subscriptions WHERE id = ?", (subscription_id,)
+    )
+    if row is None:
+        return None
+    found = rows.subscription(row)
+    return found if tenant is None or found.tenant == tenant else None
+
+
+async def fail_undelivered(db: Db, subscription_id: str, reason: str) -> None:
+    await db.count(
+        "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, last_error = ?,"
+        " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+        " WHERE subscription_id = ? AND status IN ('pending', 'delivering')",
+        (reason, time.time(), subscription_id),
+    )
+
+
+async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> None:
+    """Record the attempts and move their deliveries on (`Store.complete_attempts`)."""
+    # Rows are locked in id order, so that two processes' batches cannot deadlock on each other.
+    made = sorted(
+        ((o, o.attempt) for o in outcomes if o.attempt is not None), key=lambda m: m[0].delivery_id
+    )
+    handed_back = sorted(o.delivery_id for o in outcomes if o.attempt is None)
+    if made:
+        await db.many(
+            db.replace("attempts", rows.ATTEMPT, key="delivery_id, number"),
+            [
+                (
+                    o.delivery_id,
+                    a.number,
+                    a.at,
+                    a.status,
+                    a.duration_ms,
+                    a.error,
+                    a.response_excerpt,
+                )
+                for o, a in made
+            ],
+        )
+        # Only a delivery still leased moves on: one failed by a disable stays failed.
+        await db.many(
+            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
+            " last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
+            " WHERE id = ? AND status = 'delivering'",
+            [(o.status, a.number, o.next_attempt_at, a.error, now, o.delivery_id) for o, a in made],
+        )
+    if handed_back:
+        among, args = db.any_of("id", handed_back)
+        await db.count(
+            "UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL,"
+            f" updated_at = ? WHERE {among} AND status = 'delivering'",
+            (now, *args),
+        )
+        await db.notify()
+    if made:
+        # A stable sort: one subscription's outcomes keep their order (the last one counts).
+        by_subscription = sorted(made, key=lambda m: m[0].subscription_id)
+        await db.many(
+            "UPDATE subscriptions SET failing_since = CASE WHEN ? THEN NULL"
+            " ELSE COALESCE(failing_since, ?) END WHERE id = ?",
+            [(o.subscription_succeeded, now, o.subscription_id) for o, _ in by_subscription],
+        )
+
+
+async def list_deliveries(db: Db, tenant: str, event_id: str) -> list[Delivery]:
+    """The event's deliveries in the tenant, oldest first, each with its attempts."""
+    deliveries = [
+        rows.delivery(row)
+        for row in await db.rows(
+            f"SELECT {rows.DELIVERY} FROM deliveries WHERE tenant = ? AND event_id = ?"
+            f" ORDER BY created_at, id{db.binary}",
+            (tenant, event_id),
+        )
+    ]
+    if not deliveries:
+        return []
+    among, args = db.any_of("delivery_id", [d.id for d in deliveries])
+    attempts: dict[str, list[Attempt]] = {}
+    for row in await db.rows(
+        f"SELECT {rows.ATTEMPT} FROM attempts WHERE {among} ORDER BY number",
+        args,
+    ):
+        attempts.setdefault(row[0], []).append(Attempt(*row[1:]))
+    return [attrs.evolve(d, attempt_log=tuple(attempts.get(d.id, ()))) for d in deliveries]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch (what SQLite's `json_patch` does), for resource attributes."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
