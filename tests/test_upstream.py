@@ -422,6 +422,36 @@ async def test_401_twice_is_credentials_rejected_502(serve: Any, make_client: An
     assert event["backend"] == "acme"
 
 
+class FailingProvider(Provider):
+    async def __call__(self, tenant: str, config: Any, refresh: bool) -> Credentials:
+        self.calls.append(refresh)
+        raise RuntimeError("vault sealed")
+
+
+async def test_calls_refused_unsent_log_the_redacted_url(make_client: Any) -> None:
+    """Deadline spent, circuit open, credentials failing: nothing is sent, and the one log line
+    still names the URL, with its sensitive query values redacted."""
+    port = closed_port()  # never contacted
+    url = f"http://127.0.0.1:{port}/things?q=x&apikey=k1"
+    loop = asyncio.get_running_loop()
+    late = bound(await make_client(), deadline=loop.time() - 1)
+    broken = await make_client()
+    broken.breaker = CircuitBreaker(1, 30.0, name="acme")
+    broken.breaker.record_failure()
+    sealed = bound(await make_client(FailingProvider()))
+    cases = [
+        (late, UpstreamTimeout, "deadline exhausted before sending"),
+        (bound(broken), CircuitOpen, "circuit open"),
+        (sealed, RuntimeError, "credentials unavailable: RuntimeError"),
+    ]
+    for upstream_call, error, reason in cases:
+        with capture_logs() as logs, pytest.raises(error):
+            await upstream_call.request("GET", url)
+        [line] = calls(logs)
+        assert line["url"] == f"http://127.0.0.1:{port}/things?q=x&apikey={REDACTED}"
+        assert (line["status"], line["attempt"], line["error"]) == (None, 1, reason)
+
+
 async def test_breaker_opens_refuses_then_half_open_probe_closes(
     serve: Any, make_client: Any
 ) -> None:
