@@ -200,7 +200,7 @@ class UpstreamClient:
             "backend": self.backend,
             "operation": call.operation,
             "method": call.method,
-            "url": redact_url(call.url, self._secrets),
+            "url": None,  # redacted below, once: with the credentials' query and secrets if any
             "status": None,
             "duration_ms": 0.0,
             "attempt": attempt,
@@ -209,18 +209,21 @@ class UpstreamClient:
         }
         remaining = bound.deadline - loop.time()
         if remaining <= 0:
+            fields["url"] = redact_url(call.url, self._secrets)
             self._emit(fields, "timeout", "deadline exhausted before sending")
             return Failure(UpstreamTimeout(self.backend, 0.0))
         try:
             self.breaker.before_call()
         except CircuitOpen:
             # Nothing is sent, but operators still see each refused call.
+            fields["url"] = redact_url(call.url, self._secrets)
             self._emit(fields, "circuit_open", "circuit open")
             raise
         try:
             creds = await self._credentials(bound.tenant, bound.config, refresh)
         except Exception as exc:
             self.breaker.release()
+            fields["url"] = redact_url(call.url, self._secrets)
             self._emit(
                 fields, "credentials_error", f"credentials unavailable: {type(exc).__name__}"
             )
