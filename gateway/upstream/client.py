@@ -75,6 +75,10 @@ class UpstreamClient:
         self._metrics = metrics
         self._secrets = secrets
         self._session: aiohttp.ClientSession | None = None
+        # An attempt's timeout unless the caller's deadline is nearer: built once, not per attempt.
+        self._timeout = aiohttp.ClientTimeout(
+            total=policy.attempt_timeout, connect=policy.connect_timeout
+        )
         # Read at scrape time, so that the gauge shows OPEN turning HALF_OPEN with no call made;
         # through `self`, so that a breaker swapped in (tests inject a clock) is the one reported.
         metrics.breaker.labels(backend=backend).set_function(
@@ -88,9 +92,7 @@ class UpstreamClient:
         trace.on_request_chunk_sent.append(count_sent)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.policy.max_connections),
-            timeout=aiohttp.ClientTimeout(
-                total=self.policy.attempt_timeout, connect=self.policy.connect_timeout
-            ),
+            timeout=self._timeout,
             trace_configs=[trace],
             # One session serves every tenant: cookies set for one must never reach another.
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -238,6 +240,9 @@ class UpstreamClient:
         headers["X-Request-ID"] = bound.request_id
         headers.update(creds.headers)
         seconds = min(self.policy.attempt_timeout, remaining)
+        timeout = self._timeout
+        if seconds != timeout.total:
+            timeout = aiohttp.ClientTimeout(total=seconds, connect=self.policy.connect_timeout)
         stats = AttemptStats()
         started = loop.time()
         response: aiohttp.ClientResponse | None = None
@@ -249,7 +254,7 @@ class UpstreamClient:
                 url,
                 headers=headers,
                 data=body,
-                timeout=aiohttp.ClientTimeout(total=seconds, connect=self.policy.connect_timeout),
+                timeout=timeout,
                 trace_request_ctx=stats,
                 middlewares=middlewares_for(call, url, creds),
             )
