@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import email.utils
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +19,7 @@ from hypothesis import example, given, strategies as st
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+import gateway.upstream
 from gateway import wire
 from gateway.metrics import UpstreamMetrics
 from gateway.plugin_api import Credentials, CredentialsRequest
@@ -424,6 +427,36 @@ async def test_401_twice_is_credentials_rejected_502(serve: Any, make_client: An
     assert event["backend"] == "acme"
 
 
+class FailingProvider(Provider):
+    async def __call__(self, request: CredentialsRequest) -> Credentials:
+        self.calls.append(request.refused is not None)
+        raise RuntimeError("vault sealed")
+
+
+async def test_calls_refused_unsent_log_the_redacted_url(make_client: Any) -> None:
+    """Deadline spent, circuit open, credentials failing: nothing is sent, and the one log line
+    still names the URL, with its sensitive query values redacted."""
+    port = closed_port()  # never contacted
+    url = f"http://127.0.0.1:{port}/things?q=x&apikey=k1"
+    loop = asyncio.get_running_loop()
+    late = bound(await make_client(), deadline=loop.time() - 1)
+    broken = await make_client()
+    broken.breaker = CircuitBreaker(1, 30.0, name="acme")
+    broken.breaker.record_failure()
+    sealed = bound(await make_client(FailingProvider()))
+    cases = [
+        (late, UpstreamTimeout, "deadline exhausted before sending"),
+        (bound(broken), CircuitOpen, "circuit open"),
+        (sealed, RuntimeError, "credentials unavailable: RuntimeError"),
+    ]
+    for upstream_call, error, reason in cases:
+        with capture_logs() as logs, pytest.raises(error):
+            await upstream_call.request("GET", url)
+        [line] = calls(logs)
+        assert line["url"] == f"http://127.0.0.1:{port}/things?q=x&apikey={REDACTED}"
+        assert (line["status"], line["attempt"], line["error"]) == (None, 1, reason)
+
+
 async def test_breaker_opens_refuses_then_half_open_probe_closes(
     serve: Any, make_client: Any
 ) -> None:
@@ -612,3 +645,22 @@ def test_retry_after_reads_ascii_digits_only_and_caps_huge_ones() -> None:
     assert wire.retry_after_seconds("0005") == 5.0
     assert wire.retry_after_seconds("9" * 5000) == wire.RETRY_AFTER_MAX
     assert wire.retry_after_seconds("Fri, 31 Dec 9999 23:59:59 GMT") == wire.RETRY_AFTER_MAX
+
+
+def test_upstream_modules_use_only_each_others_public_names() -> None:
+    """Issue 14: no module of the package imports another's private names or reaches into an
+    object's private attributes other than its own (`self._x`)."""
+    package = Path(gateway.upstream.__file__).parent
+    trespass = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                names = [a.name for a in node.names if a.name.startswith("_")]
+                names = [n for n in names if not n.startswith("__")]
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                own = isinstance(node.value, ast.Name) and node.value.id == "self"
+                names = [] if own or node.attr.startswith("__") else [node.attr]
+            else:
+                continue
+            trespass += [f"{path.name}:{node.lineno}: {name}" for name in names]
+    assert trespass == []

@@ -1,0 +1,153 @@
+"""`BoundUpstream`: the upstream client as a backend plugin sees it while it handles one caller
+request (the tenant, the request id and the caller's deadline are known)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, Protocol
+
+import aiohttp
+import attrs
+import orjson
+from yarl import URL
+
+from gateway.upstream.values import BodyFactory, UpstreamCall, UpstreamResponse
+from gateway.values import Credentials
+
+__all__ = ["IDEMPOTENT_METHODS", "BoundUpstream", "CredentialsProvider", "CredentialsRequest"]
+
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+# Headers a caller (or a plugin passing the caller's headers on) may never set upstream: the
+# gateway authenticates with its own credentials, from the credentials provider only.
+_CALLER_FORBIDDEN_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+
+
+class Sender(Protocol):
+    """What a `BoundUpstream` needs of its client (the backend's `UpstreamClient`), named here
+    so that the bound view does not import the client that imports it."""
+
+    async def run(self, bound: BoundUpstream, call: UpstreamCall) -> UpstreamResponse: ...
+
+    def open_stream(
+        self, bound: BoundUpstream, call: UpstreamCall
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
+
+
+@attrs.frozen
+class CredentialsRequest:
+    """What a backend is asked for credentials with, before every attempt: the request they are
+    for (so that a key never goes to a host it does not belong to), the caller request's bound
+    client (to fetch a token with), and the credentials the upstream has just refused with a 401
+    (drop that token, not one another request fetched meanwhile)."""
+
+    tenant: str
+    config: Any
+    method: str
+    url: URL
+    upstream: BoundUpstream
+    refused: Credentials | None = None
+
+
+CredentialsProvider = Callable[[CredentialsRequest], Awaitable[Credentials]]
+
+
+class BoundUpstream:
+    """What a backend plugin uses while it handles one caller request."""
+
+    def __init__(
+        self,
+        client: Sender,
+        *,
+        tenant: str,
+        config: Any,
+        request_id: str,
+        operation: str,
+        deadline: float,
+    ) -> None:
+        self.client = client
+        self.tenant = tenant
+        self.config = config
+        self.request_id = request_id
+        self.operation = operation
+        self.deadline = deadline
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        operation: str | None = None,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: bytes | BodyFactory | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        expect: Collection[int] = (),
+    ) -> UpstreamResponse:
+        """Send, retrying as the policy allows; return a 2xx or `expect`ed answer, else raise.
+
+        `data` as a zero-argument callable builds a fresh body (an `aiohttp.FormData`, say) for
+        each attempt, so that a multipart upload can be retried when the plugin passes
+        `idempotent=True`.
+        """
+        call = self._prepare(
+            method, url, operation, params, json, data, headers, idempotent, expect
+        )
+        return await self.client.run(self, call)
+
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        operation: str | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """A 2xx response whose body the plugin reads as it likes (`response.content`).
+
+        Retries and the breaker apply until 2xx headers arrive; the attempt's log line is written
+        when the context exits. Reading is bounded by the attempt's timeout (and the deadline).
+        """
+        call = self._prepare(method, url, operation, params, None, None, headers, idempotent, ())
+        return self.client.open_stream(self, call)
+
+    def _prepare(
+        self,
+        method: str,
+        url: str,
+        operation: str | None,
+        params: Mapping[str, str] | None,
+        json: Any,
+        data: bytes | BodyFactory | None,
+        headers: Mapping[str, str] | None,
+        idempotent: bool | None,
+        expect: Collection[int],
+    ) -> UpstreamCall:
+        method = method.upper()
+        target = URL(url)
+        if not target.absolute or target.scheme not in ("http", "https"):
+            raise ValueError("an upstream URL must be absolute http(s)")
+        if params:
+            target = target.extend_query(params)
+        clean = {
+            k: v for k, v in (headers or {}).items() if k.lower() not in _CALLER_FORBIDDEN_HEADERS
+        }
+        body: bytes | BodyFactory | None = data
+        if json is not None:
+            if data is not None:
+                raise ValueError("pass either json or data, not both")
+            body = orjson.dumps(json)
+            if not any(k.lower() == "content-type" for k in clean):
+                clean["Content-Type"] = "application/json"
+        return UpstreamCall(
+            method=method,
+            url=target,
+            operation=operation or self.operation,
+            headers=clean,
+            body=body,
+            idempotent=method in IDEMPOTENT_METHODS if idempotent is None else idempotent,
+            expect=frozenset(expect),
+        )

@@ -1,0 +1,380 @@
+"""`UpstreamClient`: one backend's session, and the loop that sends a call's attempts.
+
+Every attempt (every request actually sent, and every call refused before sending) writes exactly
+one `upstream.call` log line, with the URL redacted and never a body or a header value, and counts
+in the upstream metrics. Idempotent calls are retried on connection errors, timeouts, 5xx and 429,
+with capped exponential backoff and full jitter (or the upstream's `Retry-After`), within the
+caller's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final, Literal, overload
+
+import aiohttp
+import attrs
+import structlog
+from multidict import CIMultiDict
+
+from gateway import __version__
+from gateway.metrics import UpstreamMetrics
+from gateway.redaction import SecretRegistry, redact_url
+from gateway.upstream.bound import BoundUpstream, CredentialsProvider, CredentialsRequest
+from gateway.upstream.breaker import BREAKER_GAUGE, CircuitBreaker
+from gateway.upstream.errors import (
+    CircuitOpen,
+    UpstreamCredentialsRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.upstream.failures import Failure, classify, scrub
+from gateway.upstream.middlewares import AttemptStats, count_sent, middlewares_for
+from gateway.upstream.policy import UpstreamPolicy
+from gateway.upstream.values import UpstreamCall, UpstreamResponse
+from gateway.values import Credentials
+
+__all__ = ["StreamAttempt", "UpstreamClient"]
+
+_log = structlog.get_logger("gateway.upstream")
+
+_ERROR_MAX: Final = 200
+_EXCERPT_BYTES: Final = 64 * 1024  # of a failed streamed response, to find the upstream's reason
+
+
+@attrs.define
+class StreamAttempt:
+    """A streamed 2xx response handed to the plugin (`run(..., streaming=True)`); `open_stream`
+    writes its log line when the plugin is done with it."""
+
+    response: aiohttp.ClientResponse
+    fields: dict[str, Any]
+    stats: AttemptStats
+    started: float
+    seconds: float  # the attempt's timeout, which also bounds reading the body
+
+
+class UpstreamClient:
+    """The client of one backend; lives as long as the app (`start()` on startup, `close()`)."""
+
+    def __init__(
+        self,
+        backend: str,
+        *,
+        policy: UpstreamPolicy,
+        credentials: CredentialsProvider,
+        metrics: UpstreamMetrics,
+        secrets: SecretRegistry,
+    ) -> None:
+        self.backend = backend
+        self.policy = policy
+        self.breaker = CircuitBreaker(policy.breaker_threshold, policy.breaker_reset, name=backend)
+        self._credentials = credentials
+        self._metrics = metrics
+        self._secrets = secrets
+        self._session: aiohttp.ClientSession | None = None
+        # An attempt's timeout unless the caller's deadline is nearer: built once, not per attempt.
+        self._timeout = aiohttp.ClientTimeout(
+            total=policy.attempt_timeout, connect=policy.connect_timeout
+        )
+        # Read at scrape time, so that the gauge shows OPEN turning HALF_OPEN with no call made;
+        # through `self`, so that a breaker swapped in (tests inject a clock) is the one reported.
+        metrics.breaker.labels(backend=backend).set_function(
+            lambda: BREAKER_GAUGE[self.breaker.state]
+        )
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        trace = aiohttp.TraceConfig()
+        trace.on_request_chunk_sent.append(count_sent)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.policy.max_connections),
+            timeout=self._timeout,
+            trace_configs=[trace],
+            # One session serves every tenant: cookies set for one must never reach another.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": f"integration-gateway/{__version__}"},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def bind(
+        self,
+        *,
+        tenant: str,
+        config: Any,
+        request_id: str,
+        operation: str,
+        deadline: float | None = None,
+    ) -> BoundUpstream:
+        """The client as one caller request uses it; `deadline` is an absolute `loop.time()`."""
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.policy.deadline
+        return BoundUpstream(
+            self,
+            tenant=tenant,
+            config=config,
+            request_id=request_id,
+            operation=operation,
+            deadline=deadline,
+        )
+
+    @overload
+    async def run(self, bound: BoundUpstream, call: UpstreamCall) -> UpstreamResponse: ...
+
+    @overload
+    async def run(
+        self, bound: BoundUpstream, call: UpstreamCall, *, streaming: Literal[True]
+    ) -> StreamAttempt: ...
+
+    async def run(
+        self, bound: BoundUpstream, call: UpstreamCall, *, streaming: bool = False
+    ) -> UpstreamResponse | StreamAttempt:
+        """Send `call` for `bound`'s caller request: attempt after attempt, as the policy allows,
+        until one answers 2xx (or a status in `call.expect`), which is returned read; else raise
+        the last attempt's `UpstreamError` (or `CircuitOpen`, or the credentials provider's error).
+
+        `streaming=True` is `open_stream`'s: a 2xx is returned unread, as a `StreamAttempt` whose
+        log line is still to be written; plugins use `BoundUpstream.request()`/`.stream()`.
+        """
+        loop = asyncio.get_running_loop()
+        policy = self.policy
+        attempt = 0  # requests sent (or refused), numbering the log lines
+        tries = 0  # of the retry budget: the re-send after a 401 does not spend one
+        refused: Credentials | None = None
+        refreshed = False
+        while True:
+            attempt += 1
+            if refused is None:
+                tries += 1
+            outcome = await self._attempt(
+                bound, call, attempt, refused=refused, streaming=streaming
+            )
+            refused = None
+            if not isinstance(outcome, Failure):
+                return outcome
+            if outcome.refresh and not refreshed:
+                # A 401 means the request was not processed: safe to resend, whatever the method.
+                refused, refreshed = outcome.refused, True
+                continue
+            if isinstance(outcome.error, UpstreamCredentialsRejected):
+                _log.error(
+                    "upstream.credentials_rejected",
+                    request_id=bound.request_id,
+                    tenant=bound.tenant,
+                    backend=self.backend,
+                    operation=call.operation,
+                    status=outcome.error.upstream_status,
+                )
+            if not (outcome.retryable and call.idempotent and tries < policy.max_attempts):
+                raise outcome.error
+            if outcome.retry_after is not None:
+                if outcome.retry_after > policy.retry_after_cap:
+                    raise outcome.error
+                delay = outcome.retry_after
+            else:
+                ceiling = min(policy.backoff_cap, policy.backoff_base * 2 ** (tries - 1))
+                delay = random.uniform(0, ceiling)
+            if loop.time() + delay >= bound.deadline:
+                raise outcome.error  # the wait alone would exhaust the caller's deadline
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self,
+        bound: BoundUpstream,
+        call: UpstreamCall,
+        attempt: int,
+        *,
+        refused: Credentials | None,
+        streaming: bool,
+    ) -> UpstreamResponse | StreamAttempt | Failure:
+        if self._session is None:
+            raise RuntimeError(f"the upstream client of {self.backend} is not started")
+        loop = asyncio.get_running_loop()
+        fields: dict[str, Any] = {
+            "request_id": bound.request_id,
+            "tenant": bound.tenant,
+            "backend": self.backend,
+            "operation": call.operation,
+            "method": call.method,
+            "url": None,  # redacted below, once: with the credentials' query and secrets if any
+            "status": None,
+            "duration_ms": 0.0,
+            "attempt": attempt,
+            "bytes_sent": 0,
+            "bytes_received": 0,
+        }
+        remaining = bound.deadline - loop.time()
+        if remaining <= 0:
+            fields["url"] = redact_url(call.url, self._secrets)
+            self._emit(fields, "timeout", "deadline exhausted before sending")
+            return Failure(UpstreamTimeout(self.backend, 0.0))
+        try:
+            self.breaker.before_call()
+        except CircuitOpen:
+            # Nothing is sent, but operators still see each refused call.
+            fields["url"] = redact_url(call.url, self._secrets)
+            self._emit(fields, "circuit_open", "circuit open")
+            raise
+        try:
+            creds = await self._credentials(
+                CredentialsRequest(
+                    bound.tenant, bound.config, call.method, call.url, bound, refused
+                )
+            )
+        except Exception as exc:
+            self.breaker.release()
+            fields["url"] = redact_url(call.url, self._secrets)
+            self._emit(
+                fields, "credentials_error", f"credentials unavailable: {type(exc).__name__}"
+            )
+            raise
+        except BaseException:
+            self.breaker.release()
+            raise
+        self._secrets.add(*creds.secrets)
+        url = call.url.update_query(creds.query) if creds.query else call.url
+        fields["url"] = redact_url(url, self._secrets)
+        headers: CIMultiDict[str] = CIMultiDict(call.headers)
+        headers["X-Request-ID"] = bound.request_id
+        headers.update(creds.headers)
+        seconds = min(self.policy.attempt_timeout, remaining)
+        timeout = self._timeout
+        if seconds != timeout.total:
+            timeout = aiohttp.ClientTimeout(total=seconds, connect=self.policy.connect_timeout)
+        stats = AttemptStats()
+        started = loop.time()
+        response: aiohttp.ClientResponse | None = None
+        handed_over = False
+        try:
+            body = call.body() if callable(call.body) else call.body  # fresh per attempt
+            response = await self._session.request(
+                call.method,
+                url,
+                headers=headers,
+                data=body,
+                timeout=timeout,
+                trace_request_ctx=stats,
+                middlewares=middlewares_for(call, url, creds),
+            )
+            status = response.status
+            fields["status"] = status
+            if streaming and 200 <= status < 300:
+                self.breaker.record_success()
+                handed_over = True
+                return StreamAttempt(response, fields, stats, started, seconds)
+            data = await (response.content.read(_EXCERPT_BYTES) if streaming else response.read())
+        except TimeoutError:
+            failure = Failure(UpstreamTimeout(self.backend, seconds), retryable=True)
+            return self._failed(fields, stats, started, "timeout", failure, "timeout")
+        except aiohttp.ClientError as exc:
+            failure = Failure(UpstreamUnavailable(self.backend, type(exc).__name__), retryable=True)
+            error = f"{type(exc).__name__}: {exc}"
+            return self._failed(fields, stats, started, "connection_error", failure, error)
+        except BaseException:
+            self.breaker.release()
+            raise
+        finally:
+            if response is not None and not handed_over:
+                response.release()
+
+        fields.update(
+            duration_ms=_ms(loop.time() - started),
+            bytes_sent=stats.bytes_sent,
+            bytes_received=len(data),
+        )
+        if 200 <= status < 300 or status in call.expect:
+            self.breaker.record_success()
+            self._emit(fields, str(status), None, duration=loop.time() - started)
+            return UpstreamResponse(status, response.headers, data)
+        outcome = classify(self.backend, status, response.headers, data, self._secrets)
+        if outcome.refresh:
+            outcome = attrs.evolve(outcome, refused=creds)
+        if status >= 500:
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()  # it answered: alive, whatever it thought of the request
+        self._emit(fields, str(status), f"HTTP {status}", duration=loop.time() - started)
+        return outcome
+
+    def _failed(
+        self,
+        fields: dict[str, Any],
+        stats: AttemptStats,
+        started: float,
+        kind: str,
+        failure: Failure,
+        error: str,
+    ) -> Failure:
+        duration = asyncio.get_running_loop().time() - started
+        self.breaker.record_failure()
+        fields.update(duration_ms=_ms(duration), bytes_sent=stats.bytes_sent)
+        self._emit(fields, kind, error, duration=duration)
+        return failure
+
+    def _emit(
+        self, fields: dict[str, Any], status: str, error: str | None, duration: float | None = None
+    ) -> None:
+        """The attempt's one log line, and its metrics."""
+        operation = fields["operation"]
+        self._metrics.calls_by(self.backend, operation, status).inc()
+        if duration is not None:
+            self._metrics.latency_by(self.backend, operation).observe(duration)
+        if error is None:
+            _log.info("upstream.call", **fields)
+        else:
+            _log.warning("upstream.call", **fields, error=scrub(self._secrets, error, _ERROR_MAX))
+
+    @asynccontextmanager
+    async def open_stream(
+        self, bound: BoundUpstream, call: UpstreamCall
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send `call` as `run` does, up to a 2xx whose body the block reads (`response.content`);
+        the attempt's log line is written when the block exits. A timeout or a broken connection
+        while reading reaches the caller as `UpstreamTimeout`/`UpstreamUnavailable`."""
+        opened = await self.run(bound, call, streaming=True)
+        try:
+            yield opened.response
+        except BaseException as exc:
+            opened.response.close()  # possibly unread: do not return it to the pool
+            await self._finish_stream(opened, exc)
+            if isinstance(exc, TimeoutError):
+                raise UpstreamTimeout(self.backend, opened.seconds) from exc
+            if isinstance(exc, aiohttp.ClientPayloadError):
+                raise UpstreamUnavailable(self.backend, type(exc).__name__) from exc
+            raise
+        else:
+            opened.response.release()
+            await self._finish_stream(opened, None)
+
+    async def _finish_stream(self, opened: StreamAttempt, exc: BaseException | None) -> None:
+        loop = asyncio.get_running_loop()
+        duration = loop.time() - opened.started
+        opened.fields.update(
+            duration_ms=_ms(duration),
+            bytes_sent=opened.stats.bytes_sent,
+            # What arrived from upstream (decompressed, as the plugin reads it).
+            bytes_received=opened.response.content.total_bytes,
+        )
+        if exc is None:
+            self._emit(opened.fields, str(opened.fields["status"]), None, duration=duration)
+            return
+        if isinstance(exc, TimeoutError):
+            kind, error = "timeout", "timeout while reading the body"
+        elif isinstance(exc, aiohttp.ClientPayloadError):
+            kind, error = "connection_error", f"{type(exc).__name__}: {exc}"
+        else:
+            # The plugin's own failure (or its caller going away): not the upstream's.
+            kind, error = str(opened.fields["status"]), f"aborted: {type(exc).__name__}"
+        self._emit(opened.fields, kind, error, duration=duration)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
