@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 import attrs
 from aiohttp import FormData, web
-from yarl import URL
 
 from gateway.plugin_api import (
     Backend,
@@ -201,7 +200,7 @@ class AcmeBackend(Backend[AcmeConfig]):
     async def credentials(self, request: CredentialsRequest) -> Credentials:
         config: AcmeConfig = request.config
         # The key is Acme's: a URL on any other origin (a redirect, a link in an answer) gets none.
-        if request.url.origin() != URL(config.base_url).origin():
+        if not request.goes_to(config.base_url):
             return Credentials()
         key = config.api_key.reveal()
         return Credentials(headers={"Authorization": f"Bearer {key}"}, secrets=frozenset({key}))

@@ -3,6 +3,7 @@ request (the tenant, the request id and the caller's deadline are known)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
@@ -47,6 +48,17 @@ class CredentialsRequest:
     url: URL
     upstream: BoundUpstream
     refused: Credentials | None = None
+
+    def goes_to(self, base_url: str) -> bool:
+        """Whether the request is for `base_url`'s origin: the only place a key for it may go
+        (not a redirect's target, nor a link an answer named on another host)."""
+        return self.url.origin() == _origin(base_url)
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(base_url: str) -> URL:
+    # Asked before every attempt with one of a few configured URLs: parsed once each.
+    return URL(base_url).origin()
 
 
 CredentialsProvider = Callable[[CredentialsRequest], Awaitable[Credentials]]

@@ -43,7 +43,7 @@ class ArtifiBackend(Backend[ArtifiConfig]):
         # api/2 and api/3 take both in the query string (documented), so URLs must be redacted;
         # and only on Artifi's own origin.
         key = config.client_key.reveal()
-        if not config.owns(request.url):
+        if not request.goes_to(config.base_url):
             return Credentials(secrets=frozenset({key}))
         return Credentials(
             query={"websiteId": str(config.website_id), "webApiClientKey": key},

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import attrs
-from yarl import URL
 
 from gateway.plugin_api import Secret
 
@@ -83,7 +82,3 @@ class ArtifiConfig:
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path
-
-    def owns(self, url: URL) -> bool:
-        """Whether `url` is on this Artifi installation's origin (where its key may go)."""
-        return url.origin() == URL(self.base_url).origin()

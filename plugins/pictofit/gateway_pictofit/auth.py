@@ -39,7 +39,7 @@ class Auth:
     async def credentials(self, request: CredentialsRequest) -> Credentials:
         config: PictofitConfig = request.config
         extra = config.known_secrets()
-        if not _for_the_service(request.url, config):
+        if not _for_the_service(request, config):
             return Credentials(secrets=extra)
         if config.api_key is not None:
             # No token to renew: a refusal changes nothing, and a second 401 is the core's 502.
@@ -59,8 +59,9 @@ class Auth:
         return (await self._cache(tenant).get(fetch, drop=drop)).value
 
 
-def _for_the_service(url: URL, config: PictofitConfig) -> bool:
-    """Whether the tenant's key belongs on `url`: the service's origin, but not its token URL."""
-    if config.token is not None and url.with_query(None) == URL(config.token.url):
+def _for_the_service(request: CredentialsRequest, config: PictofitConfig) -> bool:
+    """Whether the tenant's key belongs on the request: the service's origin, but not its token
+    URL (which takes the password form instead)."""
+    if config.token is not None and request.url.with_query(None) == URL(config.token.url):
         return False
-    return url.origin() == URL(config.base_url).origin()
+    return request.goes_to(config.base_url)
