@@ -3,7 +3,8 @@
 Load order is deterministic (as tox does it): blocked names from the configuration, the core's own
 plugins, the `gateway.backends` entry points, the `extra_plugins` given to `create_app`, then
 `check_pending()` so that a misspelled hook fails at start-up instead of being silently ignored.
-Backends are registered as classes (`gateway_register_backends`); `backends.py` builds them.
+Backends are registered as classes (`gateway_register_backends`); the app builds one of each
+(`app._backends`).
 """
 
 from __future__ import annotations
