@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint format clean bench bench-smoke bench-tools postgres client chromium schemathesis
+.PHONY: new-backend-check
 
 # Every plugin distribution under plugins/ (a folder with a pyproject.toml) is installed, and its
 # package and tests/ are linted, type-checked (pyproject's mypy `files`) and tested (pytest's
@@ -46,6 +47,11 @@ chromium:
 ## client: the Python client generated from the contract into build/client (fails on any warning)
 client: $(STAMP)
 	$(BIN)/python openapi/generate_client.py build/client
+
+## new-backend-check: `gateway new-backend demo` made, installed in a throwaway venv, tested and
+## served (listed, its own operation in /openapi.json and the generated client); leaves no trace
+new-backend-check: $(STAMP)
+	bash .ci/new-backend
 
 ## schemathesis: every check against a live sandbox gateway; SEED and EXAMPLES as in .ci/run
 SEED ?= 0

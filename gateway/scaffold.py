@@ -2,10 +2,11 @@
 
 It writes `plugins/NAME/` from the templates shipped in the package (`gateway/templates/backend`,
 `string.Template` files): the distribution `gateway-NAME` with its entry point, the package
-`gateway_NAME` (config, backend, plugin hooks, a sandbox simulator on the plugin API's sandbox
-kit), tests on the plugin API's test kit, and a README. What it writes installs, passes its own
-tests and the repository's lint, and is served by the gateway once installed
-(tests/test_new_backend.py does all of that on a generated plugin).
+`gateway_NAME` (config, backend, plugin hooks, an OpenAPI fragment with one operation of its own,
+a sandbox simulator on the plugin API's sandbox kit), tests on the plugin API's test kit, and a
+README. What it writes installs, passes its own tests and the repository's lint, and is served by
+the gateway once installed, its own operation in the served contract (tests/test_new_backend.py
+and .ci/new-backend do all of that on a generated plugin).
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Final
 
+import yaml
+
+from gateway.contract import ContractError
+from gateway.fragments import merged_contract
 from gateway.plugins import PluginHost
 
 NAME_RULE: Final = re.compile(r"[a-z][a-z0-9_]{1,30}")
 TEMPLATES: Final = "templates/backend"
 SUFFIX: Final = ".tmpl"
+FRAGMENT: Final = ("package", "openapi.yaml")
 
 
 class ScaffoldError(Exception):
@@ -58,7 +64,7 @@ def _target(name: str, parts: tuple[str, ...]) -> Path:
     return Path(*mapped)
 
 
-def check_name(name: str, plugins_dir: Path) -> None:
+def check_name(name: str, plugins_dir: Path, host: PluginHost | None = None) -> None:
     """Raise `ScaffoldError` unless `name` is a fresh backend name for `plugins_dir`."""
     if not NAME_RULE.fullmatch(name):
         raise ScaffoldError(
@@ -67,13 +73,27 @@ def check_name(name: str, plugins_dir: Path) -> None:
         )
     if (plugins_dir / name).exists():
         raise ScaffoldError(f"{plugins_dir / name} exists already")
-    if name in PluginHost.build().backends:
+    if name in (host or PluginHost.build()).backends:
         raise ScaffoldError(f"a backend called {name!r} is installed already")
+
+
+def check_fragment(name: str, text: str, host: PluginHost) -> None:
+    """Raise `ScaffoldError` if the rendered fragment would not merge with the contract and the
+    installed backends' fragments (a name whose tag, path or schema is taken, e.g. `products`):
+    the plugin would stop the gateway's start-up."""
+    try:
+        merged_contract({**host.fragments(), name: yaml.safe_load(text)})
+    except ContractError as exc:
+        raise ScaffoldError(
+            f"{name!r} cannot be a backend name: its own operation would clash with the served"
+            f" contract: {'; '.join(exc.problems)}"
+        ) from None
 
 
 def new_backend(name: str, plugins_dir: Path) -> list[Path]:
     """Write the plugin `name` into `plugins_dir/name`; the files written, relative to it."""
-    check_name(name, plugins_dir)
+    host = PluginHost.build()
+    check_name(name, plugins_dir, host)
     values = {"name": name, "Camel": class_prefix(name), "UPPER": name.upper()}
     folder = resources.files("gateway").joinpath(TEMPLATES)
     # Render everything before writing anything: a broken template leaves no half plugin.
@@ -81,6 +101,7 @@ def new_backend(name: str, plugins_dir: Path) -> list[Path]:
         (_target(name, parts), string.Template(text).substitute(values))
         for parts, text in _templates(folder)
     ]
+    check_fragment(name, dict(rendered)[_target(name, FRAGMENT)], host)
     root = plugins_dir / name
     for path, text in rendered:
         (root / path).parent.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,20 @@ def test_new_backend_refuses_names_it_cannot_use(
     assert [p.name for p in plugins.iterdir()] == ["taken"]
 
 
+def test_new_backend_refuses_a_name_whose_own_operation_would_clash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name whose generated fragment would clash with the contract (`products`: its tag, and
+    `/v1/products/status` against getProduct's path) is refused before anything is written, the
+    clash named: the plugin would stop every start-up of the gateway."""
+    plugins = tmp_path / "plugins"
+    assert main(["new-backend", "products", "--plugins-dir", str(plugins)]) == 2
+    err = capsys.readouterr().err
+    assert "tag 'products' is already declared by the core contract" in err
+    assert "getProduct" in err
+    assert not plugins.exists()
+
+
 def test_new_backend_output_lints_clean_for_short_and_long_names(tmp_path: Path) -> None:
     """The templates keep to the line length and import order whatever the name's length: ruff
     check and ruff format find nothing for a 2- and a 31-character name."""
@@ -97,7 +111,8 @@ def get_json(port: int, path: str, key: str | None = None) -> tuple[int, Any]:
 def test_new_backend_installs_passes_its_tests_and_is_served(tmp_path: Path) -> None:
     """`demo` generated into a temporary folder passes mypy --strict; `pip install -e` installs
     it; its generated tests pass with pytest; and `gateway serve --sandbox` loads it through its
-    entry point: /v1/backends lists it configured, and its operation answers from its simulator."""
+    entry point: /v1/backends lists it configured, its operations answer from its simulator, and
+    the one it declares in its own fragment is in /openapi.json."""
     plugin = generate("demo", tmp_path)
     run(BIN / "mypy", "--strict", plugin / "gateway_demo", plugin / "tests", cwd=tmp_path)
 
@@ -111,7 +126,7 @@ def test_new_backend_installs_passes_its_tests_and_is_served(tmp_path: Path) -> 
     tests = run(
         python, "-m", "pytest", "-q", "-p", "no:cacheprovider", plugin / "tests", cwd=tmp_path
     )
-    assert "3 passed" in tests, tests
+    assert "5 passed" in tests, tests
 
     port = unused_port()
     serve = [python, "-m", "gateway.cli", "serve", "--sandbox", "--port", str(port)]
@@ -131,10 +146,14 @@ def test_new_backend_installs_passes_its_tests_and_is_served(tmp_path: Path) -> 
         assert status == 200
         [demo] = [b for b in backends["items"] if b["name"] == "demo"]
         assert demo["configured"] is True
-        assert demo["capabilities"] == ["listProductTypes"]
+        assert demo["capabilities"] == ["getDemoStatus", "listProductTypes"]
         status, types = get_json(port, "/v1/product-types?backend=demo", KEY)
         assert status == 200
         assert types == {"backend": "demo", "items": [{"name": "SHIRT"}, {"name": "TROUSERS"}]}
+        status, contract = get_json(port, "/openapi.json")
+        assert contract["paths"]["/v1/demo/status"]["get"]["operationId"] == "getDemoStatus"
+        status, own = get_json(port, "/v1/demo/status", KEY)
+        assert (status, own) == (200, {"backend": "demo", "state": "operational"})
     finally:
         server.terminate()
         server.wait(timeout=30)
