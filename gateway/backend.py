@@ -186,6 +186,13 @@ class CallbackCall(Generic[C]):
     The core has not authenticated it: the backend checks its own secret (constant time) and answers
     401 if it does not match. `config` is None when the tenant does not exist or has no
     configuration for this backend.
+
+    When the tenant shares an upstream account with others (`Backend.callback_account`), the one
+    registration made for the account brings the callbacks of all of them: `account` names it and
+    `tenants` holds every tenant of it with its configuration. The backend tells from the payload
+    whose the callback is (`owner`, by the resources the tenants created through the gateway) and
+    emits through that tenant's `services_for(tenant)`; `services` stays the URL's tenant's.
+    Otherwise `tenants` is the URL's tenant alone (none without a configuration).
     """
 
     backend: str
@@ -197,6 +204,33 @@ class CallbackCall(Generic[C]):
     body: bytes
     upstream: BoundUpstream
     services: GatewayServices
+    account: str | None = None
+    tenants: Mapping[str, C] = attrs.field(factory=dict)
+    _services_for: Callable[[str], GatewayServices] | None = attrs.field(default=None, repr=False)
+    _owner_of: Callable[[str, str], Awaitable[str | None]] | None = attrs.field(
+        default=None, repr=False
+    )
+
+    def services_for(self, tenant: str) -> GatewayServices:
+        """The services (events, resource records) of `tenant`, one of `tenants`; LookupError
+        for any other, so a callback never reaches a tenant outside its account."""
+        if tenant not in self.tenants:
+            raise LookupError(f"tenant {tenant!r} does not share this callback's account")
+        if tenant == self.tenant:
+            return self.services
+        if self._services_for is None:
+            raise LookupError(f"no services for tenant {tenant!r} in this call")
+        return self._services_for(tenant)
+
+    async def owner(self, kind: str, resource_id: str) -> str | None:
+        """The tenant among `tenants` that created the resource through the gateway (with this
+        backend), or None: the resource is unknown, or another account's."""
+        if self._owner_of is not None:
+            found = await self._owner_of(kind, resource_id)
+            return found if found in self.tenants else None
+        if self.tenant in self.tenants and await self.services.resources.get(kind, resource_id):
+            return self.tenant
+        return None
 
 
 @attrs.frozen
@@ -217,12 +251,24 @@ class Sandbox:
 class CallbackRegistration(Generic[C]):
     """Register a backend's callbacks for one tenant with its upstream; see
     `Backend.register_callbacks`. `callback_url` is `{public_url}/callbacks/{backend}/{tenant}/`:
-    the backend appends what identifies the callback."""
+    the backend appends what identifies the callback.
+
+    For an account several tenants share (`Backend.callback_account`), one registration is made
+    for all of them: `account` names it, `tenants` lists them (sorted), and `tenant`, `config` and
+    `callback_url` are the first one's; callbacks to that URL reach the backend with every tenant
+    of the account (`CallbackCall.tenants`). Otherwise `tenants` is `(tenant,)`.
+    """
 
     tenant: str
     config: C
     callback_url: str
     upstream: BoundUpstream
+    tenants: tuple[str, ...] = attrs.field()
+    account: str | None = None
+
+    @tenants.default
+    def _just_this_tenant(self) -> tuple[str, ...]:
+        return (self.tenant,)
 
 
 @attrs.frozen
@@ -249,7 +295,8 @@ class Backend(Generic[C]):
     `credentials` before every upstream attempt, `operation` for each caller request routed here,
     and, when the subclass defines them, `callback` for each request the upstream sends to
     `/callbacks/{name}/...` and `register_callbacks` per tenant at start-up (in the background,
-    until it succeeds) and on `gateway callbacks sync`. `aclose` runs when the app stops.
+    until it succeeds) and on `gateway callbacks sync` (once per account instead, for tenants
+    that share one: `callback_account`). `aclose` runs when the app stops.
     Errors are raised as `ProblemError`s (the helpers above), never answered by hand.
     """
 
@@ -301,8 +348,18 @@ class Backend(Generic[C]):
         raise not_found(f"backend {self.name} receives no callbacks")
 
     async def register_callbacks(self, registration: CallbackRegistration[C]) -> None:
-        """Register the callbacks for one tenant; idempotent; raise to report a failure (it is
-        retried and shown in `/readyz` and `/v1/backends`)."""
+        """Register the callbacks for one tenant, or for one account and all its `tenants`;
+        idempotent; raise to report a failure (it is retried and shown, for each tenant, in
+        `/readyz` and `/v1/backends`)."""
+
+    def callback_account(self, config: C) -> str | None:
+        """The upstream account whose callback registration `config` uses, when the upstream
+        keeps one registration per account (a second would replace the first) and tenants may
+        share an account; None (the default): every tenant registers its own. Tenants whose
+        configs name the same account are registered once, together, and the backend routes each
+        of the account's callbacks to its tenant (`CallbackCall.owner`, `services_for`). Called
+        at start-up; the name appears in logs, so it is an id, never a secret."""
+        return None
 
     async def aclose(self) -> None:
         """Release what the instance holds; the app is stopping."""

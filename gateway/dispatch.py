@@ -20,6 +20,7 @@ from gateway.middleware import REQUEST_ID_HEADER
 from gateway.owners import Owners
 from gateway.state import (
     BACKENDS,
+    CALLBACKS,
     CONTRACT,
     INPUT,
     OPERATION,
@@ -219,6 +220,18 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, limit=MAX_CALLBACK_BYTES)
     tenant = request.app[TENANTS].get(tenant_id)
     config = tenant.configs.get(backend) if tenant else None
+    # The tenants the callback may be for: the URL's, or every tenant of its account.
+    registration = request.app[CALLBACKS].registration_of(tenant_id, backend)
+    if registration is not None:
+        tenants, account = registration.configs, registration.account
+    else:
+        tenants, account = ({tenant_id: config} if config is not None else {}), None
+    store = request.app[STORE]
+
+    async def owner_of(kind: str, resource_id: str) -> str | None:
+        record = await store.get_resource(kind, resource_id)
+        return record.tenant if record is not None and record.backend == backend else None
+
     call = CallbackCall(
         backend=backend,
         tenant=tenant_id,
@@ -229,5 +242,9 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
         body=body,
         upstream=bound_upstream(request, tenant_id, backend, config, "receiveBackendCallback"),
         services=services(request, tenant_id, backend),
+        account=account,
+        tenants=tenants,
+        services_for=lambda other: services(request, other, backend),
+        owner_of=owner_of,
     )
     return to_response(await receiver.callback(call))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -28,7 +29,9 @@ from gateway.plugin_api import (
     Reply,
     Sandbox,
     Secret,
+    bad_request,
     hookimpl,
+    not_found,
 )
 
 NAME = "acme"
@@ -39,6 +42,9 @@ class AcmeConfig:
     base_url: str
     api_key: Secret
     callback_secret: Secret | None = None
+    # The Acme account the key belongs to, when several tenants share one: Acme keeps one
+    # callback registration per account, so theirs is made once (`callback_account`).
+    account: str | None = None
 
 
 @attrs.define
@@ -296,16 +302,36 @@ class AcmeBackend(Backend[AcmeConfig]):
             return Reply(200, answer.json())
         raise ProblemError(501, "not-implemented", "Not implemented")
 
+    def callback_account(self, config: AcmeConfig) -> str | None:
+        return config.account
+
     async def callback(self, call: CallbackCall[AcmeConfig]) -> Reply:
         expected = call.config.callback_secret.reveal() if call.config else None
         given = call.headers.get("Authorization", "")
         given_bytes = given.encode("utf-8", "surrogateescape")  # as sent, UTF-8 or not
         if expected is None or not hmac.compare_digest(given_bytes, expected.encode()):
             raise ProblemError(401, "unauthorized", "Unauthorized", "bad callback secret")
+        if call.account is not None:
+            return await self._account_callback(call)
         # 204 whether new or a duplicate: the upstream only needs to know it was taken.
         await call.services.emit(
             "acme.done", {"path": call.callback_path}, dedupe_key=call.callback_path
         )
+        return Reply(204)
+
+    async def _account_callback(self, call: CallbackCall[AcmeConfig]) -> Reply:
+        """The account's one webhook serves all its tenants: the payload names the widget, and
+        the tenant that created it through the gateway is the one told."""
+        try:
+            widget_id = str(json.loads(call.body)["widgetId"])
+        except (ValueError, KeyError, TypeError):
+            raise bad_request("the body names no widgetId") from None
+        owner = await call.owner("acme-widget", widget_id)
+        if owner is None:  # unknown, or another account's: no tenant of this one is told
+            raise not_found(f"acme-widget {widget_id} does not exist")
+        data = {"path": call.callback_path, "widgetId": widget_id}
+        dedupe = f"{call.callback_path}:{widget_id}"
+        await call.services_for(owner).emit("acme.done", data, dedupe_key=dedupe)
         return Reply(204)
 
     async def register_callbacks(self, registration: CallbackRegistration[AcmeConfig]) -> None:
