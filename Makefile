@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
-## run: the gateway in sandbox mode (SQLite, every backend's simulator in-process, a demo tenant)
+## run: the gateway in sandbox mode (SQLite, every backend's simulator in-process, a demo tenant);
+## PORT=N serves on another port
 run: $(STAMP)
-	$(BIN)/gateway serve --sandbox
+	$(BIN)/gateway serve --sandbox $(if $(PORT),--port $(PORT))
 
 ## test: the whole test suite (its PostgreSQL tests start servers of their own)
 test: $(STAMP) postgres chromium
