@@ -4,18 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format clean bench bench-smoke bench-tools postgres client chromium schemathesis
+.PHONY: constraints run test lint format clean bench bench-smoke bench-tools postgres client chromium schemathesis
 
 # Every plugin distribution under plugins/ (a folder with a pyproject.toml) is installed, and its
 # package and tests/ are linted, type-checked (pyproject's mypy `files`) and tested (pytest's
 # `testpaths`): a new plugin needs no edit outside its folder.
 PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 
-$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+# constraints.txt pins every distribution (the image installs the same): `make constraints` after
+# changing a dependency.
+$(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(PLUGINS))
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
+
+## constraints: constraints.txt anew from what the project's pyproject files ask for now
+constraints: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(PLUGINS))
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
 
 ## run: the gateway in sandbox mode (SQLite, every backend's simulator in-process, a demo tenant);
 ## PORT=N serves on another port

@@ -51,6 +51,8 @@ RESTART_BACKOFF_CAP = 10.0
 STOP_GRACE = 30.0  # seconds the workers get to finish after SIGTERM
 ORPHAN_CHECK = 1.0
 SANDBOX_KEY_ENV = "GATEWAY_SANDBOX_KEY"
+HOST_ENV = "GATEWAY_HOST"
+PORT_ENV = "GATEWAY_PORT"
 SANDBOX_TENANT = "demo"
 
 
@@ -85,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="processes serving one port, each with its own delivery workers (PostgreSQL only)",
     )
-    serve.add_argument("--host", help="overrides server.host")
-    serve.add_argument("--port", type=int, help="overrides server.port")
+    serve.add_argument("--host", help=f"overrides server.host (default: ${HOST_ENV})")
+    serve.add_argument("--port", type=int, help=f"overrides server.port (default: ${PORT_ENV})")
     # Set by `--workers N` on the processes it starts: share the port, stop when orphaned; and
     # how many there are, for the line each logs when it listens.
     serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
@@ -210,6 +212,14 @@ class StartError(Exception):
 def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(["--workers: at least 1"])
+    # The image sets these (Dockerfile): `docker run IMAGE --sandbox` keeps its host, and the
+    # HEALTHCHECK knows the port.
+    args.host = args.host or os.environ.get(HOST_ENV) or None
+    if args.port is None and os.environ.get(PORT_ENV):
+        try:
+            args.port = int(os.environ[PORT_ENV])
+        except ValueError:
+            raise ConfigError([f"${PORT_ENV}: must be a whole number"]) from None
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError(["--port: must be a port number, 0 to 65535 (0: any free port)"])
     if args.sandbox:

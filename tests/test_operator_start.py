@@ -264,3 +264,19 @@ def test_make_run_takes_a_port() -> None:
         ["make", "-n", "run", "PORT=9123"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert "serve --sandbox --port 9123" in result.stdout
+
+
+def test_serve_takes_host_and_port_from_the_environment(tmp_path: Path) -> None:
+    """$GATEWAY_HOST and $GATEWAY_PORT are --host's and --port's defaults (the image sets them,
+    and its HEALTHCHECK reads the port): they win over the file, and --port over them."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        config = str(good_config(tmp_path, unused_port()))
+        env = {"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(busy)}
+        result = gateway("serve", "--config", config, cwd=tmp_path, env=env)
+        assert f"cannot listen on 127.0.0.1:{busy}:" in result.stderr
+        wrong = gateway("serve", "--config", config, cwd=tmp_path, env={"GATEWAY_PORT": "x"})
+    assert wrong.returncode == 2
+    assert "$GATEWAY_PORT: must be a whole number" in wrong.stderr
