@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format clean bench bench-smoke bench-tools postgres client chromium schemathesis
+.PHONY: constraints run test lint format clean bench bench-smoke bench-tools postgres client chromium schemathesis
 .PHONY: new-backend-check
 
 # Every plugin distribution under plugins/ (a folder with a pyproject.toml) is installed, and its
@@ -12,15 +12,24 @@ STAMP := $(VENV)/.installed
 # `testpaths`): a new plugin needs no edit outside its folder.
 PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 
-$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+# constraints.txt pins every distribution (the image installs the same): `make constraints` after
+# changing a dependency.
+$(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(PLUGINS))
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
-## run: the gateway in sandbox mode (SQLite, every backend's simulator in-process, a demo tenant)
+## constraints: constraints.txt anew from what the project's pyproject files ask for now
+constraints: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(PLUGINS))
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
+
+## run: the gateway in sandbox mode (SQLite, every backend's simulator in-process, a demo tenant);
+## PORT=N serves on another port
 run: $(STAMP)
-	$(BIN)/gateway serve --sandbox
+	$(BIN)/gateway serve --sandbox $(if $(PORT),--port $(PORT))
 
 ## test: the whole test suite (its PostgreSQL tests start servers of their own)
 test: $(STAMP) postgres chromium

@@ -1,3 +1,6 @@
 """The integration gateway core."""
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+# Written once, in pyproject.toml: the installed distribution says it.
+__version__ = metadata.version("integration-gateway")

@@ -11,6 +11,7 @@ from gateway import docs, wire
 from gateway.callbacks import SyncState
 from gateway.events import CORE_EVENT_TYPES
 from gateway.metrics import CONTENT_TYPE_LATEST
+from gateway.secret_health import unreadable_settings
 from gateway.state import (
     CALLBACKS,
     CONTRACT,
@@ -44,6 +45,13 @@ async def get_readiness(request: web.Request) -> web.Response:
         {"ok": True, "detail": f"{len(tenants)} configured"}
         if tenants
         else {"ok": False, "detail": "no tenant is configured"}
+    )
+    # A secret removed or rotated away since start: which settings (calls needing them get 503).
+    unreadable = unreadable_settings(tenants.values())
+    checks["secrets"] = (
+        {"ok": False, "detail": f"cannot be read: {', '.join(unreadable)}"}
+        if unreadable
+        else {"ok": True}
     )
     in_use = {name for tenant in tenants.values() for name in tenant.configs}
     for name in sorted(in_use):

@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler
 from gateway import problems
 from gateway.forms import Spool
 from gateway.problems import PROBLEM_CONTENT_TYPE, ProblemError
+from gateway.secret_health import missing_secret, secret_unavailable, setting_of
 from gateway.state import (
     CONTRACT,
     INPUT,
@@ -123,7 +124,21 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        if _caused_by_store_outage(exc):
+        if missing := missing_secret(exc):
+            # A secret gone since start (gateway.secret_health): the tenant and setting, no trace.
+            tenant = request.get(TENANT) or request.app[TENANTS].get(
+                request.match_info.get("tenantId", "")
+            )
+            setting = setting_of(tenant, missing.ref)
+            log.warning(
+                "http.secret_unavailable",
+                route=route,
+                tenant=tenant.id if tenant else None,
+                setting=setting,
+                error=str(missing),
+            )
+            response = problem_response(secret_unavailable(tenant, setting), request)
+        elif _caused_by_store_outage(exc):
             # Nothing was acknowledged: the caller (an upstream's callback too) retries later.
             log.warning("http.store_unavailable", route=route, error=str(exc))
             response = problem_response(store_unavailable(), request)

@@ -22,14 +22,21 @@ simulator needs besides its vendor's routes is here, once:
   as a JSON object, else a 400 ``SandboxProblem``).
 - ``simulator_app``: the application with its state under an ``AppKey``, the recording and fault
   middlewares outermost, then the simulator's own middlewares, its routes and the control routes.
+- ``keep_state``: what a state's class lists in ``durable`` (its records: products, photos, the
+  random generator its ids come from) kept in a file, so that a simulator restarted with the
+  gateway (``gateway serve --sandbox``) remembers what the gateway's store still points at.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import pickle
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 import attrs
@@ -48,6 +55,7 @@ __all__ = [
     "is_control",
     "json_error",
     "json_object",
+    "keep_state",
     "rate_knob",
     "seconds_knob",
     "simulator_app",
@@ -303,6 +311,73 @@ def simulator_app(
         ]
     )
     app[key] = state
+    simulator: SimulatorState = state
+    app[SIMULATOR_STATE] = simulator  # for keep_state, whatever the simulator's own key
     app.add_routes(routes)
     app.add_routes(_control_routes(state))
     return app
+
+
+# --- state kept across restarts ------------------------------------------------------------------
+
+SIMULATOR_STATE: Final = web.AppKey("sandbox_kit.simulator_state", SimulatorState)
+SAVE_INTERVAL = 1.0  # seconds: background work (a configuration processing) changes state too
+
+
+def keep_state(app: web.Application, path: Path) -> None:
+    """Restore the simulator's durable state from `path` now, and write it back after every
+    request that may change it, every `SAVE_INTERVAL` when it changed, and when the app stops.
+
+    Durable are the attributes the state's class names in `durable`; requests, faults and
+    sessions are not. The file is the simulator's own, in the gateway's sandbox data folder, so it
+    lasts exactly as long as the gateway's store beside it; one that cannot be read (written by
+    another version) is set aside and the simulator starts empty.
+    """
+    state = app[SIMULATOR_STATE]
+    names: tuple[str, ...] = getattr(state, "durable", ())
+    if not names:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        try:
+            # The gateway's own file, in its own data folder: nothing foreign is unpickled.
+            saved = pickle.loads(path.read_bytes())  # noqa: S301
+            for name in names:
+                if name in saved:
+                    setattr(state, name, saved[name])
+        except Exception:  # an older layout: keep it for a look, start afresh
+            path.replace(path.with_suffix(".unreadable"))
+    last = b""
+
+    def save() -> None:
+        nonlocal last
+        data = pickle.dumps({name: getattr(state, name) for name in names})
+        if data != last:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            partial.write_bytes(data)
+            os.replace(partial, path)  # whole or not at all, even if killed while writing
+            last = data
+
+    @web.middleware
+    async def save_after(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        finally:
+            if request.method not in {"GET", "HEAD", "OPTIONS"}:
+                save()
+
+    async def saving(app: web.Application) -> AsyncIterator[None]:
+        async def every_interval() -> None:
+            while True:
+                await asyncio.sleep(SAVE_INTERVAL)
+                save()
+
+        task = asyncio.get_running_loop().create_task(every_interval())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        save()
+
+    app.middlewares.append(save_after)
+    app.cleanup_ctx.insert(0, saving)  # first in, last out: after the simulator's own clean-up

@@ -15,7 +15,20 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Credentials", "Event", "Reply", "Secret"]
+__all__ = ["Credentials", "Event", "Reply", "Secret", "SecretUnavailable"]
+
+
+class SecretUnavailable(LookupError):
+    """A secret reference that cannot be read now (an unset variable, a file rotated away).
+
+    The message names the reference and why, never a value. A LookupError, as an unset
+    variable always was, so code that tolerated one tolerates a missing file too.
+    """
+
+    def __init__(self, ref: str, reason: str) -> None:
+        super().__init__(f"{ref}: {reason}")
+        self.ref = ref
+        self.reason = reason
 
 
 @attrs.frozen(repr=False)
@@ -47,8 +60,12 @@ class Secret:
             try:
                 return os.environ[where]
             except KeyError:
-                raise LookupError(f"environment variable {where} is not set") from None
-        return Path(where).read_text(encoding="utf-8").strip()
+                raise SecretUnavailable(self.ref, "environment variable is not set") from None
+        try:
+            return Path(where).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise SecretUnavailable(self.ref, f"cannot be read ({reason.lower()})") from None
 
     def __repr__(self) -> str:
         return f"Secret({self.ref!r})"

@@ -21,7 +21,7 @@ async def test_readiness_counts_tenants_and_names_none(gateway: Gateway) -> None
     checks = (await response.json())["checks"]
     assert checks["tenants"] == {"ok": True, "detail": "2 configured"}
     assert checks["callbacks:acme"] == {"ok": True, "detail": "2 of 2 tenants synced"}
-    assert set(checks) == {"store", "tenants", "backend:acme", "callbacks:acme"}
+    assert set(checks) == {"store", "tenants", "secrets", "backend:acme", "callbacks:acme"}
 
 
 async def test_the_sqlite_database_is_created_private_whatever_the_umask(tmp_path: Path) -> None:

@@ -208,6 +208,5 @@ async def test_invalid_configuration_is_refused(make_artifi: MakeArtifi) -> None
     """A table the config class refuses stops the gateway, naming the backend's table."""
     with pytest.raises(ConfigError) as caught:
         await make_artifi(tenant_b={"assumptions": {"file_part": "x", "typo": 1}})
-    assert caught.value.problems == (
-        "tenants[1].backends.artifi.assumptions: extra fields found (typo)",
-    )
+    (problem,) = caught.value.problems
+    assert problem.startswith("tenants[1].backends.artifi.assumptions.typo: unknown setting")

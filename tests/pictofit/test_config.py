@@ -72,21 +72,21 @@ TOKEN = {"username": "u", "password": "env:P", "client_secret": "env:S"}
     [
         (
             {"customer_id": CUSTOMER},
-            f"{WHERE}: invalid value: set exactly one of api_key and token",
+            f"{WHERE}: set exactly one of api_key and token",
         ),
         (
             {"customer_id": CUSTOMER, "api_key": "env:X", "token": TOKEN},
-            f"{WHERE}: invalid value: set exactly one of api_key and token",
+            f"{WHERE}: set exactly one of api_key and token",
         ),
-        ({"customer_id": "acme", "api_key": "env:X"}, "customer_id must be a UUID"),
+        ({"customer_id": "acme", "api_key": "env:X"}, f"{WHERE}.customer_id: must be a UUID"),
         (
             {"customer_id": CUSTOMER, "api_key": "env:X", "base_url": "ftp://x"},
-            "base_url must be an absolute http(s) URL",
+            f"{WHERE}.base_url: must be an absolute http(s) URL",
         ),
         ({"customer_id": CUSTOMER, "api_key": "plain-text"}, f"{WHERE}.api_key: "),
         (
             {"customer_id": CUSTOMER, "api_key": "env:X", "assumptions": {"states": {"1": "x"}}},
-            f"{WHERE}.assumptions: invalid value: states: ['x'] not among",
+            f"{WHERE}.assumptions.states: ['x'] not among",
         ),
         ({"customer_id": CUSTOMER, "api_key": "env:X", "colour": "red"}, "colour"),
     ],

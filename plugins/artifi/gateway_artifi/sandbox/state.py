@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import datetime
-from typing import Final
+from typing import ClassVar, Final
 
 import attrs
 from aiohttp import hdrs, web
@@ -62,6 +62,9 @@ class PhotoRecord:
 @attrs.define
 class ArtifiSandboxState:
     """Everything the sandbox remembers; reachable as ``app[SANDBOX_STATE]``."""
+
+    # What a sandbox restart keeps (gateway.sandbox_kit.keep_state).
+    durable: ClassVar = ("photos", "next_photo_id", "rng")
 
     settings: ArtifiSandboxSettings
     rng: random.Random

@@ -9,7 +9,7 @@ import asyncio
 import random
 import time
 from collections.abc import Coroutine
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import aiohttp
 import attrs
@@ -34,6 +34,9 @@ __all__ = ["SANDBOX_STATE", "PictofitSandboxState"]
 
 class PictofitSandboxState:
     """Everything the simulator knows; tests read and steer it through ``app[SANDBOX_STATE]``."""
+
+    # What a sandbox restart keeps (gateway.sandbox_kit.keep_state); tokens expire by the clock.
+    durable: ClassVar = ("products", "configurations", "files", "callbacks", "result_files", "rng")
 
     def __init__(self, settings: PictofitSandboxSettings) -> None:
         self.settings = settings
