@@ -20,11 +20,28 @@ def camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+# The field metadata key of `omit_none`.
+_OMIT_NONE = "gateway.wire.omit_none"
+
+
+def omit_none() -> Any:
+    """An attrs field, None by default, that the wire format leaves out while it is None.
+
+    For the contract's optional properties, absent rather than null (`ReadinessCheck.detail`);
+    every other field is always written, None as null.
+    """
+    return attrs.field(default=None, metadata={_OMIT_NONE: True})
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
 
     def unstructure_factory(cls: type[Any]) -> Any:
-        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        renames = {
+            # The default of an `omit_none` field is None: omitted when default is omitted if None.
+            a.name: override(rename=camel(a.name), omit_if_default=_OMIT_NONE in a.metadata)
+            for a in attrs.fields(cls)
+        }
         return make_dict_unstructure_fn(cls, converter, **renames)  # type: ignore[arg-type]
 
     converter.register_unstructure_hook_factory(attrs.has, unstructure_factory)
