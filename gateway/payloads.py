@@ -1,7 +1,9 @@
-"""The answers of the operations the core serves itself, as the contract's schemas name them.
+"""The bodies of the operations the core serves itself and of its own events, as the contract's
+schemas name them.
 
-Frozen attrs values that `gateway.wire` writes (field names in camelCase); an optional property the
-contract leaves out when absent is an `omit_none` field, every other None is written as null.
+Frozen attrs values that `gateway.wire` writes and reads (field names in camelCase); an optional
+property the contract leaves out when absent is an `omit_none` field, every other None is written
+as null.
 """
 
 from __future__ import annotations
@@ -98,6 +100,19 @@ class Event:
 
 
 @attrs.frozen
+class TestEventData:
+    subscription_id: str
+    message: str
+
+
+@attrs.frozen
+class SubscriptionDisabledData:
+    subscription_id: str
+    url: str
+    reason: str
+
+
+@attrs.frozen
 class EventPage:
     items: Sequence[Event]
     next_cursor: str | None
@@ -156,6 +171,11 @@ class DeliveryList:
 
 
 @attrs.frozen
+class RedeliveryInput:
+    subscription_id: str | None = None
+
+
+@attrs.frozen
 class RedeliveryResult:
     deliveries: Sequence[Delivery]
 
@@ -209,6 +229,18 @@ def _subscription_fields(s: store.Subscription) -> dict[str, Any]:
 class SubscriptionPage:
     items: Sequence[Subscription]
     next_cursor: str | None
+
+
+@attrs.frozen
+class SubscriptionInput:
+    url: str
+    event_types: list[str]
+    description: str | None = None
+
+
+@attrs.frozen
+class SecretRotationInput:
+    grace_seconds: int | None = None  # None: the configured default
 
 
 @attrs.frozen

@@ -37,3 +37,13 @@ def test_event_payload_is_the_contract_event_in_a_stable_order() -> None:
         b'{"id":"evt_1","type":"x.y","tenant":"t","backend":null,'
         b'"occurredAt":"2024-01-01T00:00:00.000+00:00","data":{"z":1,"a":[1,{"y":null}]}}'
     )
+
+
+def test_request_bodies_are_read_from_camel_case() -> None:
+    """The converter reads a validated body by the contract's names; absent optionals are None."""
+    given = wire.structure(
+        {"url": "https://a.test/h", "eventTypes": ["*"]}, payloads.SubscriptionInput
+    )
+    assert given == payloads.SubscriptionInput("https://a.test/h", ["*"], None)
+    assert wire.structure({}, payloads.SecretRotationInput).grace_seconds is None
+    assert wire.structure({"graceSeconds": 0}, payloads.SecretRotationInput).grace_seconds == 0

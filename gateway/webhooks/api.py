@@ -55,14 +55,14 @@ async def _subscription(request: web.Request) -> Subscription:
 
 
 async def create_subscription(request: web.Request) -> web.Response:
-    body = request[INPUT].body
+    given = wire.structure(request[INPUT].body, payloads.SubscriptionInput)
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     subscription = Subscription(
         id=f"sub_{uuid.uuid4().hex}",
         tenant=request[TENANT].id,
-        url=await _check_url(request, body["url"]),
-        event_types=_check_types(request, body["eventTypes"]),
-        description=body.get("description"),
+        url=await _check_url(request, given.url),
+        event_types=_check_types(request, given.event_types),
+        description=given.description,
         enabled=True,
         disabled_reason=None,
         secret=signing.new_secret(),
@@ -121,9 +121,9 @@ async def delete_subscription(request: web.Request) -> web.Response:
 
 async def rotate_subscription_secret(request: web.Request) -> web.Response:
     current = await _subscription(request)
-    body = request[INPUT].body or {}
-    grace = body.get("graceSeconds", request.app[SETTINGS].events.rotation_grace)
-    expires = time.time() + grace
+    given = wire.structure(request[INPUT].body or {}, payloads.SecretRotationInput)
+    default = request.app[SETTINGS].events.rotation_grace
+    expires = time.time() + (default if given.grace_seconds is None else given.grace_seconds)
     changes = SubscriptionChanges(
         secret=signing.new_secret(), previous_secret=current.secret, previous_expires_at=expires
     )
@@ -137,7 +137,7 @@ async def send_test_event(request: web.Request) -> web.Response:
     current = await _subscription(request)
     event = Event.new(
         TEST_EVENT,
-        {"subscriptionId": current.id, "message": "a test event, sent on request"},
+        wire.unstructure(payloads.TestEventData(current.id, "a test event, sent on request")),
         tenant=current.tenant,
         backend=None,
     )
@@ -180,8 +180,9 @@ async def list_event_deliveries(request: web.Request) -> web.Response:
 
 async def redeliver_event(request: web.Request) -> web.Response:
     event = await _event(request)
-    body = request[INPUT].body or {}
-    subscription_id = body.get("subscriptionId")
+    subscription_id = wire.structure(
+        request[INPUT].body or {}, payloads.RedeliveryInput
+    ).subscription_id
     store = request.app[STORE]
     if subscription_id is not None:
         target = await store.get_subscription(event.tenant, subscription_id)
