@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
+from gateway import wire
 from gateway.backend import BackendContext
 from gateway.callbacks import CallbackRegistrar
 from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
@@ -20,6 +21,7 @@ from gateway.logs import SECRETS
 from gateway.metrics import Metrics
 from gateway.middleware import MB, MIDDLEWARES
 from gateway.owners import Owners
+from gateway.payloads import SubscriptionDisabledData
 from gateway.plugins import PluginHost
 from gateway.routes import add_routes
 from gateway.server import track_requests
@@ -58,7 +60,8 @@ def create_app(
     metrics = Metrics()
 
     async def announce_disabled(subscription: Subscription, reason: str) -> None:
-        data = {"subscriptionId": subscription.id, "url": subscription.url, "reason": reason}
+        disabled = SubscriptionDisabledData(subscription.id, subscription.url, reason)
+        data = wire.unstructure(disabled)
         event = Event.new(SUBSCRIPTION_DISABLED, data, tenant=subscription.tenant, backend=None)
         await plugins.publish_event(event)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiohttp import web
 
-from gateway import docs, wire
+from gateway import docs, payloads, wire
 from gateway.callbacks import SyncState
 from gateway.events import CORE_EVENT_TYPES
 from gateway.metrics import CONTENT_TYPE_LATEST
+from gateway.payloads import EventType, ReadinessCheck
 from gateway.secret_health import unreadable_settings
 from gateway.state import (
     CALLBACKS,
@@ -28,38 +28,39 @@ STORE_PING_TIMEOUT = 2.0
 
 
 async def get_health(request: web.Request) -> web.Response:
-    return wire.json_response({"status": "ok"})
+    return wire.json_response(payloads.Health())
 
 
 async def get_readiness(request: web.Request) -> web.Response:
-    checks: dict[str, dict[str, Any]] = {}
+    checks: dict[str, ReadinessCheck] = {}
     try:
         await asyncio.wait_for(request.app[STORE].ping(), STORE_PING_TIMEOUT)
-        checks["store"] = {"ok": True}
+        checks["store"] = ReadinessCheck(ok=True)
     except StoreUnavailable as exc:
-        checks["store"] = {"ok": False, "detail": str(exc)}
+        checks["store"] = ReadinessCheck(ok=False, detail=str(exc))
     except Exception as exc:  # any failure means not ready; say which
-        checks["store"] = {"ok": False, "detail": f"store unreachable: {type(exc).__name__}"}
+        detail = f"store unreachable: {type(exc).__name__}"
+        checks["store"] = ReadinessCheck(ok=False, detail=detail)
     tenants = request.app[TENANTS].tenants
     checks["tenants"] = (
-        {"ok": True, "detail": f"{len(tenants)} configured"}
+        ReadinessCheck(ok=True, detail=f"{len(tenants)} configured")
         if tenants
-        else {"ok": False, "detail": "no tenant is configured"}
+        else ReadinessCheck(ok=False, detail="no tenant is configured")
     )
     # A secret removed or rotated away since start: which settings (calls needing them get 503).
     unreadable = unreadable_settings(tenants.values())
     checks["secrets"] = (
-        {"ok": False, "detail": f"cannot be read: {', '.join(unreadable)}"}
+        ReadinessCheck(ok=False, detail=f"cannot be read: {', '.join(unreadable)}")
         if unreadable
-        else {"ok": True}
+        else ReadinessCheck(ok=True)
     )
     in_use = {name for tenant in tenants.values() for name in tenant.configs}
     for name in sorted(in_use):
         breaker = request.app[UPSTREAMS][name].breaker.state.value
         checks[f"backend:{name}"] = (
-            {"ok": True, "detail": f"breaker {breaker}"}
+            ReadinessCheck(ok=True, detail=f"breaker {breaker}")
             if breaker != "open"
-            else {"ok": False, "detail": "breaker open: the upstream is failing"}
+            else ReadinessCheck(ok=False, detail="breaker open: the upstream is failing")
         )
     # Tenants are counted, never named: anyone may read this. Each tenant sees its own state and
     # the reason in GET /v1/backends; operators in the `callbacks.sync_failed` log lines.
@@ -71,9 +72,9 @@ async def get_readiness(request: web.Request) -> web.Response:
         detail = f"{synced} of {len(states)} tenants synced"
         if synced < len(states):
             detail += f" ({failed} failed, {len(states) - synced - failed} pending)"
-        checks[f"callbacks:{backend}"] = {"ok": synced == len(states), "detail": detail}
-    ready = all(check["ok"] for check in checks.values())
-    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+        checks[f"callbacks:{backend}"] = ReadinessCheck(ok=synced == len(states), detail=detail)
+    ready = all(check.ok for check in checks.values())
+    body = payloads.Readiness(status="ready" if ready else "not_ready", checks=checks)
     return wire.json_response(body, 200 if ready else 503)
 
 
@@ -102,39 +103,33 @@ async def list_backends(request: web.Request) -> web.Response:
     upstreams = request.app[UPSTREAMS]
     registrar = request.app[CALLBACKS]
     items = [
-        {
-            "name": d.name,
-            "version": d.version,
-            "description": d.description,
-            "capabilities": sorted(d.capabilities),
-            "eventTypes": sorted(d.event_types),
-            "configured": d.name in tenant.configs,
-            "health": {
-                "breaker": upstreams[d.name].breaker.state.value,
-                "callbacks": _callback_health(registrar.state(tenant.id, d.name)),
-            },
-        }
+        payloads.Backend(
+            name=d.name,
+            version=d.version,
+            description=d.description,
+            capabilities=sorted(d.capabilities),
+            event_types=sorted(d.event_types),
+            configured=d.name in tenant.configs,
+            health=payloads.BackendHealth(
+                breaker=upstreams[d.name].breaker.state.value,
+                callbacks=_callback_health(registrar.state(tenant.id, d.name)),
+            ),
+        )
         for d in sorted(request.app[PLUGINS].backends.values(), key=lambda d: d.name)
     ]
-    return wire.json_response({"items": items})
+    return wire.json_response(payloads.BackendList(items))
 
 
-def _callback_health(sync: SyncState | None) -> dict[str, Any]:
+def _callback_health(sync: SyncState | None) -> payloads.CallbackHealth:
     if sync is None:
-        return {"state": "not_applicable"}
-    health: dict[str, Any] = {"state": sync.state}
-    if sync.detail:
-        health["detail"] = sync.detail
-    return health
+        return payloads.CallbackHealth("not_applicable")
+    return payloads.CallbackHealth(sync.state, sync.detail or None)  # no empty detail
 
 
 async def list_event_types(request: web.Request) -> web.Response:
-    items = [
-        {"type": t, "description": text, "backend": None} for t, text in CORE_EVENT_TYPES.items()
-    ]
+    items = [EventType(t, text, None) for t, text in CORE_EVENT_TYPES.items()]
     for declaration in request.app[PLUGINS].backends.values():
         items.extend(
-            {"type": t, "description": text, "backend": declaration.name}
-            for t, text in declaration.event_types.items()
+            EventType(t, text, declaration.name) for t, text in declaration.event_types.items()
         )
-    return wire.json_response({"items": sorted(items, key=lambda item: item["type"])})
+    return wire.json_response(payloads.EventTypeList(sorted(items, key=lambda item: item.type)))

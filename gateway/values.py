@@ -96,7 +96,7 @@ class Reply:
 
 @attrs.frozen
 class Event:
-    """A unified event, as subscribers receive it (see the contract's `webhooks`)."""
+    """A unified event; `gateway.payloads.Event` is its wire form (the contract's `Event`)."""
 
     id: str
     type: str
@@ -105,17 +105,6 @@ class Event:
     occurred_at: str
     data: Mapping[str, Any]
     dedupe_key: str | None = None
-
-    def document(self) -> dict[str, Any]:
-        """The event as subscribers and callers see it (the contract's `Event`)."""
-        return {
-            "id": self.id,
-            "type": self.type,
-            "tenant": self.tenant,
-            "backend": self.backend,
-            "occurredAt": self.occurred_at,
-            "data": self.data,
-        }
 
     @classmethod
     def new(

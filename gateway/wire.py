@@ -6,13 +6,15 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
 import orjson
 from aiohttp import web
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+T = TypeVar("T")
 
 
 def camel(name: str) -> str:
@@ -20,18 +22,52 @@ def camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+# The field metadata key of `omit_none`.
+_OMIT_NONE = "gateway.wire.omit_none"
+
+
+def omit_none() -> Any:
+    """An attrs field, None by default, that the wire format leaves out while it is None.
+
+    For the contract's optional properties, absent rather than null (`ReadinessCheck.detail`);
+    every other field is always written, None as null.
+    """
+    return attrs.field(default=None, metadata={_OMIT_NONE: True})
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
 
     def unstructure_factory(cls: type[Any]) -> Any:
-        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        renames = {
+            # The default of an `omit_none` field is None: omitted when default is omitted if None.
+            a.name: override(rename=camel(a.name), omit_if_default=_OMIT_NONE in a.metadata)
+            for a in attrs.fields(cls)
+        }
         return make_dict_unstructure_fn(cls, converter, **renames)  # type: ignore[arg-type]
 
+    def structure_factory(cls: type[Any]) -> Any:
+        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        return make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
+
     converter.register_unstructure_hook_factory(attrs.has, unstructure_factory)
+    converter.register_structure_hook_factory(attrs.has, structure_factory)
     return converter
 
 
 _converter = _make_converter()
+
+
+def unstructure(value: Any) -> Any:
+    """Plain data of `value` in the wire format (attrs values as dicts with camelCase keys), for
+    what is kept as JSON before it is sent: an event's `data`."""
+    return _converter.unstructure(value)
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """A `cls` read from wire-format data (camelCase keys), such as a request body the contract
+    already validated."""
+    return _converter.structure(data, cls)
 
 
 def json_response(

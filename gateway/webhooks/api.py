@@ -5,61 +5,17 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
-from typing import Any
 
 from aiohttp import web
 
-from gateway import cursors, problems, wire
+from gateway import cursors, payloads, problems, wire
 from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
 from gateway.problems import FieldError
 from gateway.state import EVENTS, INPUT, PLUGINS, SETTINGS, STORE, TENANT
-from gateway.store import UNSET, WILDCARD, Delivery, Subscription, SubscriptionChanges
+from gateway.store import UNSET, WILDCARD, Subscription, SubscriptionChanges
 from gateway.values import Event
 from gateway.webhooks import signing
 from gateway.webhooks.targets import TargetNotAllowed
-
-
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat(timespec="seconds")
-
-
-def subscription_body(subscription: Subscription, *, secret: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": subscription.id,
-        "url": subscription.url,
-        "eventTypes": list(subscription.event_types),
-        "description": subscription.description,
-        "enabled": subscription.enabled,
-        "disabledReason": subscription.disabled_reason,
-        "createdAt": subscription.created_at,
-        "updatedAt": subscription.updated_at,
-    }
-    if secret:
-        body["secret"] = subscription.secret
-    return body
-
-
-def delivery_body(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "eventId": delivery.event_id,
-        "subscriptionId": delivery.subscription_id,
-        "status": delivery.status,
-        "attempts": [
-            {
-                "number": a.number,
-                "at": a.at,
-                "status": a.status,
-                "durationMs": round(a.duration_ms),  # stored with a decimal; whole ms on the wire
-                "error": a.error,
-                "responseExcerpt": a.response_excerpt,
-            }
-            for a in delivery.attempt_log
-        ],
-        "nextAttemptAt": _iso(delivery.next_attempt_at),
-    }
 
 
 def _known_types(request: web.Request) -> set[str]:
@@ -99,14 +55,14 @@ async def _subscription(request: web.Request) -> Subscription:
 
 
 async def create_subscription(request: web.Request) -> web.Response:
-    body = request[INPUT].body
+    given = wire.structure(request[INPUT].body, payloads.SubscriptionInput)
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     subscription = Subscription(
         id=f"sub_{uuid.uuid4().hex}",
         tenant=request[TENANT].id,
-        url=await _check_url(request, body["url"]),
-        event_types=_check_types(request, body["eventTypes"]),
-        description=body.get("description"),
+        url=await _check_url(request, given.url),
+        event_types=_check_types(request, given.event_types),
+        description=given.description,
         enabled=True,
         disabled_reason=None,
         secret=signing.new_secret(),
@@ -123,7 +79,7 @@ async def create_subscription(request: web.Request) -> web.Response:
             " max_subscriptions_per_tenant allows: delete one first",
             extra={"maxSubscriptions": most},
         )
-    return wire.json_response(subscription_body(subscription, secret=True), 201)
+    return wire.json_response(payloads.SubscriptionWithSecret.of(subscription), 201)
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
@@ -133,13 +89,13 @@ async def list_subscriptions(request: web.Request) -> web.Response:
         after=cursors.SUBSCRIPTIONS.decode(query.get("cursor")),
         limit=query.get("limit", 50),
     )
-    items = [subscription_body(s) for s in page.items]
+    items = [payloads.Subscription.of(s) for s in page.items]
     next_cursor = cursors.SUBSCRIPTIONS.encode(page.next_position)
-    return wire.json_response({"items": items, "nextCursor": next_cursor})
+    return wire.json_response(payloads.SubscriptionPage(items, next_cursor))
 
 
 async def get_subscription(request: web.Request) -> web.Response:
-    return wire.json_response(subscription_body(await _subscription(request)))
+    return wire.json_response(payloads.Subscription.of(await _subscription(request)))
 
 
 async def update_subscription(request: web.Request) -> web.Response:
@@ -154,7 +110,7 @@ async def update_subscription(request: web.Request) -> web.Response:
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
     if updated is None:
         raise problems.not_found(f"subscription {current.id} does not exist")
-    return wire.json_response(subscription_body(updated))
+    return wire.json_response(payloads.Subscription.of(updated))
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
@@ -165,29 +121,30 @@ async def delete_subscription(request: web.Request) -> web.Response:
 
 async def rotate_subscription_secret(request: web.Request) -> web.Response:
     current = await _subscription(request)
-    body = request[INPUT].body or {}
-    grace = body.get("graceSeconds", request.app[SETTINGS].events.rotation_grace)
-    expires = time.time() + grace
+    given = wire.structure(request[INPUT].body or {}, payloads.SecretRotationInput)
+    default = request.app[SETTINGS].events.rotation_grace
+    expires = time.time() + (default if given.grace_seconds is None else given.grace_seconds)
     changes = SubscriptionChanges(
         secret=signing.new_secret(), previous_secret=current.secret, previous_expires_at=expires
     )
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
     assert updated is not None
-    return wire.json_response({"secret": updated.secret, "previousSecretExpiresAt": _iso(expires)})
+    rotation = payloads.SecretRotation(updated.secret, payloads.iso_seconds(expires))
+    return wire.json_response(rotation)
 
 
 async def send_test_event(request: web.Request) -> web.Response:
     current = await _subscription(request)
     event = Event.new(
         TEST_EVENT,
-        {"subscriptionId": current.id, "message": "a test event, sent on request"},
+        wire.unstructure(payloads.TestEventData(current.id, "a test event, sent on request")),
         tenant=current.tenant,
         backend=None,
     )
     store = request.app[STORE]
     await store.record_event(event, dedupe_window=0, only_subscription=current.id)
     request.app[EVENTS].wake()
-    return wire.json_response(event.document(), 202)
+    return wire.json_response(payloads.Event.of(event), 202)
 
 
 async def _event(request: web.Request) -> Event:
@@ -206,25 +163,26 @@ async def list_events(request: web.Request) -> web.Response:
         after=cursors.EVENTS.decode(query.get("cursor")),
         limit=query.get("limit", 50),
     )
-    items = [e.document() for e in page.items]
+    items = [payloads.Event.of(e) for e in page.items]
     next_cursor = cursors.EVENTS.encode(page.next_position)
-    return wire.json_response({"items": items, "nextCursor": next_cursor})
+    return wire.json_response(payloads.EventPage(items, next_cursor))
 
 
 async def get_event(request: web.Request) -> web.Response:
-    return wire.json_response((await _event(request)).document())
+    return wire.json_response(payloads.Event.of(await _event(request)))
 
 
 async def list_event_deliveries(request: web.Request) -> web.Response:
     event = await _event(request)
     deliveries = await request.app[STORE].list_deliveries(event.tenant, event.id)
-    return wire.json_response({"items": [delivery_body(d) for d in deliveries]})
+    return wire.json_response(payloads.DeliveryList([payloads.Delivery.of(d) for d in deliveries]))
 
 
 async def redeliver_event(request: web.Request) -> web.Response:
     event = await _event(request)
-    body = request[INPUT].body or {}
-    subscription_id = body.get("subscriptionId")
+    subscription_id = wire.structure(
+        request[INPUT].body or {}, payloads.RedeliveryInput
+    ).subscription_id
     store = request.app[STORE]
     if subscription_id is not None:
         target = await store.get_subscription(event.tenant, subscription_id)
@@ -236,4 +194,5 @@ async def redeliver_event(request: web.Request) -> web.Response:
             )
     deliveries = await store.redeliver(event.tenant, event.id, subscription_id)
     request.app[EVENTS].wake()
-    return wire.json_response({"deliveries": [delivery_body(d) for d in deliveries]}, 202)
+    queued = payloads.RedeliveryResult([payloads.Delivery.of(d) for d in deliveries])
+    return wire.json_response(queued, 202)

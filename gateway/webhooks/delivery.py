@@ -25,11 +25,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway import __version__, wire
+from gateway import __version__, payloads, wire
 from gateway.redaction import redact_url
 from gateway.settings import EventsSettings
 from gateway.store import (
@@ -56,8 +55,9 @@ DisabledCallback = Callable[[Subscription, str], Awaitable[None]]
 
 
 def event_payload(event: Event) -> bytes:
-    """The exact bytes subscribers receive (and that are signed)."""
-    return orjson.dumps(event.document())
+    """The exact bytes subscribers receive (and that are signed): the same event, the same bytes,
+    as the converter writes fields in their declared order and `data` in its own."""
+    return wire.dumps(payloads.Event.of(event))
 
 
 class WebhookMetrics:

@@ -1,38 +1,29 @@
-"""The listening socket and what a client may hold of it: slow, idle and too many connections, and
-aiohttp's own parser refusals answered as problem documents.
-
-aiohttp's server has a keep-alive timeout and parser limits, but no header or body timeout and no
-connection cap; and it answers a request it cannot parse in text/plain after logging the raw input
-(a caller key included). `EdgeSite` listens like `web.TCPSite`, with `EdgeHandler`, aiohttp's own
-protocol (`web.RequestHandler`) plus those. `track_requests`, a middleware of the app, tells the
-handler when a request's headers are in and when its handler is done, so that no timer runs while
-the gateway, not the client, is the one working (an upstream call, say).
-"""
+"""One client connection: aiohttp's HTTP/1.1 protocol with header and body timeouts, a share of
+the site's connection cap, and its parser's refusals answered as problems; and `track_requests`,
+the middleware that tells it when the app is the one working."""
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import re
-import resource
-import time
 import uuid
-from http import HTTPStatus
 from typing import cast
 
-import orjson
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.typedefs import Handler
-from yarl import URL
 
-from gateway.middleware import REQUEST_ID_HEADER
-from gateway.problems import HTTP_STATUS_SLUGS, PROBLEM_CONTENT_TYPE, ProblemError
+from gateway.server.limits import Gate
+from gateway.server.refusals import (
+    parser_refusal,
+    problem,
+    raw_response,
+    response,
+    too_many_connections,
+    unhandled,
+)
 from gateway.settings import ServerSettings
-
-__all__ = ["EdgeHandler", "EdgeSite", "reserve_descriptors", "track_requests"]
 
 log = structlog.get_logger("gateway.server")
 
@@ -42,60 +33,6 @@ _BODY = 1  # its handler runs and waits on a body the client has not finished (b
 _BUSY = 2  # its handler runs, the body is in: the gateway is working, nothing times out
 _DRAIN = 3  # its handler is done before the body was in: aiohttp reads the rest, then closes
 _IDLE = 4  # between requests: aiohttp's keep-alive timer
-
-FD_RESERVE = 1024  # descriptors besides client connections: store, upstream pools, webhooks, logs
-REFUSAL_LOG_INTERVAL = 10.0  # one log line per interval while connections are refused
-RETRY_AFTER_FULL = 1  # seconds; connections free up as fast as requests end
-TOO_MANY_HEADERS = "Too many headers received"  # aiohttp's message; no class of its own
-# A parser error's reason (llhttp's words, before the quoted input) when it is plain prose: no
-# digits, quotes or underscores, so it cannot carry the request's data.
-_PLAIN_REASON = re.compile(r"^[A-Za-z][A-Za-z ,.-]{2,79}$")
-
-
-class _Gate:
-    """The connections one site holds open, against `max_connections`."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.open = 0
-        self._refused = 0
-        self._logged_at = -REFUSAL_LOG_INTERVAL
-
-    def admit(self) -> bool:
-        if self.open < self.limit:
-            self.open += 1
-            return True
-        self._refused += 1
-        now = time.monotonic()
-        if now - self._logged_at >= REFUSAL_LOG_INTERVAL:  # a flood must not flood the log too
-            log.warning("server.connections_refused", refused=self._refused, limit=self.limit)
-            self._logged_at, self._refused = now, 0
-        return False
-
-    def release(self) -> None:
-        self.open -= 1
-
-
-def _raw_response(problem: ProblemError) -> bytes:
-    """A whole HTTP/1.1 answer, for a connection no request handler owns."""
-    request_id = str(uuid.uuid4())
-    body = orjson.dumps(problem.to_body(instance=None, request_id=request_id))
-    headers = {
-        "Content-Type": PROBLEM_CONTENT_TYPE,
-        "Content-Length": str(len(body)),
-        "Date": email.utils.formatdate(usegmt=True),
-        REQUEST_ID_HEADER: request_id,
-        "Connection": "close",
-        **problem.headers,
-    }
-    head = f"HTTP/1.1 {problem.status} {HTTPStatus(problem.status).phrase}\r\n"
-    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    return (head + "\r\n").encode("latin-1") + body
-
-
-def _problem(status: int, detail: str) -> ProblemError:
-    slug, title = HTTP_STATUS_SLUGS[status]
-    return ProblemError(status, slug, title, detail)
 
 
 class EdgeHandler(web.RequestHandler):
@@ -108,7 +45,7 @@ class EdgeHandler(web.RequestHandler):
         *,
         loop: asyncio.AbstractEventLoop,
         settings: ServerSettings,
-        gate: _Gate,
+        gate: Gate,
     ) -> None:
         super().__init__(
             manager,
@@ -137,15 +74,8 @@ class EdgeHandler(web.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._gate.admit():
-            detail = f"the gateway holds its limit of {self._gate.limit} connections; retry shortly"
-            refusal = ProblemError(
-                503,
-                "too-many-connections",
-                "Service unavailable",
-                detail,
-                headers={"Retry-After": str(RETRY_AFTER_FULL)},
-            )
-            cast(asyncio.Transport, transport).write(_raw_response(refusal))
+            refusal = too_many_connections(self._gate.limit)
+            cast(asyncio.Transport, transport).write(raw_response(refusal))
             transport.close()
             return
         self._admitted = True
@@ -243,42 +173,16 @@ class EdgeHandler(web.RequestHandler):
             raise ConnectionError("the response was already started; it cannot be replaced")
         request_id = str(uuid.uuid4())
         if isinstance(exc, HttpProcessingError):
-            problem = self._refusal(exc)
+            refusal = parser_refusal(exc, self._settings, bytes(self._first_line))
             log.info(
-                "http.refused", status=problem.status, detail=problem.detail, request_id=request_id
+                "http.refused", status=refusal.status, detail=refusal.detail, request_id=request_id
             )
         else:  # a bug: the app's middlewares answer every error of a handler
-            problem = ProblemError(
-                500,
-                "internal-error",
-                "Internal server error",
-                "the gateway failed to answer; quote the request id to its operators",
-            )
+            refusal = unhandled()
             log.error("http.unhandled_error", request_id=request_id, exc_info=exc)
-        response = web.Response(
-            body=orjson.dumps(problem.to_body(instance=None, request_id=request_id)),
-            status=problem.status,
-            content_type=PROBLEM_CONTENT_TYPE,
-            headers={REQUEST_ID_HEADER: request_id},
-        )
-        response.force_close()
-        return response
-
-    def _refusal(self, exc: HttpProcessingError) -> ProblemError:
-        settings = self._settings
-        if isinstance(exc, LineTooLong):
-            if self._request_line_too_long():
-                detail = f"the request line is longer than {settings.max_line_size} bytes"
-                return _problem(414, detail)
-            detail = f"a header field is longer than {settings.max_field_size} bytes"
-            return _problem(431, detail)
-        if isinstance(exc, BadHttpMessage) and exc.message == TOO_MANY_HEADERS:
-            return _problem(431, f"the request has more than {settings.max_headers} header fields")
-        reason = exc.message.partition(":")[0].strip()
-        detail = "the request is not valid HTTP/1.1"
-        if _PLAIN_REASON.match(reason):
-            detail += f" ({reason})"
-        return _problem(400, detail)
+        answer = response(refusal, request_id)
+        answer.force_close()
+        return answer
 
     def _note_head(self, data: bytes) -> None:
         """Keep the start of the request line: a LineTooLong is either it (414) or a header (431),
@@ -292,10 +196,6 @@ class EdgeHandler(web.RequestHandler):
         room = self._settings.max_line_size + 64 - len(self._first_line)
         self._first_line += line[: max(room, 0)]
         self._first_line_done = bool(newline)
-
-    def _request_line_too_long(self) -> bool:
-        target = self._first_line.split(b" ")[1:2]  # method SP target SP version
-        return len(target[0] if target else self._first_line) > self._settings.max_line_size
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -334,7 +234,7 @@ class EdgeHandler(web.RequestHandler):
             # A connection that sent nothing is closed silently: a client about to reuse it could
             # take a 408 for the answer to its next request.
             detail = f"the request's headers did not arrive within {limit:g} s"
-            self.transport.write(_raw_response(_problem(408, detail)))
+            self.transport.write(raw_response(problem(408, detail)))
         self.force_close()
 
     def _body_timed_out(self) -> None:
@@ -345,7 +245,7 @@ class EdgeHandler(web.RequestHandler):
         # client is not listening either. Writing from here could interleave with its answer.
         detail = f"no byte of the request's body arrived for {limit:g} s"
         assert self._payload is not None
-        self._payload.set_exception(_problem(408, detail))
+        self._payload.set_exception(problem(408, detail))
         self.force_close()
 
 
@@ -360,61 +260,3 @@ async def track_requests(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     finally:
         protocol.request_done()
-
-
-class EdgeSite(web.BaseSite):
-    """What `web.TCPSite` does, with `EdgeHandler`s for the runner's app and `settings`' limits.
-    `settings.port` 0 picks a free port (`port` says which, once started)."""
-
-    __slots__ = ("_port", "_reuse_port", "_settings")
-
-    def __init__(
-        self, runner: web.BaseRunner, settings: ServerSettings, *, reuse_port: bool = False
-    ) -> None:
-        super().__init__(runner)
-        self._settings = settings
-        self._reuse_port = reuse_port
-        self._port = settings.port
-
-    @property
-    def name(self) -> str:
-        return str(URL.build(scheme="http", host=self._settings.host, port=self._port))
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    async def start(self) -> None:
-        await super().start()
-        manager = self._runner.server
-        assert manager is not None
-        loop = asyncio.get_running_loop()
-        gate = _Gate(self._settings.max_connections)
-
-        def protocol() -> EdgeHandler:
-            return EdgeHandler(manager, loop=loop, settings=self._settings, gate=gate)
-
-        self._server = server = await loop.create_server(
-            protocol,
-            self._settings.host,
-            self._settings.port,
-            backlog=self._backlog,
-            reuse_port=self._reuse_port,
-        )
-        self._port = server.sockets[0].getsockname()[1]
-
-
-def reserve_descriptors(max_connections: int) -> None:
-    """Raise this process's soft limit on open files to fit `max_connections` and the rest, so
-    that the cap, not EMFILE, is what a flood of connections meets (systemd's soft default is
-    1024). Up to the hard limit only; a shortfall is logged."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = max_connections + FD_RESERVE
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return
-    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-    if raised < wanted:
-        log.warning(
-            "server.descriptors_short", max_connections=max_connections, open_files_limit=raised
-        )
