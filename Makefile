@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: constraints run test lint format clean bench bench-smoke bench-tools postgres client chromium schemathesis
-.PHONY: new-backend-check
+.PHONY: new-backend-check node-tools contract-tools
 
 # Every plugin distribution under plugins/ (a folder with a pyproject.toml) is installed, and its
 # package and tests/ are linted, type-checked (pyproject's mypy `files`) and tested (pytest's
@@ -56,6 +56,25 @@ chromium:
 ## client: the Python client generated from the contract into build/client (fails on any warning)
 client: $(STAMP)
 	$(BIN)/python openapi/generate_client.py build/client
+
+## node-tools: Node.js and npm (Debian's, when missing: as root; else say so), then tools/node's
+## exact tool versions (npm ci from its package-lock.json)
+NODE_STAMP := tools/node/node_modules/.installed
+node-tools: $(NODE_STAMP)
+$(NODE_STAMP): tools/node/package.json tools/node/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	else \
+		echo "Node.js is not installed (apt-get install nodejs npm)"; exit 1; \
+	fi
+	cd tools/node && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+## contract-tools: the merged contract linted by spectral and redocly (zero warnings), TypeScript
+## types generated from it and a consumer's usage file type-checked with tsc --strict
+contract-tools: $(STAMP) $(NODE_STAMP)
+	bash .ci/contract-tools
 
 ## new-backend-check: `gateway new-backend demo` made, installed in a throwaway venv, tested and
 ## served (listed, its own operation in /openapi.json and the generated client); leaves no trace

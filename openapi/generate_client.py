@@ -2,13 +2,16 @@
 
     python openapi/generate_client.py [OUTPUT_DIR]      (default: build/client)
 
-Writes the package `gateway_client` under OUTPUT_DIR (import it with OUTPUT_DIR on sys.path),
-with openapi-python-client and openapi/client-config.yaml, from the contract the gateway serves:
-`gateway spec`'s, the core contract with the installed backends' fragments merged in (kept as
-OUTPUT_DIR/openapi.yaml). A warning means the generator dropped
-or degraded part of the contract (an operation, a body, a response), so any warning, or any line
-of output other than the one naming what it generates, is a failure. `make client` runs this;
-so does tests/test_generated_client.py, into a temporary directory.
+Writes the project `gateway-client` into OUTPUT_DIR: its pyproject.toml (hatchling, from
+openapi/client-templates/), README.md and the package `gateway_client`, with openapi-python-client
+and openapi/client-config.yaml, from the contract the gateway serves: `gateway spec`'s, the core
+contract with the installed backends' fragments merged in (kept as OUTPUT_DIR/openapi.yaml). Then
+builds its wheel into OUTPUT_DIR/dist: `pip install build/client/dist/gateway_client-*.whl` (or
+`pip install build/client`). A warning means the generator dropped or degraded part of the
+contract (an operation, a body, a response), so any warning, or any line of output other than the
+one naming what it generates, is a failure. `make client` runs this; so do
+tests/test_generated_client.py (into a temporary directory, and installs the wheel into a fresh
+virtualenv) and .ci/new-backend.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "client-config.yaml"
+TEMPLATES = HERE / "client-templates"
 PACKAGE = "gateway_client"
 
 
@@ -44,8 +48,8 @@ def merged_spec(output: Path) -> Path:
 
 
 def generate(output: Path, spec: Path | None = None) -> Path:
-    """The generated package's directory; raises GenerationFailed with the generator's output.
-    `spec` is the contract to generate from (default: `gateway spec`'s)."""
+    """The generated package's directory (in the project OUTPUT_DIR); raises GenerationFailed with
+    the generator's output. `spec` is the contract to generate from (default: `gateway spec`'s)."""
     target = output / PACKAGE
     shutil.rmtree(target, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
@@ -59,10 +63,15 @@ def generate(output: Path, spec: Path | None = None) -> Path:
             str(spec),
             "--config",
             str(CONFIG),
+            # A project pip installs (pyproject.toml and README.md beside the package); our own
+            # pyproject template makes its build backend hatchling (see the template).
             "--meta",
-            "none",
+            "uv",
+            "--custom-template-path",
+            str(TEMPLATES),
             "--output-path",
-            str(target),
+            str(output),
+            "--overwrite",
             "--fail-on-warning",
         ],
         capture_output=True,
@@ -76,14 +85,36 @@ def generate(output: Path, spec: Path | None = None) -> Path:
     return target
 
 
+def build_wheel(project: Path, dist: Path) -> Path:
+    """The generated project's wheel, built into `dist` offline: hatchling comes from this
+    environment (the gateway's dev dependencies), nothing from an index."""
+    dist.mkdir(parents=True, exist_ok=True)
+    for old in dist.glob("*.whl"):
+        old.unlink()
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index"),
+            *("--no-build-isolation", "--wheel-dir", str(dist), str(project)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wheels = list(dist.glob("*.whl"))
+    if result.returncode != 0 or len(wheels) != 1:
+        raise GenerationFailed(f"pip wheel (exit {result.returncode}):\n{result.stderr}")
+    return wheels[0]
+
+
 def main() -> int:
     output = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("build/client")
     try:
         package = generate(output)
+        wheel = build_wheel(output, output / "dist")
     except GenerationFailed as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"generated {package} (import {PACKAGE} with {output} on sys.path)")
+    print(f"generated {package}, built {wheel} (pip install it, or {output})")
     return 0
 
 
