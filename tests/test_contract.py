@@ -6,6 +6,7 @@ Acme's fragments merged in, so what a fragment brings is held to the same rules.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -124,6 +125,22 @@ def test_every_owned_id_has_one_canonical_spelling() -> None:
     (product_id,) = put.params_in("path")
     spelt = "3F2504E0-4F89-41D3-9A0C-0305E82C3301"
     assert product_id.check(spelt) == (spelt.lower(), [])
+
+
+def test_product_and_configuration_ids_are_stated_as_version_4_uuids() -> None:
+    """The contract states what the API accepts: a product or configuration id is a version 4
+    UUID (`format: uuid` and a pattern generators and schemathesis see), in either case; any
+    other UUID version or variant breaks the schema, so it is a 400 before any backend sees it."""
+    operation = gateway_contract().operations["putConfiguration"]
+    for parameter in operation.params_in("path"):
+        assert parameter.schema["format"] == "uuid", parameter.name
+        assert "pattern" in parameter.schema, parameter.name
+        for accepted in (uuid.uuid4(), "3F2504E0-4F89-41D3-9A0C-0305E82C3301"):
+            assert parameter.check(str(accepted))[1] == [], (parameter.name, accepted)
+        refused = [uuid.uuid1(), uuid.uuid5(uuid.NAMESPACE_DNS, "x"), uuid.UUID(int=0)]
+        refused.append(uuid.UUID("3f2504e0-4f89-41d3-ca0c-0305e82c3301"))  # not RFC 4122's variant
+        for other in refused:
+            assert parameter.check(str(other))[1], (parameter.name, other)
 
 
 def test_v1_requires_the_caller_key_and_ops_routes_do_not(document: dict[str, Any]) -> None:

@@ -41,13 +41,20 @@ async def test_puts_are_idempotent_end_to_end(pictofit: Pictofit) -> None:
 
 
 async def test_ids_must_be_uuid4_for_pictofit(pictofit: Pictofit) -> None:
-    """A UUID of another version is a 400 naming the parameter; nothing goes upstream."""
+    """A UUID of another version is a 400 naming the parameter, by the contract's pattern, for
+    every operation that takes one; nothing goes upstream."""
     product_id = str(uuid.uuid1())
     body = {"name": "Shirt", "type": "GARMENT_2D"}
     problem = await pictofit.call("PUT", f"/v1/products/{product_id}", expect=400, json=body)
     assert problem["errors"][0]["location"] == "productId"
     assert not pictofit.sandbox.products
-    await pictofit.call("GET", f"/v1/products/{product_id}", expect=404)
+    problem = await pictofit.call("GET", f"/v1/products/{product_id}", expect=400)
+    assert problem["errors"][0]["location"] == "productId"
+    real = await pictofit.put_product()
+    other = f"/v1/products/{real}/configurations/{uuid.uuid1()}"
+    problem = await pictofit.call("PUT", other, expect=400, json={"name": "Red"})
+    assert problem["errors"][0]["location"] == "configurationId"
+    assert not pictofit.sandbox.configurations
 
 
 async def test_submit_needs_a_frontal_image(pictofit: Pictofit) -> None:
