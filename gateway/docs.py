@@ -1,26 +1,87 @@
-"""`/docs`: the contract as a human-readable page, rendered by the gateway itself.
+"""`/docs`: the contract as interactive documentation, served by the gateway itself.
 
-One static HTML page made from the OpenAPI document: operations grouped by tag (method, path,
-summary, operationId, parameters, request body, responses, links), the webhooks subscribers receive
-and every schema. The template and stylesheet ship inside the package (`gateway/assets/`); the page
-loads nothing from anywhere, runs no script, and reads the same in a terminal browser.
+The page is Swagger UI (operations by tag with their examples, "try it out" against this gateway
+with a caller key, a filter by tag) from the files of the Python package swagger-ui-bundle-v2,
+started by `gateway/assets/docs.js` on the contract the gateway serves: nothing is loaded from
+elsewhere (the gateway may run offline), which the page's Content-Security-Policy enforces. Its
+files are served by `getDocsAsset` under `/docs/assets/`, linked with their digest (`?v=`), so a
+browser keeps them for a year and a new version is a new URL.
+
+Without script the page still reads, in a terminal browser too: a `<noscript>` holds the contract
+as one static page made here, operations grouped by tag (method, path, summary, operationId,
+parameters, request body, responses, links), the webhooks subscribers receive and every schema.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
+from importlib.resources.abc import Traversable
 from string import Template
-from typing import Any
+from typing import Any, Final
 
+import attrs
 import orjson
+import swagger_ui_bundle
 
 from gateway.contract import HTTP_METHODS, Contract
 
 _ASSETS = resources.files("gateway") / "assets"
+_SWAGGER_UI: Traversable = swagger_ui_bundle.swagger_ui_path
+
+# Where the page may load from and talk to: this gateway only. Swagger UI styles elements inline
+# and draws its icons as data: URLs.
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+# A file linked with its current digest never changes; any other request revalidates (ETag).
+CACHE_LINKED: Final = "public, max-age=31536000, immutable"
+CACHE_REVALIDATE: Final = "no-cache"
+
+
+@attrs.frozen
+class Asset:
+    """One file the page loads, as served from `/docs/assets/{name}`."""
+
+    name: str
+    body: bytes
+    content_type: str
+    digest: str  # of the body: the ETag, and the `v` of the page's link
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.digest}"'
+
+    @property
+    def link(self) -> str:
+        """The page's link to it: relative to /docs, with its digest."""
+        return f"docs/assets/{self.name}?v={self.digest}"
+
+
+# The names the contract's `getDocsAsset` enumerates, and where each comes from.
+_ASSET_SOURCES: Final[Mapping[str, tuple[Traversable, str]]] = {
+    "swagger-ui-bundle.js": (_SWAGGER_UI / "swagger-ui-bundle.js", "text/javascript"),
+    "swagger-ui.css": (_SWAGGER_UI / "swagger-ui.css", "text/css"),
+    "favicon-32x32.png": (_SWAGGER_UI / "favicon-32x32.png", "image/png"),
+    "docs.js": (_ASSETS / "docs.js", "text/javascript"),
+}
+ASSET_NAMES: Final = tuple(_ASSET_SOURCES)
+
+
+@functools.cache
+def asset(name: str) -> Asset:
+    """A file of the page by name (one of ASSET_NAMES), read once."""
+    source, content_type = _ASSET_SOURCES[name]
+    body = source.read_bytes()
+    return Asset(name, body, content_type, hashlib.sha256(body).hexdigest()[:16])
+
+
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
@@ -200,7 +261,8 @@ def _schema(name: str, schema: Mapping[str, Any]) -> str:
 
 
 def render(document: Mapping[str, Any]) -> str:
-    """The whole page for an OpenAPI 3.1 document."""
+    """The contract as static HTML (a style element, navigation and content) for an OpenAPI 3.1
+    document: what the page shows without script."""
     info = document.get("info", {})
     grouped = _operations_by_tag(document, document.get("paths", {}))
     tags = {tag["name"]: tag.get("description", "") for tag in document.get("tags", [])}
@@ -231,7 +293,7 @@ def render(document: Mapping[str, Any]) -> str:
         _schema(name, schema)
         for name, schema in document.get("components", {}).get("schemas", {}).items()
     )
-    return Template(_asset("docs.html")).substitute(
+    return Template(_asset("docs-static.html")).substitute(
         title=_e(info.get("title", "API")),
         version=_e(info.get("version", "")),
         css=_asset("docs.css"),
@@ -250,4 +312,18 @@ def page(contract: Contract) -> bytes:
 
 @functools.lru_cache(maxsize=2)
 def _page(json_bytes: bytes) -> bytes:
-    return render(orjson.loads(json_bytes)).encode()
+    document = orjson.loads(json_bytes)
+    info = document.get("info", {})
+    return (
+        Template(_asset("docs.html"))
+        .substitute(
+            title=_e(info.get("title", "API")),
+            version=_e(info.get("version", "")),
+            favicon=_e(asset("favicon-32x32.png").link),
+            stylesheet=_e(asset("swagger-ui.css").link),
+            bundle=_e(asset("swagger-ui-bundle.js").link),
+            starter=_e(asset("docs.js").link),
+            static=render(document),
+        )
+        .encode()
+    )

@@ -93,9 +93,31 @@ async def get_contract_yaml(request: web.Request) -> web.Response:
 
 
 async def get_docs(request: web.Request) -> web.Response:
+    # The page follows the contract the gateway serves: revalidated at every visit.
+    headers = {
+        "Cache-Control": docs.CACHE_REVALIDATE,
+        "Content-Security-Policy": docs.CONTENT_SECURITY_POLICY,
+    }
     return web.Response(
-        body=docs.page(request.app[CONTRACT]), content_type="text/html", charset="utf-8"
+        body=docs.page(request.app[CONTRACT]),
+        content_type="text/html",
+        charset="utf-8",
+        headers=headers,
     )
+
+
+async def get_docs_asset(request: web.Request) -> web.Response:
+    """A file of /docs (the contract enumerates the names): cached for a year when asked for
+    by the page's link, with its digest; otherwise revalidated by its ETag (304)."""
+    asset = docs.asset(request.match_info["asset"])
+    linked = request.query.get("v") == asset.digest
+    headers = {
+        "ETag": asset.etag,
+        "Cache-Control": docs.CACHE_LINKED if linked else docs.CACHE_REVALIDATE,
+    }
+    if asset.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=asset.body, content_type=asset.content_type, headers=headers)
 
 
 async def list_backends(request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ CORE_HANDLERS: Mapping[str, Handler] = {
     "getContractJson": handlers.get_contract_json,
     "getContractYaml": handlers.get_contract_yaml,
     "getDocs": handlers.get_docs,
+    "getDocsAsset": handlers.get_docs_asset,
     "listBackends": handlers.list_backends,
     "listEventTypes": handlers.list_event_types,
     "listEvents": webhooks.list_events,

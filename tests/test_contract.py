@@ -57,6 +57,7 @@ CORE_OPERATION_IDS = {
     "getContractJson",
     "getContractYaml",
     "getDocs",
+    "getDocsAsset",
 }
 
 
