@@ -7,7 +7,8 @@ change to that contract. It gathers, from the modules that define them:
 - the backend object and what the core hands it (`gateway.backend`): `Backend`, `OperationCall`,
   `CallbackCall`, `CallbackRegistration`, `Sandbox`, `hookimpl`, ...;
 - values and errors: `Reply`, `Credentials`, `Secret`, `Event`, `ProblemError` and its helpers;
-- the upstream client's types (`BoundUpstream`, `UpstreamResponse`, the `Upstream*` errors);
+- the upstream client's types (`BoundUpstream`, `UpstreamResponse`, the `Upstream*` errors),
+  and a cache for what a backend fetches from its upstream and reuses (`TtlCache`);
 - the kit a backend's simulator is built with (`gateway.sandbox_kit`: request recording, fault
   knobs, the `/_sandbox` control endpoints);
 - the kit a backend's tests are built with (`gateway.testing`: a gateway in front of the
@@ -29,6 +30,7 @@ from gateway.backend import (
     Sandbox,
     hookimpl,
 )
+from gateway.caching import TtlCache
 from gateway.forms import Form, UploadedFile
 from gateway.problems import (
     FieldError,
@@ -118,6 +120,7 @@ __all__ = [
     "Secret",
     "SimulatorState",
     "StartGateway",
+    "TtlCache",
     "UploadedFile",
     "UpstreamCredentialsRejected",
     "UpstreamError",

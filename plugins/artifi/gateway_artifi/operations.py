@@ -32,10 +32,11 @@ from gateway_artifi.client import (
     UPDATE_USER_PATH,
     UPLOAD_PATH,
     ArtifiClient,
+    ArtifiProblem,
+    unexpected,
 )
 from gateway_artifi.config import ArtifiConfig
-from gateway_artifi.envelope import ArtifiProblem
-from gateway_artifi.photos import assets, to_photo
+from gateway_artifi.mapping import assets, photo_settings, to_photo
 from gateway_artifi.preflight import check_upload
 
 __all__ = ["EVENT_TYPES", "OPERATIONS"]
@@ -130,7 +131,7 @@ async def upload_user_photo(call: OperationCall[ArtifiConfig], artifi: ArtifiCli
     except ArtifiProblem as exc:
         if "262" in exc.codes:
             # The file passed our preflight: the website's rules may have changed since cached.
-            artifi.runtime.settings.forget(call.tenant)
+            artifi.forget_rules()
         raise
     finally:
         for handle in handles:
@@ -260,15 +261,13 @@ async def merge_user(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) ->
         fields={"newuserid": "userId", "olduserid": "/guestUserId"},
     )
     if data is False:
-        raise ProblemError(
-            502, "upstream-error", "Upstream error", "backend artifi did not update the user id"
-        )
+        raise unexpected("that it did not update the user id")
     await call.services.emit(USER_MERGED, {"userId": user_id, "guestUserId": guest_id})
     return Reply(200, {"userId": user_id, "guestUserId": guest_id, "merged": True})
 
 
 async def get_photo_settings(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) -> Reply:
-    return Reply(200, (await artifi.rules()).to_contract())
+    return Reply(200, photo_settings(await artifi.rules()))
 
 
 Operation = Callable[[OperationCall[ArtifiConfig], ArtifiClient], Awaitable[Reply]]

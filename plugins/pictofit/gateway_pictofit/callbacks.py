@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -45,7 +45,6 @@ from gateway.plugin_api import (
     unauthorized,
 )
 from gateway_pictofit import mapping
-from gateway_pictofit.auth import Auth
 from gateway_pictofit.client import PictofitClient
 from gateway_pictofit.config import PictofitConfig
 
@@ -66,16 +65,18 @@ def event_type_of(callback_type: str, config: PictofitConfig) -> str:
     return unified or f"pictofit.{callback_type.lower()}"
 
 
-async def register(registration: CallbackRegistration[PictofitConfig], auth: Auth) -> None:
-    tenant, config, upstream = registration.tenant, registration.config, registration.upstream
+async def register(
+    registration: CallbackRegistration[PictofitConfig],
+    make_client: Callable[[], Awaitable[PictofitClient]],
+) -> None:
+    tenant, config = registration.tenant, registration.config
     if config.callback_secret is None:
         raise CallbackSecretMissing(
             f"tenant {tenant}: tenants.backends.pictofit.callback_secret is not set; "
             "PICTOFiT callbacks cannot be authenticated without it"
         )
     secret = config.callback_secret.reveal()
-    client = PictofitClient(upstream, config)
-    await auth.prepare(tenant, config, upstream)
+    client = await make_client()
     types = await client.callback_types()
     for type_id, name in types:
         url = f"{registration.callback_url}{quote(name, safe='')}/"
@@ -126,7 +127,10 @@ async def _product_record(call: CallbackCall[PictofitConfig], object_id: str) ->
     return await call.services.resources.get("product", str(parsed))
 
 
-async def receive(call: CallbackCall[PictofitConfig], auth: Auth) -> Reply:
+async def receive(
+    call: CallbackCall[PictofitConfig],
+    make_client: Callable[[PictofitConfig], Awaitable[PictofitClient]],
+) -> Reply:
     config = call.config
     if config is None or not _authentic(call):
         raise unauthorized("the callback's Authorization does not match this tenant's secret")
@@ -140,8 +144,7 @@ async def receive(call: CallbackCall[PictofitConfig], auth: Auth) -> Reply:
     data: dict[str, Any] = {} if unified else {"callbackType": callback_type, "objectId": object_id}
     dedupe_key = f"pictofit:{callback_type}:{object_id}"
     if record is not None:
-        client = PictofitClient(call.upstream, config)
-        await auth.prepare(call.tenant, config, call.upstream)
+        client = await make_client(config)
         raws = await client.configurations(record.id)
         records = await call.services.resources.children("configuration", record.id)
         images = await call.services.resources.children_of("image", (r.id for r in records))

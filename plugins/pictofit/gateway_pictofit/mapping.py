@@ -1,4 +1,5 @@
-"""PICTOFiT's answers in the contract's shapes: configurations, results, images, products.
+"""PICTOFiT's answers in the contract's shapes (configurations, results, images, products), and
+the contract's type names as the service's type ids.
 
 Result URLs are the gateway's own downloadResult URLs: the service's file URLs are for data
 exchange only (doc) and may expire, so they never leave the gateway.
@@ -11,6 +12,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gateway.plugin_api import FieldError, invalid_input
+from gateway_pictofit.client import Kind, TypeEntry
 from gateway_pictofit.config import Assumptions
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ __all__ = [
     "now_iso",
     "product_view",
     "result_link",
+    "type_id",
     "unified_state",
 ]
 
@@ -57,6 +61,21 @@ def canonical(resource_id: str) -> str:
         return str(uuid.UUID(resource_id))
     except ValueError:
         return resource_id
+
+
+def type_id(types: Sequence[TypeEntry], kind: Kind, name: str, location: str) -> Any:
+    """The service's id of the type called `name` (exact match); 422 naming the caller's field
+    and listing the valid names if there is none."""
+    for entry_id, entry_name in types:
+        if entry_name == name:
+            return entry_id
+    valid = sorted(entry_name for _, entry_name in types)
+    what = "product type" if kind == "product" else "image type"
+    raise invalid_input(
+        f"{name!r} is not a PICTOFiT {what}",
+        [FieldError(location, f"unknown {what} {name!r}; valid names: {', '.join(valid)}")],
+        extra={"validNames": valid},
+    )
 
 
 def unified_state(raw: Mapping[str, Any], assumptions: Assumptions) -> str:

@@ -1,17 +1,14 @@
-"""Artifi's photo records (key-folded `Data`) as the contract's `Photo` and `PhotoPage` parts."""
+"""Artifi's payloads (key-folded `Data`) as the contract's values: `Photo`, the parts of a
+`PhotoPage`, `PhotoSettings`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.plugin_api import ProblemError
-from gateway_artifi.preflight import ImageFacts
+from gateway_artifi.client import unexpected
+from gateway_artifi.preflight import ImageFacts, UploadRules
 
-__all__ = ["assets", "to_photo"]
-
-
-def _invalid(what: str) -> ProblemError:
-    return ProblemError(502, "upstream-error", "Upstream error", f"backend artifi answered {what}")
+__all__ = ["assets", "photo_settings", "to_photo"]
 
 
 def _int(value: Any) -> int | None:
@@ -33,7 +30,7 @@ def to_photo(item: Any, facts: ImageFacts | None = None) -> dict[str, Any]:
     The upload answer says `UniqueImageName`, the list `UniqueName` (both documented).
     """
     if not isinstance(item, dict) or _text(item.get("id")) is None:
-        raise _invalid("a photo without an Id")
+        raise unexpected("a photo without an Id")
     width, height = _int(item.get("width")), _int(item.get("height"))
     return {
         "id": str(item["id"]),
@@ -53,9 +50,20 @@ def assets(data: Any) -> tuple[list[dict[str, Any]], int]:
     if data is None:  # nothing uploaded: some endpoints answer no Data rather than an empty list
         return [], 0
     if not isinstance(data, dict):
-        raise _invalid("a user uploaded list that is not an object")
+        raise unexpected("a user uploaded list that is not an object")
     items = data.get("assetlist") or []
     if not isinstance(items, list):
-        raise _invalid("an AssetList that is not a list")
+        raise unexpected("an AssetList that is not a list")
     total = _int(data.get("assetcount"))
     return items, total if total is not None else len(items)
+
+
+def photo_settings(rules: UploadRules) -> dict[str, Any]:
+    """The contract's `PhotoSettings` (0 where Artifi sets no limit)."""
+    return {
+        "allowedTypes": list(rules.allowed_types),
+        "maxBytes": rules.max_bytes or 0,
+        "maxWidth": rules.max_width or 0,
+        "maxHeight": rules.max_height or 0,
+        "dpi": rules.dpi,
+    }
