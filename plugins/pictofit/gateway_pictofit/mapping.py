@@ -194,6 +194,7 @@ def product_view(record: ResourceRecord, configurations: list[JSON], backend: st
         "type": a.get("type", ""),
         "sku": a.get("sku"),
         "backend": backend,
+        # Records written before the store kept the creation time hold it as an attribute.
         "createdAt": a.get("createdAt") or record.created_at,
         "configurations": configurations,
     }

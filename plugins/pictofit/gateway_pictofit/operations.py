@@ -128,12 +128,11 @@ async def list_image_types(call: Call, client: PictofitClient) -> Reply:
 
 
 async def put_product(call: Call, client: PictofitClient) -> Reply:
-    _require_uuid4(_product_id(call), "productId")
+    product_id = _product_id(call)
+    _require_uuid4(product_id, "productId")
     body = call.body
     type_name, sku = body["type"], body.get("sku")
     type_id = await _type_id(client, "product", type_name, "/type")
-    before = await call.services.resources.get("product", _product_id(call))
-    existed = before is not None and "createdAt" in before.attributes
     upstream: JSON = {
         "customerId": call.config.customer_id,
         "name": body["name"],
@@ -141,22 +140,21 @@ async def put_product(call: Call, client: PictofitClient) -> Reply:
     }
     if sku is not None:
         upstream["sku"] = sku
-    await client.put_product(_product_id(call), upstream)
-    now = mapping.now_iso()
-    attributes: JSON = {"name": body["name"], "type": type_name, "sku": sku, "updatedAt": now}
-    if not existed:
-        attributes["createdAt"] = now
-    record = await call.services.resources.put("product", _product_id(call), attributes)
-    configurations = await _configuration_views(call, client, _product_id(call)) if existed else []
-    return Reply(200 if existed else 201, mapping.product_view(record, configurations, NAME))
+    await client.put_product(product_id, upstream)
+    # Recorded only now that PICTOFiT accepted it: a refused create leaves no record.
+    attributes = {"name": body["name"], "type": type_name, "sku": sku}
+    put = await call.services.resources.put("product", product_id, attributes)
+    configurations = [] if put.created else await _configuration_views(call, client, product_id)
+    product = mapping.product_view(put.record, configurations, NAME)
+    return Reply(201 if put.created else 200, product)
 
 
 async def get_product(call: Call, client: PictofitClient) -> Reply:
-    record = await call.services.resources.get("product", _product_id(call))
-    if record is None or "createdAt" not in record.attributes:
-        # Claimed by a putProduct that did not reach PICTOFiT: it does not exist yet.
-        raise not_found(f"product {_product_id(call)} does not exist")
-    configurations = await _configuration_views(call, client, _product_id(call))
+    product_id = _product_id(call)
+    record = await call.services.resources.get("product", product_id)
+    if record is None:  # the core checked the tenant owns it: only a deletion in between
+        raise not_found(f"product {product_id} does not exist")
+    configurations = await _configuration_views(call, client, product_id)
     return Reply(200, mapping.product_view(record, configurations, NAME))
 
 
@@ -164,23 +162,19 @@ async def get_product(call: Call, client: PictofitClient) -> Reply:
 
 
 async def put_configuration(call: Call, client: PictofitClient) -> Reply:
-    _require_uuid4(_configuration_id(call), "configurationId")
+    product_id, configuration_id = _product_id(call), _configuration_id(call)
+    _require_uuid4(configuration_id, "configurationId")
     body = call.body
-    before = await call.services.resources.get("configuration", _configuration_id(call))
-    existed = before is not None and "createdAt" in before.attributes
-    upstream: JSON = {"productId": _product_id(call), "name": body["name"]}
+    upstream: JSON = {"productId": product_id, "name": body["name"]}
     if body.get("sku") is not None:
         upstream["sku"] = body["sku"]
-    answer = await client.put_configuration(_configuration_id(call), upstream)
-    now = mapping.now_iso()
-    attributes: JSON = {"name": body["name"], "sku": body.get("sku"), "updatedAt": now}
-    if not existed:
-        attributes["createdAt"] = now
-    await call.services.resources.put(
-        "configuration", _configuration_id(call), attributes, parent_id=_product_id(call)
+    answer = await client.put_configuration(configuration_id, upstream)
+    attributes = {"name": body["name"], "sku": body.get("sku")}
+    put = await call.services.resources.put(
+        "configuration", configuration_id, attributes, parent_id=product_id
     )
     current = answer or await _upstream_configuration(call, client)
-    return Reply(200 if existed else 201, await _view(call, current))
+    return Reply(201 if put.created else 200, await _view(call, current))
 
 
 async def list_configurations(call: Call, client: PictofitClient) -> Reply:
