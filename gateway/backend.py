@@ -19,6 +19,7 @@ import attrs
 import pluggy
 import yaml
 
+from gateway import wire
 from gateway.forms import Form
 from gateway.problems import not_found, not_implemented
 from gateway.store import ResourceRecord, Store
@@ -145,15 +146,21 @@ class GatewayServices:
         self._backend = backend
 
     async def emit(
-        self, event_type: str, data: Mapping[str, Any], *, dedupe_key: str | None = None
+        self,
+        event_type: str,
+        data: Mapping[str, Any] | attrs.AttrsInstance,
+        *,
+        dedupe_key: str | None = None,
     ) -> Event | None:
-        """Publish an event for this call's tenant and backend, durably.
+        """Publish an event for this call's tenant and backend, durably. `data` is plain JSON data
+        or an attrs value (in the wire format, as a reply's body).
 
         Returns the event once it is stored, or None when `dedupe_key` shows it was already
         published (a repeated upstream callback).
         """
+        plain = data if isinstance(data, Mapping) else wire.unstructure(data)
         event = Event.new(
-            event_type, data, tenant=self._tenant, backend=self._backend, dedupe_key=dedupe_key
+            event_type, plain, tenant=self._tenant, backend=self._backend, dedupe_key=dedupe_key
         )
         return event if await self._publish(event) else None
 

@@ -7,6 +7,9 @@ change to that contract. It gathers, from the modules that define them:
 - the backend object and what the core hands it (`gateway.backend`): `Backend`, `OperationCall`,
   `CallbackCall`, `CallbackRegistration`, `Sandbox`, `hookimpl`, ...;
 - values and errors: `Reply`, `Credentials`, `Secret`, `Event`, `ProblemError` and its helpers;
+  replies' and events' bodies may be frozen attrs values, written in camelCase by the one
+  converter (`gateway.wire`), `omit_if_none()` marking a field left out while None
+  (`unstructure` gives that plain form, e.g. to store);
 - the upstream client's types (`BoundUpstream`, `UpstreamResponse`, the `Upstream*` errors),
   and a cache for what a backend fetches from its upstream and reuses (`TtlCache`);
 - the kit a backend's simulator is built with (`gateway.sandbox_kit`: request recording, fault
@@ -88,6 +91,7 @@ from gateway.upstream import (
     UpstreamUnavailable,
 )
 from gateway.values import Credentials, Event, Reply, Secret
+from gateway.wire import omit_if_none, unstructure
 
 __all__ = [
     "CONTROL_SEGMENT",
@@ -142,6 +146,7 @@ __all__ = [
     "json_object",
     "not_found",
     "not_implemented",
+    "omit_if_none",
     "payload_too_large",
     "rate_knob",
     "sandbox_gateway",
@@ -150,6 +155,7 @@ __all__ = [
     "strip_url_queries",
     "switch_knob",
     "unauthorized",
+    "unstructure",
     "unsupported_media_type",
     "update_faults",
     "verify_webhook",

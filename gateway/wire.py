@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import email.utils
 import time
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +14,7 @@ import attrs
 import cattrs
 import orjson
 from aiohttp import web
+from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 
 
@@ -20,15 +23,59 @@ def camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+_OMIT_IF_NONE = "gateway.wire.omit_if_none"
+
+
+def omit_if_none() -> Any:
+    """An attrs field that defaults to None and is left out of the wire form while None: a
+    property the contract makes optional (not required), where null would break its schema."""
+    return attrs.field(default=None, metadata={_OMIT_IF_NONE: True})
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
 
     def unstructure_factory(cls: type[Any]) -> Any:
-        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        renames = {
+            a.name: override(
+                rename=camel(a.name), omit_if_default=a.metadata.get(_OMIT_IF_NONE, False)
+            )
+            for a in attrs.fields(cls)
+        }
         return make_dict_unstructure_fn(cls, converter, **renames)  # type: ignore[arg-type]
 
     converter.register_unstructure_hook_factory(attrs.has, unstructure_factory)
+    # `str | None` and the like are written as they are: the generated functions then read such
+    # a field inline instead of dispatching on its value's class (the hot path's mapping).
+    converter.register_unstructure_hook_factory(_plain_union, lambda _: identity)
+
+    def attrs_tuple_factory(type_: Any) -> Any:
+        # `tuple[Value, ...]`: a list, each item by its class's function, found once.
+        item = converter.get_unstructure_hook(typing.get_args(type_)[0])
+        return lambda values: list(map(item, values))
+
+    converter.register_unstructure_hook_factory(_attrs_tuple, attrs_tuple_factory)
     return converter
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _attrs_tuple(type_: Any) -> bool:
+    args = typing.get_args(type_)
+    return (
+        typing.get_origin(type_) is tuple
+        and len(args) == 2
+        and args[1] is Ellipsis
+        and attrs.has(args[0])
+    )
+
+
+def _plain_union(type_: Any) -> bool:
+    origin = typing.get_origin(type_)
+    return origin in (typing.Union, types.UnionType) and all(
+        arg in _PLAIN for arg in typing.get_args(type_)
+    )
 
 
 _converter = _make_converter()
@@ -41,6 +88,11 @@ def json_response(
     return web.Response(
         body=dumps(body), status=status, content_type="application/json", headers=headers
     )
+
+
+def unstructure(value: Any) -> Any:
+    """Plain data (dicts, lists, ...) of an attrs value, as `dumps` writes it."""
+    return _converter.unstructure(value)
 
 
 def dumps(value: Any) -> bytes:

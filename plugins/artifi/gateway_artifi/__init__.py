@@ -9,6 +9,8 @@ Its modules, the same names and roles as every backend plugin of this project (P
 - `client`: the calls to Artifi (within the tenant's concurrency slots), and the reading of its
   envelope: the `Data` of a success, or the caller-facing problem of its error codes.
 - `operations`: one function per unified operation.
+- `values`: the contract's values it answers and emits, frozen attrs classes (the core writes
+  them in camelCase through its one converter).
 - `mapping`: Artifi's payloads to the contract's values.
 - `preflight`: an upload checked against the website's rules before anything goes upstream.
 - `sandbox/`: the simulator, one module per resource.

@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway_artifi.client import unexpected
 from gateway_artifi.preflight import ImageFacts, UploadRules
+from gateway_artifi.values import Photo, PhotoSettings
 
 __all__ = ["assets", "photo_settings", "to_photo"]
 
@@ -24,7 +25,7 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def to_photo(item: Any, facts: ImageFacts | None = None) -> dict[str, Any]:
+def to_photo(item: Any, facts: ImageFacts | None = None) -> Photo:
     """One photo; `facts` (what the gateway read from the uploaded file) fills what is missing.
 
     The upload answer says `UniqueImageName`, the list `UniqueName` (both documented).
@@ -32,17 +33,17 @@ def to_photo(item: Any, facts: ImageFacts | None = None) -> dict[str, Any]:
     if not isinstance(item, dict) or _text(item.get("id")) is None:
         raise unexpected("a photo without an Id")
     width, height = _int(item.get("width")), _int(item.get("height"))
-    return {
-        "id": str(item["id"]),
-        "code": _text(item.get("photocode")),
-        "imageName": _text(item.get("imagename")) or "",
-        "uniqueImageName": _text(item.get("uniqueimagename") or item.get("uniquename")) or "",
-        "width": width if width is not None else (facts.width if facts else 0),
-        "height": height if height is not None else (facts.height if facts else 0),
-        "dpi": _int(item.get("dpi")),
-        "extension": _text(item.get("extension")),
-        "mimeType": _text(item.get("mimetype")) or (facts.mime_type if facts else None),
-    }
+    return Photo(
+        id=str(item["id"]),
+        code=_text(item.get("photocode")),
+        image_name=_text(item.get("imagename")) or "",
+        unique_image_name=_text(item.get("uniqueimagename") or item.get("uniquename")) or "",
+        width=width if width is not None else (facts.width if facts else 0),
+        height=height if height is not None else (facts.height if facts else 0),
+        dpi=_int(item.get("dpi")),
+        extension=_text(item.get("extension")),
+        mime_type=_text(item.get("mimetype")) or (facts.mime_type if facts else None),
+    )
 
 
 def assets(data: Any) -> tuple[list[dict[str, Any]], int]:
@@ -58,12 +59,12 @@ def assets(data: Any) -> tuple[list[dict[str, Any]], int]:
     return items, total if total is not None else len(items)
 
 
-def photo_settings(rules: UploadRules) -> dict[str, Any]:
+def photo_settings(rules: UploadRules) -> PhotoSettings:
     """The contract's `PhotoSettings` (0 where Artifi sets no limit)."""
-    return {
-        "allowedTypes": list(rules.allowed_types),
-        "maxBytes": rules.max_bytes or 0,
-        "maxWidth": rules.max_width or 0,
-        "maxHeight": rules.max_height or 0,
-        "dpi": rules.dpi,
-    }
+    return PhotoSettings(
+        allowed_types=rules.allowed_types,
+        max_bytes=rules.max_bytes or 0,
+        max_width=rules.max_width or 0,
+        max_height=rules.max_height or 0,
+        dpi=rules.dpi,
+    )

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
+import attrs
 import structlog
 
 from gateway.plugin_api import (
@@ -47,6 +48,7 @@ from gateway.plugin_api import (
 from gateway_pictofit import mapping
 from gateway_pictofit.client import PictofitClient
 from gateway_pictofit.config import PictofitConfig
+from gateway_pictofit.values import ProductEventData
 
 __all__ = ["event_type_of", "receive", "register"]
 
@@ -141,15 +143,14 @@ async def receive(
     if record is None and unified:
         raise not_found(f"product {object_id} was not created through the gateway by this tenant")
 
-    data: dict[str, Any] = {} if unified else {"callbackType": callback_type, "objectId": object_id}
+    data = ProductEventData() if unified else ProductEventData(callback_type, object_id)
     dedupe_key = f"pictofit:{callback_type}:{object_id}"
     if record is not None:
         client = await make_client(config)
         raws = await client.configurations(record.id)
         records = await call.services.resources.children("configuration", record.id)
         images = await call.services.resources.children_of("image", (r.id for r in records))
-        data["productId"] = record.id
-        data["configurations"] = mapping.configuration_views(
+        configurations = mapping.configuration_values(
             raws,
             product_id=record.id,
             records=records,
@@ -157,6 +158,7 @@ async def receive(
             assumptions=config.assumptions,
             link=mapping.result_link(call.services, record.id),
         )
+        data = attrs.evolve(data, product_id=record.id, configurations=configurations)
         dedupe_key += f":{_digest(raws)}"
     event = await call.services.emit(event_type, data, dedupe_key=dedupe_key)
     log.info(

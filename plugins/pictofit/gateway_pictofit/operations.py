@@ -27,11 +27,19 @@ from gateway.plugin_api import (
     bad_request,
     invalid_input,
     not_found,
+    unstructure,
 )
 from gateway_pictofit import NAME, mapping
 from gateway_pictofit.client import JSON, Kind, PictofitClient
 from gateway_pictofit.config import PictofitConfig
 from gateway_pictofit.preflight import check_image
+from gateway_pictofit.values import (
+    Configuration,
+    ConfigurationList,
+    Image,
+    TypeList,
+    TypeName,
+)
 
 __all__ = ["OPERATIONS"]
 
@@ -71,12 +79,14 @@ async def _images(call: Call, configuration_id: str) -> list[ResourceRecord]:
     return await call.services.resources.children("image", configuration_id)
 
 
-async def _configuration_views(call: Call, client: PictofitClient, product_id: str) -> list[JSON]:
+async def _configurations(
+    call: Call, client: PictofitClient, product_id: str
+) -> tuple[Configuration, ...]:
     raws = await client.configurations(product_id)
     resources = call.services.resources
     records = await resources.children("configuration", product_id)
     images = await resources.children_of("image", (r.id for r in records))
-    return mapping.configuration_views(
+    return mapping.configuration_values(
         raws,
         product_id=product_id,
         records=records,
@@ -95,9 +105,9 @@ async def _upstream_configuration(call: Call, client: PictofitClient) -> JSON:
     raise not_found(f"configuration {_configuration_id(call)} is not known to PICTOFiT")
 
 
-async def _view(call: Call, raw: Mapping[str, Any]) -> JSON:
+async def _configuration(call: Call, raw: Mapping[str, Any]) -> Configuration:
     configuration_id, product_id = _configuration_id(call), _product_id(call)
-    return mapping.configuration_view(
+    return mapping.configuration_value(
         raw,
         configuration_id=configuration_id,
         product_id=product_id,
@@ -115,13 +125,13 @@ async def _type_id(client: PictofitClient, kind: Kind, name: str, location: str)
 
 
 async def list_product_types(call: Call, client: PictofitClient) -> Reply:
-    names = [name for _, name in await client.type_list("product")]
-    return Reply(200, {"backend": NAME, "items": [{"name": n} for n in names]})
+    types = await client.type_list("product")
+    return Reply(200, TypeList(NAME, tuple(TypeName(name) for _, name in types)))
 
 
 async def list_image_types(call: Call, client: PictofitClient) -> Reply:
-    names = [name for _, name in await client.type_list("image")]
-    return Reply(200, {"backend": NAME, "items": [{"name": n} for n in names]})
+    types = await client.type_list("image")
+    return Reply(200, TypeList(NAME, tuple(TypeName(name) for _, name in types)))
 
 
 # --- products ---------------------------------------------------------------------------------
@@ -144,8 +154,8 @@ async def put_product(call: Call, client: PictofitClient) -> Reply:
     # Recorded only now that PICTOFiT accepted it: a refused create leaves no record.
     attributes = {"name": body["name"], "type": type_name, "sku": sku}
     put = await call.services.resources.put("product", product_id, attributes)
-    configurations = [] if put.created else await _configuration_views(call, client, product_id)
-    product = mapping.product_view(put.record, configurations, NAME)
+    configurations = () if put.created else await _configurations(call, client, product_id)
+    product = mapping.product_value(put.record, configurations, NAME)
     return Reply(201 if put.created else 200, product)
 
 
@@ -154,8 +164,8 @@ async def get_product(call: Call, client: PictofitClient) -> Reply:
     record = await call.services.resources.get("product", product_id)
     if record is None:  # the core checked the tenant owns it: only a deletion in between
         raise not_found(f"product {product_id} does not exist")
-    configurations = await _configuration_views(call, client, product_id)
-    return Reply(200, mapping.product_view(record, configurations, NAME))
+    configurations = await _configurations(call, client, product_id)
+    return Reply(200, mapping.product_value(record, configurations, NAME))
 
 
 # --- configurations ---------------------------------------------------------------------------
@@ -174,11 +184,11 @@ async def put_configuration(call: Call, client: PictofitClient) -> Reply:
         "configuration", configuration_id, attributes, parent_id=product_id
     )
     current = answer or await _upstream_configuration(call, client)
-    return Reply(201 if put.created else 200, await _view(call, current))
+    return Reply(201 if put.created else 200, await _configuration(call, current))
 
 
 async def list_configurations(call: Call, client: PictofitClient) -> Reply:
-    return Reply(200, {"items": await _configuration_views(call, client, _product_id(call))})
+    return Reply(200, ConfigurationList(await _configurations(call, client, _product_id(call))))
 
 
 async def upload_product_image(call: Call, client: PictofitClient) -> Reply:
@@ -212,16 +222,11 @@ async def upload_product_image(call: Call, client: PictofitClient) -> Reply:
         configuration_id=configuration_id,
         type_id=type_id,
     )
-    attributes = {
-        "kind": kind,
-        "name": name,
-        "contentType": info.content_type,
-        "width": info.width,
-        "height": info.height,
-        "bytes": info.size,
-    }
+    image = Image(file_id, kind, name, info.content_type, info.width, info.height, info.size)
+    # Kept as the record's attributes, in the wire's spelling (what `mapping.image_value` reads).
+    attributes = {k: v for k, v in unstructure(image).items() if k != "id"}
     await call.services.resources.put("image", file_id, attributes, parent_id=configuration_id)
-    return Reply(201, {"id": file_id, **attributes})
+    return Reply(201, image)
 
 
 async def submit_configuration(call: Call, client: PictofitClient) -> Reply:
@@ -249,7 +254,7 @@ async def submit_configuration(call: Call, client: PictofitClient) -> Reply:
         {"submittedAt": mapping.now_iso()},
         parent_id=_product_id(call),
     )
-    return Reply(202, await _view(call, current))
+    return Reply(202, await _configuration(call, current))
 
 
 async def download_result(call: Call, client: PictofitClient) -> web.StreamResponse:
