@@ -19,6 +19,7 @@ import attrs
 import pluggy
 import yaml
 
+from gateway import wire
 from gateway.forms import Form
 from gateway.problems import not_found, not_implemented
 from gateway.store import ResourceRecord, Store
@@ -34,18 +35,33 @@ hookimpl = pluggy.HookimplMarker("gateway")
 C = TypeVar("C")
 
 
+@attrs.frozen
+class Recorded:
+    """What `ResourceBook.put` did: the record as it is now, and whether this call created it
+    (a create's 201 against a replacement's 200)."""
+
+    record: ResourceRecord
+    created: bool
+
+
 class ResourceBook:
     """The records a backend keeps about the resources its tenant created through the gateway.
 
     Scoped to one tenant: another tenant's resource reads as None, exactly as if it did not exist.
-    The core records the resources named in the contract's `x-gateway-resources` before the
-    operation runs; a backend adds its own attributes, and may record further resources (images).
+    Before an operation runs, the core only checks the resources named in the contract's
+    `x-gateway-resources`: the tenant owns them, or (`create`) nobody does, else 404 and nothing
+    reaches the backend. The backend records a resource once its upstream accepted it (`put`),
+    so a create the upstream refused leaves nothing behind; a resource the call creates that the
+    backend did not record is recorded by the core once the backend answered 2xx. A backend may
+    record further resources of its own (images).
     """
 
     def __init__(self, store: Store, *, tenant: str, backend: str) -> None:
         self._store = store
         self._tenant = tenant
         self._backend = backend
+        # What this call recorded, by (kind, id): the core remembers the owners from it.
+        self.recorded: dict[tuple[str, str], ResourceRecord] = {}
 
     async def get(self, kind: str, resource_id: str) -> ResourceRecord | None:
         record = await self._store.get_resource(kind, resource_id)
@@ -58,19 +74,26 @@ class ResourceBook:
         attributes: Mapping[str, Any],
         *,
         parent_id: str | None = None,
-    ) -> ResourceRecord:
-        """Record the resource if new, then merge `attributes` (top-level keys replaced).
+    ) -> Recorded:
+        """Record the resource with `attributes` if it is new (`created`), else merge them into
+        its record (top-level keys replaced), in one write. Call it once the upstream accepted
+        the resource.
 
-        Raises LookupError if another tenant owns that id.
+        Another tenant's id (one that won a race for it, since the core checked) raises a 404
+        `ProblemError`, as if it did not exist; its record is left as it is.
         """
-        record = await self._store.claim_resource(
-            kind, resource_id, tenant=self._tenant, backend=self._backend, parent_id=parent_id
+        record, created = await self._store.put_resource(
+            kind,
+            resource_id,
+            tenant=self._tenant,
+            backend=self._backend,
+            parent_id=parent_id,
+            attributes=attributes,
         )
         if record.tenant != self._tenant:
-            raise LookupError(f"{kind} {resource_id} belongs to another tenant")
-        updated = await self._store.update_resource(kind, resource_id, attributes)
-        assert updated is not None
-        return updated
+            raise not_found(f"{kind} {resource_id} does not exist")
+        self.recorded[(kind, resource_id)] = record
+        return Recorded(record, created)
 
     async def claim(self, kind: str, resource_id: str, *, parent_id: str | None = None) -> bool:
         """Own the resource from its first use: True if this tenant owns it (now or already),
@@ -123,15 +146,21 @@ class GatewayServices:
         self._backend = backend
 
     async def emit(
-        self, event_type: str, data: Mapping[str, Any], *, dedupe_key: str | None = None
+        self,
+        event_type: str,
+        data: Mapping[str, Any] | attrs.AttrsInstance,
+        *,
+        dedupe_key: str | None = None,
     ) -> Event | None:
-        """Publish an event for this call's tenant and backend, durably.
+        """Publish an event for this call's tenant and backend, durably. `data` is plain JSON data
+        or an attrs value (in the wire format, as a reply's body).
 
         Returns the event once it is stored, or None when `dedupe_key` shows it was already
         published (a repeated upstream callback).
         """
+        plain = data if isinstance(data, Mapping) else wire.unstructure(data)
         event = Event.new(
-            event_type, data, tenant=self._tenant, backend=self._backend, dedupe_key=dedupe_key
+            event_type, plain, tenant=self._tenant, backend=self._backend, dedupe_key=dedupe_key
         )
         return event if await self._publish(event) else None
 

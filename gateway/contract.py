@@ -104,6 +104,8 @@ class Operation:
     backend: bool = False
     # The parameters by location, grouped once: every request walks them.
     by_location: Mapping[str, tuple[Parameter, ...]] = attrs.field(init=False)
+    # The resources it may create (`create` in `x-gateway-resources`), found once.
+    creates: tuple[ResourceRef, ...] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         grouped = {
@@ -111,6 +113,7 @@ class Operation:
             for location in ("path", "query", "header")
         }
         object.__setattr__(self, "by_location", grouped)
+        object.__setattr__(self, "creates", tuple(r for r in self.resources if r.create))
 
     @property
     def route_path(self) -> str:

@@ -33,7 +33,6 @@ from gateway.state import (
     TENANTS,
     UPSTREAMS,
 )
-from gateway.store import ResourceRecord, Store
 from gateway.tenants import Tenant, choose_backend
 from gateway.upstream import BoundUpstream
 from gateway.validation import read_body
@@ -66,7 +65,9 @@ async def start_stream(
     return response
 
 
-def services(request: web.Request, tenant: str, backend: str) -> GatewayServices:
+def services(
+    request: web.Request, tenant: str, backend: str, resources: ResourceBook | None = None
+) -> GatewayServices:
     plugins = request.app[PLUGINS]
     store = request.app[STORE]
 
@@ -74,7 +75,7 @@ def services(request: web.Request, tenant: str, backend: str) -> GatewayServices
         return await plugins.publish_event(event)
 
     return GatewayServices(
-        resources=ResourceBook(store, tenant=tenant, backend=backend),
+        resources=resources or ResourceBook(store, tenant=tenant, backend=backend),
         publish=publish,
         url_for=functools.partial(url_for, request),
         start_stream=functools.partial(start_stream, request),
@@ -128,6 +129,18 @@ async def _owned_backend(
 
 async def backend_operation(request: web.Request) -> web.StreamResponse:
     operation = request[OPERATION]
+    if not operation.creates:
+        return await _operate(request)
+    path = request[INPUT].path
+    # Creates of one id take turns in this process, from the check to the backend's record.
+    async with request.app[OWNERS].creating(
+        [(r.kind, str(path[r.param])) for r in operation.creates]
+    ):
+        return await _operate(request)
+
+
+async def _operate(request: web.Request) -> web.StreamResponse:
+    operation = request[OPERATION]
     tenant = request[TENANT]
     checked = request[INPUT]
     store = request.app[STORE]
@@ -143,8 +156,8 @@ async def backend_operation(request: web.Request) -> web.StreamResponse:
         requested=body_backend or checked.query.get("backend"),
         requested_at="/backend" if body_backend else "backend",
     )
-    claims = await _claim(store, tenant.id, backend, to_create)
     config = tenant.configs[backend]
+    book = ResourceBook(store, tenant=tenant.id, backend=backend)
     call = OperationCall(
         operation=operation.operation_id,
         backend=backend,
@@ -157,58 +170,40 @@ async def backend_operation(request: web.Request) -> web.StreamResponse:
         body=checked.body,
         form=checked.form,
         upstream=bound_upstream(request, tenant.id, backend, config, operation.operation_id),
-        services=services(request, tenant.id, backend),
+        services=services(request, tenant.id, backend, book),
     )
     serve = request.app[BACKENDS][backend].operation
     key = checked.headers.get(idempotency.HEADER)
-    try:
-        if key is None:
-            result = await serve(call)
-        else:
-            policy = request.app[SETTINGS].idempotency
-            result = await idempotency.run_once(
-                store,
-                tenant=tenant.id,
-                key=key,
-                operation_id=operation.operation_id,
-                checked=checked,
-                ttl=policy.ttl,
-                wait=policy.wait,
-                run=lambda: serve(call),
-            )
-    except BaseException:
-        await _release(store, tenant.id, claims)
-        raise
-    if result.status >= 400:
-        await _release(store, tenant.id, claims)
+    if key is None:
+        result = await serve(call)
     else:
-        for record in claims:
-            owners.remember(record)
+        policy = request.app[SETTINGS].idempotency
+        result = await idempotency.run_once(
+            store,
+            tenant=tenant.id,
+            key=key,
+            operation_id=operation.operation_id,
+            checked=checked,
+            ttl=policy.ttl,
+            wait=policy.wait,
+            run=lambda: serve(call),
+        )
+    if to_create and result.status < 400:
+        await _record_created(book, owners, to_create)
     return to_response(result)
 
 
-async def _claim(
-    store: Store, tenant: str, backend: str, to_create: list[tuple[str, str, str | None]]
-) -> list[ResourceRecord]:
-    """Claim the ids this call creates, before the upstream sees them, so that two tenants never
-    both send a create for one id; another tenant's claim answers 404."""
-    claims: list[ResourceRecord] = []
+async def _record_created(
+    book: ResourceBook, owners: Owners, to_create: list[tuple[str, str, str | None]]
+) -> None:
+    """Remember the owners of what the call created; record what the backend did not (a backend
+    that keeps nothing of its own), now that the upstream accepted it. Another tenant's record,
+    made while this call's upstream request was out (another process), makes it a 404."""
     for kind, resource_id, parent in to_create:
-        claimed = await store.claim_resource(
-            kind, resource_id, tenant=tenant, backend=backend, parent_id=parent
-        )
-        if claimed.tenant != tenant:  # another tenant's, or its create is in flight
-            await _release(store, tenant, claims)
-            raise problems.not_found(f"{kind} {resource_id} does not exist")
-        claims.append(claimed)
-    return claims
-
-
-async def _release(store: Store, tenant: str, claims: list[ResourceRecord]) -> None:
-    """A create the backend refused or that failed leaves its ids free for anyone; a claim the
-    backend already recorded attributes on (the upstream has the resource) stays."""
-    for record in reversed(claims):  # children before their parent
-        await store.release_resource(record.kind, record.id, tenant=tenant)
+        record = book.recorded.get((kind, resource_id))
+        if record is None:
+            record = (await book.put(kind, resource_id, {}, parent_id=parent)).record
+        owners.remember(record)
 
 
 async def receive_callback(request: web.Request) -> web.StreamResponse:

@@ -2,8 +2,8 @@
 schemas name them.
 
 Frozen attrs values that `gateway.wire` writes and reads (field names in camelCase); an optional
-property the contract leaves out when absent is an `omit_none` field, every other None is written
-as null.
+property the contract leaves out when absent is an `omit_if_none` field, every other None is
+written as null.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from gateway import store, values
-from gateway.wire import omit_none
+from gateway.wire import omit_if_none
 
 # --- operations ----------------------------------------------------------------------------------
 
@@ -28,7 +28,7 @@ class Health:
 @attrs.frozen
 class ReadinessCheck:
     ok: bool
-    detail: str | None = omit_none()
+    detail: str | None = omit_if_none()
 
 
 @attrs.frozen
@@ -43,7 +43,7 @@ class Readiness:
 @attrs.frozen
 class CallbackHealth:
     state: str  # synced, pending, failed or not_applicable
-    detail: str | None = omit_none()
+    detail: str | None = omit_if_none()
 
 
 @attrs.frozen

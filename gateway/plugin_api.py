@@ -7,7 +7,11 @@ change to that contract. It gathers, from the modules that define them:
 - the backend object and what the core hands it (`gateway.backend`): `Backend`, `OperationCall`,
   `CallbackCall`, `CallbackRegistration`, `Sandbox`, `hookimpl`, ...;
 - values and errors: `Reply`, `Credentials`, `Secret`, `Event`, `ProblemError` and its helpers;
-- the upstream client's types (`BoundUpstream`, `UpstreamResponse`, the `Upstream*` errors);
+  replies' and events' bodies may be frozen attrs values, written in camelCase by the one
+  converter (`gateway.wire`), `omit_if_none()` marking a field left out while None
+  (`unstructure` gives that plain form, e.g. to store);
+- the upstream client's types (`BoundUpstream`, `UpstreamResponse`, the `Upstream*` errors),
+  and a cache for what a backend fetches from its upstream and reuses (`TtlCache`);
 - the kit a backend's simulator is built with (`gateway.sandbox_kit`: request recording, fault
   knobs, the `/_sandbox` control endpoints);
 - the kit a backend's tests are built with (`gateway.testing`: a gateway in front of the
@@ -25,10 +29,12 @@ from gateway.backend import (
     CallbackRegistration,
     GatewayServices,
     OperationCall,
+    Recorded,
     ResourceBook,
     Sandbox,
     hookimpl,
 )
+from gateway.caching import TtlCache
 from gateway.forms import Form, UploadedFile
 from gateway.problems import (
     FieldError,
@@ -85,6 +91,7 @@ from gateway.upstream import (
     UpstreamUnavailable,
 )
 from gateway.values import Credentials, Event, Reply, Secret
+from gateway.wire import omit_if_none, unstructure
 
 __all__ = [
     "CONTROL_SEGMENT",
@@ -108,6 +115,7 @@ __all__ = [
     "GatewayServices",
     "OperationCall",
     "ProblemError",
+    "Recorded",
     "RecordedRequest",
     "Reply",
     "ResourceBook",
@@ -118,6 +126,7 @@ __all__ = [
     "Secret",
     "SimulatorState",
     "StartGateway",
+    "TtlCache",
     "UploadedFile",
     "UpstreamCredentialsRejected",
     "UpstreamError",
@@ -137,6 +146,7 @@ __all__ = [
     "json_object",
     "not_found",
     "not_implemented",
+    "omit_if_none",
     "payload_too_large",
     "rate_knob",
     "sandbox_gateway",
@@ -145,6 +155,7 @@ __all__ = [
     "strip_url_queries",
     "switch_knob",
     "unauthorized",
+    "unstructure",
     "unsupported_media_type",
     "update_faults",
     "verify_webhook",

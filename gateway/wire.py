@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import email.utils
 import time
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -12,6 +14,7 @@ import attrs
 import cattrs
 import orjson
 from aiohttp import web
+from cattrs.fns import identity
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 T = TypeVar("T")
@@ -22,17 +25,13 @@ def camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-# The field metadata key of `omit_none`.
-_OMIT_NONE = "gateway.wire.omit_none"
+_OMIT_IF_NONE = "gateway.wire.omit_if_none"
 
 
-def omit_none() -> Any:
-    """An attrs field, None by default, that the wire format leaves out while it is None.
-
-    For the contract's optional properties, absent rather than null (`ReadinessCheck.detail`);
-    every other field is always written, None as null.
-    """
-    return attrs.field(default=None, metadata={_OMIT_NONE: True})
+def omit_if_none() -> Any:
+    """An attrs field that defaults to None and is left out of the wire form while None: a
+    property the contract makes optional (not required), where null would break its schema."""
+    return attrs.field(default=None, metadata={_OMIT_IF_NONE: True})
 
 
 def _make_converter() -> cattrs.Converter:
@@ -40,8 +39,9 @@ def _make_converter() -> cattrs.Converter:
 
     def unstructure_factory(cls: type[Any]) -> Any:
         renames = {
-            # The default of an `omit_none` field is None: omitted when default is omitted if None.
-            a.name: override(rename=camel(a.name), omit_if_default=_OMIT_NONE in a.metadata)
+            a.name: override(
+                rename=camel(a.name), omit_if_default=a.metadata.get(_OMIT_IF_NONE, False)
+            )
             for a in attrs.fields(cls)
         }
         return make_dict_unstructure_fn(cls, converter, **renames)  # type: ignore[arg-type]
@@ -52,15 +52,45 @@ def _make_converter() -> cattrs.Converter:
 
     converter.register_unstructure_hook_factory(attrs.has, unstructure_factory)
     converter.register_structure_hook_factory(attrs.has, structure_factory)
+    # `str | None` and the like are written as they are: the generated functions then read such
+    # a field inline instead of dispatching on its value's class (the hot path's mapping).
+    converter.register_unstructure_hook_factory(_plain_union, lambda _: identity)
+
+    def attrs_tuple_factory(type_: Any) -> Any:
+        # `tuple[Value, ...]`: a list, each item by its class's function, found once.
+        item = converter.get_unstructure_hook(typing.get_args(type_)[0])
+        return lambda values: list(map(item, values))
+
+    converter.register_unstructure_hook_factory(_attrs_tuple, attrs_tuple_factory)
     return converter
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _attrs_tuple(type_: Any) -> bool:
+    args = typing.get_args(type_)
+    return (
+        typing.get_origin(type_) is tuple
+        and len(args) == 2
+        and args[1] is Ellipsis
+        and attrs.has(args[0])
+    )
+
+
+def _plain_union(type_: Any) -> bool:
+    origin = typing.get_origin(type_)
+    return origin in (typing.Union, types.UnionType) and all(
+        arg in _PLAIN for arg in typing.get_args(type_)
+    )
 
 
 _converter = _make_converter()
 
 
 def unstructure(value: Any) -> Any:
-    """Plain data of `value` in the wire format (attrs values as dicts with camelCase keys), for
-    what is kept as JSON before it is sent: an event's `data`."""
+    """Plain data of `value` as `dumps` writes it (attrs values as dicts with camelCase keys),
+    for what is kept as JSON before it is sent: an event's `data`."""
     return _converter.unstructure(value)
 
 

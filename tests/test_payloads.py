@@ -1,5 +1,6 @@
-"""The core's answers as the wire writes them: camelCase names, optional properties left out when
-absent (`wire.omit_none`), null where the contract says null, and the signed event body stable."""
+"""The core's answers as the wire writes them: camelCase names, optional properties left out
+when absent (`wire.omit_if_none`), null where the contract says null, and the signed event body
+stable."""
 
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from gateway.backend import ResourceBook
 from gateway.plugin_api import Event
+from gateway.problems import ProblemError
 from gateway.store import (
     AttemptOutcome,
     Position,
@@ -125,6 +127,46 @@ async def test_a_bare_claim_is_released_and_a_recorded_one_stays(store: Store) -
     kept = await store.get_resource("product", "p1")
     assert kept is not None
     assert kept.tenant == "t2"
+
+
+async def test_put_resource_creates_once_and_leaves_another_tenants_record(store: Store) -> None:
+    """The store's put: created with its attributes the first time, merged afterwards for its
+    owner, and another tenant's record returned unchanged (not created, nothing merged)."""
+    first, created = await store.put_resource(
+        "product", "p1", tenant="t1", backend="acme", parent_id=None, attributes={"name": "a"}
+    )
+    assert created
+    assert first.tenant == "t1"
+    assert dict(first.attributes) == {"name": "a"}
+    again, created = await store.put_resource(
+        "product", "p1", tenant="t1", backend="acme", parent_id=None, attributes={"sku": "s"}
+    )
+    assert not created
+    assert dict(again.attributes) == {"name": "a", "sku": "s"}
+    assert again.created_at == first.created_at
+    other, created = await store.put_resource(
+        "product", "p1", tenant="t2", backend="x", parent_id=None, attributes={"name": "b"}
+    )
+    assert not created
+    assert other.tenant == "t1"
+    assert dict(other.attributes) == {"name": "a", "sku": "s"}
+
+
+async def test_a_backend_recording_another_tenants_id_is_404(store: Store) -> None:
+    """When another tenant recorded the id while this call's upstream request was out (another
+    process won the race), `ResourceBook.put` is a 404 and the winner's record stays as it was."""
+    await store.put_resource(
+        "product", "p1", tenant="t1", backend="acme", parent_id=None, attributes={"name": "a"}
+    )
+    book = ResourceBook(store, tenant="t2", backend="acme")
+    with pytest.raises(ProblemError) as caught:
+        await book.put("product", "p1", {"name": "b"})
+    assert caught.value.status == 404
+    kept = await store.get_resource("product", "p1")
+    assert kept is not None
+    assert kept.tenant == "t1"
+    assert dict(kept.attributes) == {"name": "a"}
+    assert book.recorded == {}
 
 
 async def test_children_of_several_parents_come_in_one_read(store: Store) -> None:

@@ -196,6 +196,11 @@ class Store(Protocol):
     async def get_resource(self, kind: str, resource_id: str) -> ResourceRecord | None: ...
 
     async def claim_resource(
+        self, kind: str, resource_id: str, *, tenant: str, backend: str, parent_id: str | None
+    ) -> ResourceRecord:
+        """Record the owner unless the resource has one; returns the record as it is now."""
+
+    async def put_resource(
         self,
         kind: str,
         resource_id: str,
@@ -203,9 +208,11 @@ class Store(Protocol):
         tenant: str,
         backend: str,
         parent_id: str | None,
-        attributes: Mapping[str, Any] | None = None,
-    ) -> ResourceRecord:
-        """Record the owner unless the resource has one; returns the record as it is now."""
+        attributes: Mapping[str, Any],
+    ) -> tuple[ResourceRecord, bool]:
+        """Create the record with `attributes` if the id is free, else merge them into it (top-level
+        keys replaced) if `tenant` owns it, in one transaction. Returns the record as it is now
+        (another tenant's unchanged) and whether this call created it."""
 
     async def release_resource(self, kind: str, resource_id: str, *, tenant: str) -> bool:
         """Forget the tenant's claim on an id that nothing was recorded on yet (attributes still

@@ -69,6 +69,14 @@ class SQLStore(abc.ABC):
         return await self._read(lambda db: steps.get_resource(db, kind, resource_id))
 
     async def claim_resource(
+        self, kind: str, resource_id: str, *, tenant: str, backend: str, parent_id: str | None
+    ) -> ResourceRecord:
+        record, _ = await self.put_resource(
+            kind, resource_id, tenant=tenant, backend=backend, parent_id=parent_id, attributes={}
+        )
+        return record
+
+    async def put_resource(
         self,
         kind: str,
         resource_id: str,
@@ -76,18 +84,31 @@ class SQLStore(abc.ABC):
         tenant: str,
         backend: str,
         parent_id: str | None,
-        attributes: Mapping[str, Any] | None = None,
-    ) -> ResourceRecord:
-        async def op(db: Db) -> ResourceRecord:
-            now, recorded = timestamp(), to_json(attributes or {})
-            await db.count(
+        attributes: Mapping[str, Any],
+    ) -> tuple[ResourceRecord, bool]:
+        async def op(db: Db) -> tuple[ResourceRecord, bool]:
+            now = timestamp()
+            created = await db.count(
                 "INSERT INTO resources (kind, id, tenant, backend, parent_id, attributes,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (kind, resource_id, tenant, backend, parent_id, recorded, now, now),
+                (kind, resource_id, tenant, backend, parent_id, to_json(attributes), now, now),
             )
+            if not created:
+                current = await db.row(
+                    "SELECT tenant, attributes FROM resources WHERE kind = ? AND id = ?"
+                    f"{db.for_update}",
+                    (kind, resource_id),
+                )
+                if current is not None and current[0] == tenant and attributes:
+                    merged = steps.merge_patch(orjson.loads(current[1]), dict(attributes))
+                    await db.count(
+                        "UPDATE resources SET attributes = ?, updated_at = ?"
+                        " WHERE kind = ? AND id = ?",
+                        (to_json(merged), now, kind, resource_id),
+                    )
             record = await steps.get_resource(db, kind, resource_id)
             assert record is not None
-            return record
+            return record, created == 1
 
         return await self._write(op)
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from gateway.problems import ProblemError
-from gateway_artifi.runtime import Runtime
+from gateway_artifi.client import Slots
 from tests.artifi.conftest import (
     DELETE,
     LIST,
@@ -102,7 +102,7 @@ async def test_concurrency_to_artifi_is_bounded_per_tenant(make_artifi: MakeArti
 
 async def test_no_free_slot_before_the_deadline_is_503() -> None:
     """Waiting for a concurrency slot ends with the caller's deadline: 503 with Retry-After."""
-    runtime = Runtime()
+    runtime = Slots()
     loop = asyncio.get_running_loop()
     async with runtime.slot("t", 1, loop.time() + 5):
         with pytest.raises(ProblemError) as caught:

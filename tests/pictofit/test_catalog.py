@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from gateway_pictofit import catalog
+from gateway import caching
 from tests.pictofit.conftest import Pictofit, assert_schema, image
 
 
@@ -62,7 +62,7 @@ async def test_type_lists_are_cached_per_tenant_until_the_ttl(
 ) -> None:
     """The list is fetched once per tenant while fresh, and again once it is older than the TTL."""
     now = [1000.0]
-    monkeypatch.setattr(catalog, "clock", lambda: now[0])
+    monkeypatch.setattr(caching, "clock", lambda: now[0])
     for _ in range(3):
         await pictofit.put_product()
     await pictofit.call("GET", "/v1/product-types", expect=200)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway_pictofit import token
+from gateway_pictofit import auth
 from tests.conftest import LogLines
 from tests.pictofit.conftest import (
     TOKEN_CLIENT_SECRET,
@@ -65,7 +65,7 @@ async def test_token_is_renewed_before_it_expires(
 ) -> None:
     """Close to its expiry the token is replaced before use, without waiting for a 401."""
     now = [1000.0]
-    monkeypatch.setattr(token, "clock", lambda: now[0])
+    monkeypatch.setattr(auth, "clock", lambda: now[0])
     gateway = await make_pictofit(tenant_a=token_config, sandbox={"token_lifetime_s": 600})
     product_id = await gateway.put_product()
     assert _token_requests(gateway) == 1

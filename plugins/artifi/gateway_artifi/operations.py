@@ -32,11 +32,19 @@ from gateway_artifi.client import (
     UPDATE_USER_PATH,
     UPLOAD_PATH,
     ArtifiClient,
+    ArtifiProblem,
+    unexpected,
 )
 from gateway_artifi.config import ArtifiConfig
-from gateway_artifi.envelope import ArtifiProblem
-from gateway_artifi.photos import assets, to_photo
+from gateway_artifi.mapping import assets, photo_settings, to_photo
 from gateway_artifi.preflight import check_upload
+from gateway_artifi.values import (
+    MergeUserResult,
+    PhotoDeletedData,
+    PhotoPage,
+    PhotoUploadedData,
+    UserMergedData,
+)
 
 __all__ = ["EVENT_TYPES", "OPERATIONS"]
 
@@ -130,7 +138,7 @@ async def upload_user_photo(call: OperationCall[ArtifiConfig], artifi: ArtifiCli
     except ArtifiProblem as exc:
         if "262" in exc.codes:
             # The file passed our preflight: the website's rules may have changed since cached.
-            artifi.runtime.settings.forget(call.tenant)
+            artifi.forget_rules()
         raise
     finally:
         for handle in handles:
@@ -138,8 +146,8 @@ async def upload_user_photo(call: OperationCall[ArtifiConfig], artifi: ArtifiCli
     photo = to_photo(data, facts)
     await call.services.emit(
         PHOTO_UPLOADED,
-        {"userId": user_id, "photo": photo},
-        dedupe_key=_dedupe_key(artifi, photo["id"], "uploaded"),
+        PhotoUploadedData(user_id, photo),
+        dedupe_key=_dedupe_key(artifi, photo.id, "uploaded"),
     )
     return Reply(201, photo)
 
@@ -153,15 +161,7 @@ async def list_user_photos(call: OperationCall[ArtifiConfig], artifi: ArtifiClie
     items, total = await _uploaded_page(
         artifi, user_id, page_size, page - 1, str(search) if search else None
     )
-    return Reply(
-        200,
-        {
-            "items": [to_photo(item) for item in items],
-            "page": page,
-            "pageSize": page_size,
-            "total": total,
-        },
-    )
+    return Reply(200, PhotoPage(tuple(map(to_photo, items)), page, page_size, total))
 
 
 async def _uploaded_page(
@@ -236,7 +236,7 @@ async def delete_user_photo(call: OperationCall[ArtifiConfig], artifi: ArtifiCli
         )
     await call.services.emit(
         PHOTO_DELETED,
-        {"userId": user_id, "photoId": photo_id},
+        PhotoDeletedData(user_id, photo_id),
         dedupe_key=_dedupe_key(artifi, photo_id, "deleted"),
     )
     return Reply(204)
@@ -260,15 +260,13 @@ async def merge_user(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) ->
         fields={"newuserid": "userId", "olduserid": "/guestUserId"},
     )
     if data is False:
-        raise ProblemError(
-            502, "upstream-error", "Upstream error", "backend artifi did not update the user id"
-        )
-    await call.services.emit(USER_MERGED, {"userId": user_id, "guestUserId": guest_id})
-    return Reply(200, {"userId": user_id, "guestUserId": guest_id, "merged": True})
+        raise unexpected("that it did not update the user id")
+    await call.services.emit(USER_MERGED, UserMergedData(user_id, guest_id))
+    return Reply(200, MergeUserResult(user_id, guest_id))
 
 
 async def get_photo_settings(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) -> Reply:
-    return Reply(200, (await artifi.rules()).to_contract())
+    return Reply(200, photo_settings(await artifi.rules()))
 
 
 Operation = Callable[[OperationCall[ArtifiConfig], ArtifiClient], Awaitable[Reply]]

@@ -86,16 +86,6 @@ class UploadRules:
                 names |= upper
         return bool(names & set(self.allowed_types))
 
-    def to_contract(self) -> dict[str, Any]:
-        """The contract's `PhotoSettings` (0 where Artifi sets no limit)."""
-        return {
-            "allowedTypes": list(self.allowed_types),
-            "maxBytes": self.max_bytes or 0,
-            "maxWidth": self.max_width or 0,
-            "maxHeight": self.max_height or 0,
-            "dpi": self.dpi,
-        }
-
 
 @attrs.frozen
 class ImageFacts:

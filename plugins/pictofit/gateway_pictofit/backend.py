@@ -1,9 +1,5 @@
-"""The PICTOFiT Content Service as a backend object: one per app, holding the tenants' tokens.
-
-config.py (the tenant's table and the assumptions), auth.py and token.py (credentials),
-client.py (the service's calls), catalog.py (type names), preflight.py (image rules),
-mapping.py (the contract's shapes), operations.py and callbacks.py (the work).
-"""
+"""The PICTOFiT Content Service as a backend object: one per app, holding the tenants' tokens
+and type lists (the package's docstring lists the other modules)."""
 
 from __future__ import annotations
 
@@ -15,17 +11,20 @@ from aiohttp import web
 from gateway.plugin_api import (
     Backend,
     BackendContext,
+    BoundUpstream,
     CallbackCall,
     CallbackRegistration,
     Credentials,
     CredentialsRequest,
     OperationCall,
     Reply,
+    TtlCache,
 )
-from gateway_pictofit import callbacks, operations
+from gateway_pictofit import NAME, callbacks
 from gateway_pictofit.auth import Auth
-from gateway_pictofit.client import BACKEND
+from gateway_pictofit.client import PictofitClient, TypeCache
 from gateway_pictofit.config import PictofitConfig
+from gateway_pictofit.operations import OPERATIONS
 
 __all__ = ["PictofitBackend"]
 
@@ -46,26 +45,41 @@ EVENT_TYPES: Final = {
 
 
 class PictofitBackend(Backend[PictofitConfig]):
-    name = BACKEND
+    name = NAME
     version = metadata.version("gateway-pictofit")
     config_type = PictofitConfig
-    capabilities = frozenset(operations.OPERATIONS)
+    capabilities = frozenset(OPERATIONS)
     description = "PICTOFiT Content Service: garment photos to virtual try-on assets."
     event_types = EVENT_TYPES
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
         self.auth = Auth()
+        self.types: TypeCache = TtlCache()
+
+    async def _client(
+        self, tenant: str, config: PictofitConfig, upstream: BoundUpstream
+    ) -> PictofitClient:
+        """The tenant's client for one call, its token fetched first if one is due."""
+        await self.auth.prepare(tenant, config, upstream)
+        return PictofitClient(upstream, config, self.types)
 
     async def credentials(self, request: CredentialsRequest) -> Credentials:
         return await self.auth.credentials(request)
 
     async def operation(self, call: OperationCall[PictofitConfig]) -> Reply | web.StreamResponse:
-        await self.auth.prepare(call.tenant, call.config, call.upstream)
-        return await operations.handle(call)
+        client = await self._client(call.tenant, call.config, call.upstream)
+        return await OPERATIONS[call.operation](call, client)
 
     async def callback(self, call: CallbackCall[PictofitConfig]) -> Reply:
-        return await callbacks.receive(call, self.auth)
+        # The client is made only once the callback is authentic: no token fetched for a forgery.
+        async def client(config: PictofitConfig) -> PictofitClient:
+            return await self._client(call.tenant, config, call.upstream)
+
+        return await callbacks.receive(call, client)
 
     async def register_callbacks(self, registration: CallbackRegistration[PictofitConfig]) -> None:
-        await callbacks.register(registration, self.auth)
+        config, upstream = registration.config, registration.upstream
+        await callbacks.register(
+            registration, lambda: self._client(registration.tenant, config, upstream)
+        )

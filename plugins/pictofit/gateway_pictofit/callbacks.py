@@ -29,10 +29,11 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
+import attrs
 import structlog
 
 from gateway.plugin_api import (
@@ -45,9 +46,9 @@ from gateway.plugin_api import (
     unauthorized,
 )
 from gateway_pictofit import mapping
-from gateway_pictofit.auth import Auth
 from gateway_pictofit.client import PictofitClient
 from gateway_pictofit.config import PictofitConfig
+from gateway_pictofit.values import ProductEventData
 
 __all__ = ["event_type_of", "receive", "register"]
 
@@ -66,16 +67,18 @@ def event_type_of(callback_type: str, config: PictofitConfig) -> str:
     return unified or f"pictofit.{callback_type.lower()}"
 
 
-async def register(registration: CallbackRegistration[PictofitConfig], auth: Auth) -> None:
-    tenant, config, upstream = registration.tenant, registration.config, registration.upstream
+async def register(
+    registration: CallbackRegistration[PictofitConfig],
+    make_client: Callable[[], Awaitable[PictofitClient]],
+) -> None:
+    tenant, config = registration.tenant, registration.config
     if config.callback_secret is None:
         raise CallbackSecretMissing(
             f"tenant {tenant}: tenants.backends.pictofit.callback_secret is not set; "
             "PICTOFiT callbacks cannot be authenticated without it"
         )
     secret = config.callback_secret.reveal()
-    client = PictofitClient(upstream, config)
-    await auth.prepare(tenant, config, upstream)
+    client = await make_client()
     types = await client.callback_types()
     for type_id, name in types:
         url = f"{registration.callback_url}{quote(name, safe='')}/"
@@ -126,7 +129,10 @@ async def _product_record(call: CallbackCall[PictofitConfig], object_id: str) ->
     return await call.services.resources.get("product", str(parsed))
 
 
-async def receive(call: CallbackCall[PictofitConfig], auth: Auth) -> Reply:
+async def receive(
+    call: CallbackCall[PictofitConfig],
+    make_client: Callable[[PictofitConfig], Awaitable[PictofitClient]],
+) -> Reply:
     config = call.config
     if config is None or not _authentic(call):
         raise unauthorized("the callback's Authorization does not match this tenant's secret")
@@ -137,16 +143,14 @@ async def receive(call: CallbackCall[PictofitConfig], auth: Auth) -> Reply:
     if record is None and unified:
         raise not_found(f"product {object_id} was not created through the gateway by this tenant")
 
-    data: dict[str, Any] = {} if unified else {"callbackType": callback_type, "objectId": object_id}
+    data = ProductEventData() if unified else ProductEventData(callback_type, object_id)
     dedupe_key = f"pictofit:{callback_type}:{object_id}"
     if record is not None:
-        client = PictofitClient(call.upstream, config)
-        await auth.prepare(call.tenant, config, call.upstream)
+        client = await make_client(config)
         raws = await client.configurations(record.id)
         records = await call.services.resources.children("configuration", record.id)
         images = await call.services.resources.children_of("image", (r.id for r in records))
-        data["productId"] = record.id
-        data["configurations"] = mapping.configuration_views(
+        configurations = mapping.configuration_values(
             raws,
             product_id=record.id,
             records=records,
@@ -154,6 +158,7 @@ async def receive(call: CallbackCall[PictofitConfig], auth: Auth) -> Reply:
             assumptions=config.assumptions,
             link=mapping.result_link(call.services, record.id),
         )
+        data = attrs.evolve(data, product_id=record.id, configurations=configurations)
         dedupe_key += f":{_digest(raws)}"
     event = await call.services.emit(event_type, data, dedupe_key=dedupe_key)
     log.info(

@@ -13,25 +13,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Literal
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 
-from gateway.plugin_api import BoundUpstream, UpstreamServerError
+from gateway.plugin_api import BoundUpstream, TtlCache, UpstreamServerError
+from gateway_pictofit import NAME
 from gateway_pictofit.config import PictofitConfig
 
-__all__ = ["BACKEND", "PictofitClient", "TypeEntry"]
-
-BACKEND: Final = "pictofit"
+__all__ = ["JSON", "Kind", "PictofitClient", "TypeCache", "TypeEntry"]
 
 JSON = dict[str, Any]
 TypeEntry = tuple[Any, str]  # (id as the service gives it, name)
+Kind = Literal["product", "image"]
+# A tenant's product and file type lists: (tenant, kind) -> entries.
+TypeCache = TtlCache[tuple[str, Kind], tuple[TypeEntry, ...]]
 
 
 def _unexpected(what: str, status: int) -> UpstreamServerError:
-    return UpstreamServerError(BACKEND, status, f"unexpected answer: {what}")
+    return UpstreamServerError(NAME, status, f"unexpected answer: {what}")
 
 
 def _object_or_none(body: bytes) -> JSON | None:
@@ -43,12 +45,14 @@ def _object_or_none(body: bytes) -> JSON | None:
 
 
 class PictofitClient:
-    """One tenant's view of the service, for the length of one gateway call."""
+    """One tenant's view of the service, for the length of one gateway call; `types` is the
+    backend object's cache of the type lists."""
 
-    def __init__(self, upstream: BoundUpstream, config: PictofitConfig) -> None:
+    def __init__(self, upstream: BoundUpstream, config: PictofitConfig, types: TypeCache) -> None:
         self.upstream = upstream
         self.config = config
         self.assumptions = config.assumptions
+        self._types_cache = types
 
     async def _get_json(self, path: str, operation: str) -> tuple[int, Any]:
         answer = await self.upstream.request("GET", self.config.url(path), operation=operation)
@@ -73,11 +77,19 @@ class PictofitClient:
             entries.append((item[id_key], item[name_key]))
         return entries
 
-    async def product_types(self) -> list[TypeEntry]:
-        return await self._types(self.assumptions.product_types_path, "getProductTypes")
+    async def type_list(self, kind: Kind) -> tuple[TypeEntry, ...]:
+        """The product or file (image) types, from the tenant's cache while fresh: the ids are
+        never hard-coded, always the service's own."""
 
-    async def file_types(self) -> list[TypeEntry]:
-        return await self._types(self.assumptions.file_types_path, "getFileTypes")
+        async def fetch() -> tuple[TypeEntry, ...]:
+            if kind == "product":
+                return tuple(
+                    await self._types(self.assumptions.product_types_path, "getProductTypes")
+                )
+            return tuple(await self._types(self.assumptions.file_types_path, "getFileTypes"))
+
+        key = (self.upstream.tenant, kind)
+        return await self._types_cache.get(key, self.config.types_ttl_s, fetch)
 
     async def callback_types(self) -> list[TypeEntry]:
         return await self._types(self.assumptions.callback_types_path, "getCallbackTypes")

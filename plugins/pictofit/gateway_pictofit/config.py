@@ -115,9 +115,8 @@ class TokenAuth:
     scope: str = "openid contentserviceapi"
 
 
-# eq=False: compared and hashed by identity. The plugin keeps per-tenant state (a token, the
-# type lists) in weak maps keyed by this object, which the app holds for its lifetime; two apps
-# in one process (tests) never share it, nor its asyncio locks.
+# eq=False: compared and hashed by identity (the app holds one per tenant for its lifetime);
+# per-tenant state (tokens, type lists) is the backend object's, keyed by tenant id.
 @attrs.frozen(eq=False)
 class PictofitConfig:
     """A tenant's `[tenants.backends.pictofit]` table.

@@ -1,4 +1,5 @@
-"""PICTOFiT's answers in the contract's shapes: configurations, results, images, products.
+"""PICTOFiT's answers in the contract's shapes (configurations, results, images, products), and
+the contract's type names as the service's type ids.
 
 Result URLs are the gateway's own downloadResult URLs: the service's file URLs are for data
 exchange only (doc) and may expire, so they never leave the gateway.
@@ -7,11 +8,15 @@ exchange only (doc) and may expire, so they never leave the gateway.
 from __future__ import annotations
 
 import datetime
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gateway.plugin_api import FieldError, invalid_input
+from gateway_pictofit.client import Kind, TypeEntry
 from gateway_pictofit.config import Assumptions
+from gateway_pictofit.values import Configuration, Image, Product, Result
 
 if TYPE_CHECKING:
     from gateway.plugin_api import GatewayServices, ResourceRecord
@@ -19,21 +24,19 @@ if TYPE_CHECKING:
 __all__ = [
     "ResultLink",
     "canonical",
-    "configuration_view",
-    "configuration_views",
+    "configuration_value",
+    "configuration_values",
     "epoch_to_iso",
     "find_result",
-    "image_view",
+    "image_value",
     "now_iso",
-    "product_view",
+    "product_value",
     "result_link",
+    "type_id",
     "unified_state",
 ]
 
-JSON = dict[str, Any]
 ResultLink = Callable[[str, str, bool], str]  # (configuration id, format, compressed) -> URL
-
-IMAGE_FIELDS = ("kind", "name", "contentType", "width", "height", "bytes")
 
 
 def now_iso() -> str:
@@ -44,6 +47,13 @@ def epoch_to_iso(value: Any) -> str | None:
     """The doc's epoch float seconds as RFC 3339; None when absent or unreadable."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    return _iso(value)
+
+
+# A configuration's modifiedAt is read on every listConfigurations until it changes; formatting
+# it (timezone-aware datetime) cost more than the rest of the configuration's mapping.
+@functools.lru_cache(maxsize=4096)
+def _iso(value: float) -> str | None:
     try:
         moment = datetime.datetime.fromtimestamp(value, datetime.UTC)
     except (OverflowError, OSError, ValueError):
@@ -57,6 +67,21 @@ def canonical(resource_id: str) -> str:
         return str(uuid.UUID(resource_id))
     except ValueError:
         return resource_id
+
+
+def type_id(types: Sequence[TypeEntry], kind: Kind, name: str, location: str) -> Any:
+    """The service's id of the type called `name` (exact match); 422 naming the caller's field
+    and listing the valid names if there is none."""
+    for entry_id, entry_name in types:
+        if entry_name == name:
+            return entry_id
+    valid = sorted(entry_name for _, entry_name in types)
+    what = "product type" if kind == "product" else "image type"
+    raise invalid_input(
+        f"{name!r} is not a PICTOFiT {what}",
+        [FieldError(location, f"unknown {what} {name!r}; valid names: {', '.join(valid)}")],
+        extra={"validNames": valid},
+    )
 
 
 def unified_state(raw: Mapping[str, Any], assumptions: Assumptions) -> str:
@@ -100,11 +125,22 @@ def find_result(
     return None
 
 
-def image_view(record: ResourceRecord) -> JSON:
-    return {"id": record.id, **{key: record.attributes.get(key) for key in IMAGE_FIELDS}}
+def image_value(record: ResourceRecord) -> Image | None:
+    """An image the gateway recorded, or None for a record without every field."""
+    a = record.attributes
+    try:
+        return Image(
+            record.id, a["kind"], a["name"], a["contentType"], a["width"], a["height"], a["bytes"]
+        )
+    except KeyError:
+        return None
 
 
-def configuration_view(
+def _images(records: Sequence[ResourceRecord]) -> tuple[Image, ...]:
+    return tuple(image for image in map(image_value, records) if image is not None)
+
+
+def configuration_value(
     raw: Mapping[str, Any],
     *,
     configuration_id: str,
@@ -112,35 +148,35 @@ def configuration_view(
     assumptions: Assumptions,
     images: Sequence[ResourceRecord],
     link: ResultLink,
-) -> JSON:
+) -> Configuration:
     """One configuration as the contract has it; ids are the ones the caller used."""
     a = assumptions
     sku = raw.get("sku")
     name = raw.get("name")
-    results = [
-        {
-            "format": r[a.result_format_key],
-            "compressed": r[a.result_compressed_key],
-            "url": link(configuration_id, r[a.result_format_key], r[a.result_compressed_key]),
-            "fileName": r.get(a.result_file_name_key)
-            if isinstance(r.get(a.result_file_name_key), str)
-            else None,
-        }
-        for r in _results(raw, a)
-    ]
-    return {
-        "id": configuration_id,
-        "productId": product_id,
-        "name": name if isinstance(name, str) else "",
-        "sku": sku if isinstance(sku, str) else None,
-        "state": unified_state(raw, a),
-        "images": [image_view(i) for i in images if all(k in i.attributes for k in IMAGE_FIELDS)],
-        "results": results,
-        "updatedAt": epoch_to_iso(raw.get("modifiedAt")),
-    }
+    results = []
+    for r in _results(raw, a):
+        fmt, compressed, file_name = (
+            r[a.result_format_key],
+            r[a.result_compressed_key],
+            r.get(a.result_file_name_key),
+        )
+        url = link(configuration_id, fmt, compressed)
+        results.append(
+            Result(fmt, compressed, url, file_name if isinstance(file_name, str) else None)
+        )
+    return Configuration(
+        id=configuration_id,
+        product_id=product_id,
+        name=name if isinstance(name, str) else "",
+        sku=sku if isinstance(sku, str) else None,
+        state=unified_state(raw, a),
+        images=_images(images) if images else (),
+        results=tuple(results),
+        updated_at=epoch_to_iso(raw.get("modifiedAt")),
+    )
 
 
-def configuration_views(
+def configuration_values(
     raws: Iterable[Mapping[str, Any]],
     *,
     product_id: str,
@@ -148,14 +184,18 @@ def configuration_views(
     images: Mapping[str, Sequence[ResourceRecord]],
     assumptions: Assumptions,
     link: ResultLink,
-) -> list[JSON]:
+) -> tuple[Configuration, ...]:
     """The service's configurations of a product, with the caller's ids and the known images."""
     ids = {canonical(r.id): r.id for r in records}
-    views = []
+    values = []
     for raw in raws:
-        configuration_id = ids.get(canonical(str(raw["id"])), str(raw["id"]))
-        views.append(
-            configuration_view(
+        raw_id = str(raw["id"])
+        # An id the service answers in the canonical spelling needs no parsing (the usual case).
+        configuration_id = ids.get(raw_id) or (
+            ids.get(canonical(raw_id), raw_id) if ids else raw_id
+        )
+        values.append(
+            configuration_value(
                 raw,
                 configuration_id=configuration_id,
                 product_id=product_id,
@@ -164,17 +204,20 @@ def configuration_views(
                 link=link,
             )
         )
-    return views
+    return tuple(values)
 
 
-def product_view(record: ResourceRecord, configurations: list[JSON], backend: str) -> JSON:
+def product_value(
+    record: ResourceRecord, configurations: tuple[Configuration, ...], backend: str
+) -> Product:
     a = record.attributes
-    return {
-        "id": record.id,
-        "name": a.get("name", ""),
-        "type": a.get("type", ""),
-        "sku": a.get("sku"),
-        "backend": backend,
-        "createdAt": a.get("createdAt") or record.created_at,
-        "configurations": configurations,
-    }
+    return Product(
+        id=record.id,
+        name=a.get("name", ""),
+        type=a.get("type", ""),
+        sku=a.get("sku"),
+        backend=backend,
+        # Records written before the store kept the creation time hold it as an attribute.
+        created_at=a.get("createdAt") or record.created_at,
+        configurations=configurations,
+    )
