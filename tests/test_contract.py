@@ -144,6 +144,17 @@ def test_product_and_configuration_ids_are_stated_as_version_4_uuids() -> None:
             assert parameter.check(str(other))[1], (parameter.name, other)
 
 
+def test_every_integer_parameter_is_bounded() -> None:
+    """An integer a caller sends in a path or query has a stated maximum, so no value reaches a
+    backend or an answer that JSON encoders and upstream integer fields cannot hold (a `page` of
+    41274942231316684800 was a 500 from `listUserPhotos`: orjson refuses integers past 64 bits)."""
+    for operation in gateway_contract().operations.values():
+        for where in ("path", "query"):
+            for parameter in operation.params_in(where):
+                if parameter.schema.get("type") == "integer":
+                    assert "maximum" in parameter.schema, (operation.operation_id, parameter.name)
+
+
 def test_v1_requires_the_caller_key_and_ops_routes_do_not(document: dict[str, Any]) -> None:
     """A bearer scheme covers /v1/**; health, metrics, contract and callbacks are public."""
     assert document["components"]["securitySchemes"]["callerKey"]["scheme"] == "bearer"

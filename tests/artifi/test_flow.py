@@ -135,6 +135,16 @@ async def test_list_pages_and_search(artifi: ArtifiGateway) -> None:
     assert empty == {"items": [], "page": 1, "pageSize": 20, "total": 0}
 
 
+async def test_a_page_past_the_contracts_maximum_is_400(artifi: ArtifiGateway) -> None:
+    """A page number no 32-bit page index holds (schemathesis sent 41274942231316684800, which
+    answered 500) is a 400 naming `page`, and nothing reaches Artifi."""
+    before = len(artifi.requests_to(LIST))
+    for page in ("2147483648", "41274942231316684800"):
+        body = await json_of(await artifi.photos("u-5", page=page), 400)
+        assert [e["location"] for e in body["errors"]] == ["page"], body
+    assert len(artifi.requests_to(LIST)) == before
+
+
 async def test_photo_settings(artifi: ArtifiGateway) -> None:
     """getPhotoSettings answers the tenant's website rules, in bytes and pixels."""
     a = await json_of(await artifi.client.get("/v1/photo-settings", headers=artifi.auth()), 200)
