@@ -222,11 +222,21 @@ async def test_delete_of_unknown_photo_is_404(artifi: ArtifiGateway) -> None:
     assert len(artifi.requests_to(DELETE)) == 1
 
 
+async def test_merging_a_guest_artifi_does_not_know_is_404(artifi: ArtifiGateway) -> None:
+    """A guest with nothing at Artifi (a wrong id): 404, no UpdateUserId call and no
+    user.merged event; Artifi itself would answer success for moving nothing."""
+    body = await problem_of(await artifi.merge("user-1", "nobody"), 404)
+    assert "nobody" in body["detail"]
+    assert artifi.requests_to(UPDATE_USER) == []
+    assert await artifi.events("user.merged") == []
+
+
 async def test_merge_errors(artifi: ArtifiGateway) -> None:
     """Merging a user into itself is a 422 without a call; Artifi's 261 names both user ids."""
     body = await problem_of(await artifi.merge("user-1", "user-1"), 422)
     assert [e["location"] for e in body["errors"]] == ["/guestUserId"]
     assert artifi.requests_to(UPDATE_USER) == []
+    assert (await artifi.upload("guest-1", image(), guest="true")).status == 201  # known to Artifi
     artifi.tap.once(UPDATE_USER, Rewrite({"oldUserId": ""}))
     body = await problem_of(await artifi.merge("user-1", "guest-1"), 422)
     assert [e["location"] for e in body["errors"]] == ["userId", "/guestUserId"]

@@ -251,6 +251,12 @@ async def merge_user(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) ->
             [FieldError("/guestUserId", "must differ from the userId of the path")],
         )
     await _own_users(call, artifi, user_id, guest_id)
+    # Artifi moves nothing for a guest it does not know and still answers success; a merge that
+    # claimed success for nothing done would hide a wrong id from the caller. Known means has
+    # uploads (what this API merges; the gateway cannot see a guest's designs).
+    _, guest_uploads = await _uploaded_page(artifi, guest_id, 1, 0)
+    if guest_uploads == 0:
+        raise not_found(f"guest user {guest_id} has no uploads at Artifi to merge")
     data = await artifi.send(
         "PUT",
         UPDATE_USER_PATH,
