@@ -97,14 +97,15 @@ async def test_dimensions_come_from_the_header_alone(artifi: ArtifiGateway) -> N
 
 async def test_settings_are_cached_per_tenant_with_ttl(make_artifi: MakeArtifi) -> None:
     """GetImageSettings is asked once per tenant while fresh, and again once expired."""
-    artifi = await make_artifi(tenant_a={"settings_ttl_s": 0.2})
+    # Long enough that four calls on a loaded 2-core CI machine stay within it (0.2 s did not).
+    artifi = await make_artifi(tenant_a={"settings_ttl_s": 2.0})
     for _ in range(3):
         assert (await artifi.upload("u", image())).status == 201
     assert len(artifi.requests_to(SETTINGS)) == 1
     settings_b = await artifi.client.get("/v1/photo-settings", headers=artifi.auth(CALLER_KEY_B))
     assert settings_b.status == 200
     assert len(artifi.requests_to(SETTINGS)) == 2
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(2.05)
     assert (await artifi.upload("u", image())).status == 201
     assert len(artifi.requests_to(SETTINGS)) == 3
 
