@@ -3,8 +3,9 @@
 The sandbox runs as a server, the gateway as another one on a port known in advance, so that
 `server.public_url` is right and the sandbox's callbacks reach the gateway over HTTP. Two tenants
 share the sandbox's one customer, each with its own PICTOFiT key (referenced from the environment,
-as operators would); only tenant A has a callback secret, because a customer has one registration
-per callback type and the last tenant to register would take it.
+as operators would); by default only tenant A has a callback secret (B receives no callbacks), and
+`tenant_b=shared_secret_b` gives B the same one, so that the customer's one registration serves
+both.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS, LogLines, eventu
 PICTOFIT_KEY_A = "pictofit-key-A-4Hq9mZt2w"
 PICTOFIT_KEY_B = "pictofit-key-B-Rv7c1Lx8p"
 CALLBACK_SECRET = "pictofit-callback-secret-A-Yb3n6Kd0"
+OTHER_CALLBACK_SECRET = "pictofit-callback-secret-B-Pm2x7Hc5"
 TOKEN_PASSWORD = "pictofit-token-password-Jw5s2Qe7"
 TOKEN_CLIENT_SECRET = "pictofit-client-secret-Tf8k3Vu1"
 # A key the sandbox does not know, recognisable so that all output can be searched for it.
@@ -51,6 +53,7 @@ SECRETS.extend(
         PICTOFIT_KEY_A,
         PICTOFIT_KEY_B,
         CALLBACK_SECRET,
+        OTHER_CALLBACK_SECRET,
         TOKEN_PASSWORD,
         TOKEN_CLIENT_SECRET,
         WRONG_KEY,
@@ -61,6 +64,7 @@ ENV = {
     "TEST_PICTOFIT_KEY_A": PICTOFIT_KEY_A,
     "TEST_PICTOFIT_KEY_B": PICTOFIT_KEY_B,
     "TEST_PICTOFIT_CALLBACK_SECRET": CALLBACK_SECRET,
+    "TEST_PICTOFIT_OTHER_CALLBACK_SECRET": OTHER_CALLBACK_SECRET,
     "TEST_PICTOFIT_PASSWORD": TOKEN_PASSWORD,
     "TEST_PICTOFIT_CLIENT_SECRET": TOKEN_CLIENT_SECRET,
     "TEST_PICTOFIT_WRONG_KEY": WRONG_KEY,
@@ -76,6 +80,20 @@ def tenant_a_config(sandbox_url: str) -> dict[str, Any]:
         "api_key": "env:TEST_PICTOFIT_KEY_A",
         "callback_secret": "env:TEST_PICTOFIT_CALLBACK_SECRET",
     }
+
+
+def tenant_b_config(sandbox_url: str) -> dict[str, Any]:
+    """Tenant B: the same customer, its own key, no callback secret."""
+    return {
+        "base_url": sandbox_url,
+        "customer_id": CUSTOMER,
+        "api_key": "env:TEST_PICTOFIT_KEY_B",
+    }
+
+
+def shared_secret_b(sandbox_url: str) -> dict[str, Any]:
+    """Tenant B with tenant A's callback secret (another reference to the same value)."""
+    return {**tenant_b_config(sandbox_url), "callback_secret": "env:TEST_PICTOFIT_CALLBACK_SECRET"}
 
 
 def token_config(sandbox_url: str) -> dict[str, Any]:
@@ -173,14 +191,15 @@ async def make_pictofit(
 ) -> MakePictofit:
     """Start the sandbox and a gateway in front of it.
 
-    `tenant_a` replaces tenant A's table (a function of the sandbox URL), `sandbox` tunes the
-    simulator and `faults` its fault knobs from the start, `upstream` the [upstream] policy;
-    `wait_synced` waits for tenant A's callbacks.
+    `tenant_a` and `tenant_b` replace the tenants' tables (functions of the sandbox URL),
+    `sandbox` tunes the simulator and `faults` its fault knobs from the start, `upstream` the
+    [upstream] policy; `wait_synced` waits for tenant A's callbacks.
     """
 
     async def make(
         *,
         tenant_a: Callable[[str], Mapping[str, Any]] = tenant_a_config,
+        tenant_b: Callable[[str], Mapping[str, Any]] = tenant_b_config,
         sandbox: Mapping[str, Any] | None = None,
         faults: Mapping[str, Any] | None = None,
         upstream: Mapping[str, Any] | None = None,
@@ -214,13 +233,7 @@ async def make_pictofit(
                 {
                     "id": "tenant-b",
                     "keys": [digest_key(CALLER_KEY_B)],
-                    "backends": {
-                        "pictofit": {
-                            "base_url": sandbox_url,
-                            "customer_id": CUSTOMER,
-                            "api_key": "env:TEST_PICTOFIT_KEY_B",
-                        }
-                    },
+                    "backends": {"pictofit": dict(tenant_b(sandbox_url))},
                 },
             ],
         }

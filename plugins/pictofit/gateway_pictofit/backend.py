@@ -56,6 +56,9 @@ class PictofitBackend(Backend[PictofitConfig]):
         super().__init__(context)
         self.auth = Auth()
         self.types: TypeCache = TtlCache()
+        # The configs of each customer's tenants, met in `callback_account`: the registration
+        # carries only the first's, and their secrets must agree (`callbacks.register`).
+        self._sharing: dict[str, set[PictofitConfig]] = {}
 
     async def _client(
         self, tenant: str, config: PictofitConfig, upstream: BoundUpstream
@@ -71,15 +74,31 @@ class PictofitBackend(Backend[PictofitConfig]):
         client = await self._client(call.tenant, call.config, call.upstream)
         return await OPERATIONS[call.operation](call, client)
 
+    def callback_account(self, config: PictofitConfig) -> str | None:
+        account = callbacks.account_of(config)
+        if account is not None:
+            self._sharing.setdefault(account, set()).add(config)
+        return account
+
     async def callback(self, call: CallbackCall[PictofitConfig]) -> Reply:
         # The client is made only once the callback is authentic: no token fetched for a forgery.
-        async def client(config: PictofitConfig) -> PictofitClient:
-            return await self._client(call.tenant, config, call.upstream)
+        # A product is read with its owner's credentials, logged as that tenant's call.
+        async def client(tenant: str, config: PictofitConfig) -> PictofitClient:
+            upstream = call.upstream
+            if tenant != call.tenant:
+                upstream = self.context.upstream.bind(
+                    tenant=tenant,
+                    config=config,
+                    request_id=call.request_id,
+                    operation="receiveBackendCallback",
+                )
+            return await self._client(tenant, config, upstream)
 
         return await callbacks.receive(call, client)
 
     async def register_callbacks(self, registration: CallbackRegistration[PictofitConfig]) -> None:
         config, upstream = registration.config, registration.upstream
+        sharing = self._sharing.get(registration.account or "", set())
         await callbacks.register(
-            registration, lambda: self._client(registration.tenant, config, upstream)
+            registration, lambda: self._client(registration.tenant, config, upstream), sharing
         )
