@@ -9,11 +9,9 @@ import errno
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
-import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +20,28 @@ import orjson
 import structlog
 from aiohttp import web
 
-from gateway import __version__
+from gateway import __version__, sandbox_run
 from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.plugins import PluginError, PluginHost
-from gateway.sandbox_kit import keep_state
 from gateway.scaffold import ScaffoldError, new_backend
 from gateway.server import EdgeSite, reserve_descriptors
 from gateway.settings import (
     ConfigError,
     Settings,
     StoreSettings,
-    TenantSettings,
     check_config,
     config_path,
     read_raw,
     read_settings,
 )
 from gateway.state import CALLBACKS, PLUGINS
+from gateway.supervisor import supervise
 from gateway.tenants import digest_key, new_key
 
-SANDBOX_DATA = Path(".gateway-data")
-# `serve --workers N`: how the supervisor watches, restarts and stops its worker processes.
-SUPERVISE_INTERVAL = 0.2
-QUICK_DEATH = 5.0  # a worker that exits sooner than this after starting failed to start
-GIVE_UP_AFTER = 5  # quick deaths in a row of one worker stop them all (exit 1)
-RESTART_BACKOFF_CAP = 10.0
-STOP_GRACE = 30.0  # seconds the workers get to finish after SIGTERM
 ORPHAN_CHECK = 1.0
-SANDBOX_KEY_ENV = "GATEWAY_SANDBOX_KEY"
 HOST_ENV = "GATEWAY_HOST"
 PORT_ENV = "GATEWAY_PORT"
-SANDBOX_TENANT = "demo"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -223,7 +211,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError(["--port: must be a port number, 0 to 65535 (0: any free port)"])
     if args.sandbox:
-        settings = Settings(store=StoreSettings(url=f"sqlite:///{SANDBOX_DATA}/gateway.db"))
+        settings = Settings(
+            store=StoreSettings(url=f"sqlite:///{sandbox_run.SANDBOX_DATA}/gateway.db")
+        )
     else:  # the checks `gateway check` makes, every one: none is found by the first call
         settings, _ = _checked_config(args.config)
     server = settings.server
@@ -239,7 +229,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     configure_logging(settings.log.format, settings.log.level)
     if args.workers > 1:
-        return _supervise(args, settings)
+        return supervise(settings, workers=args.workers, config=args.config)
     asyncio.run(
         _run(settings, sandbox=args.sandbox, parent=args.worker_of, workers=args.workers_total)
     )
@@ -272,7 +262,7 @@ async def _run(
     async with contextlib.AsyncExitStack() as stack:
         demo_key = None
         if sandbox:
-            settings, demo_key = await stack.enter_async_context(_sandbox(settings))
+            settings, demo_key = await stack.enter_async_context(sandbox_run.sandbox(settings))
         reserve_descriptors(settings.server.max_connections)
         app = create_app(settings)
         runner = web.AppRunner(app, access_log=None)
@@ -313,7 +303,7 @@ async def _run(
         )
         stack.callback(lambda: log.info("server.stopped", url=base, pid=os.getpid()))
         if demo_key:
-            _print_sandbox_banner(base, demo_key)
+            sandbox_run.print_sandbox_banner(base, demo_key)
         if parent is not None:
             stack.enter_context(_stop_when_orphaned(parent, stop))
         await stop.wait()
@@ -333,138 +323,6 @@ def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> Iterator[None]:
         yield
     finally:
         task.cancel()
-
-
-def _supervise(args: argparse.Namespace, settings: Settings) -> int:
-    """Start `--workers` processes on one port (SO_REUSEPORT), restart any that dies, and stop
-    them all on SIGTERM or SIGINT. Each opens the store and runs its own delivery workers."""
-    log = structlog.get_logger("gateway.workers")
-    command = [sys.executable, "-m", "gateway.cli", "serve", "--worker-of", str(os.getpid())]
-    command += ["--workers-total", str(args.workers)]
-    command += ["--host", settings.server.host, "--port", str(settings.server.port)]
-    if args.config:
-        command += ["--config", args.config]
-    stopping: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _: stopping.append(signum))
-
-    def start() -> subprocess.Popen[bytes]:
-        child = subprocess.Popen(command)
-        log.info("workers.started", pid=child.pid)
-        return child
-
-    children = [start() for _ in range(args.workers)]
-    started = [time.monotonic()] * args.workers
-    restart_at: list[float | None] = [None] * args.workers
-    quick_deaths = [0] * args.workers
-    code = 0
-    while not stopping:
-        time.sleep(SUPERVISE_INTERVAL)
-        now = time.monotonic()
-        for i, child in enumerate(children):
-            if stopping or child.poll() is None:
-                continue
-            if restart_at[i] is None:  # just exited
-                lived = now - started[i]
-                quick_deaths[i] = quick_deaths[i] + 1 if lived < QUICK_DEATH else 0
-                log.warning(
-                    "workers.exited", pid=child.pid, code=child.returncode, lived_s=round(lived, 1)
-                )
-                if quick_deaths[i] >= GIVE_UP_AFTER:
-                    log.error("workers.giving_up", reason="a worker keeps exiting as it starts")
-                    stopping.append(0)
-                    code = 1
-                    break
-                backoff = 0.5 * 2 ** quick_deaths[i] if quick_deaths[i] else 0.0
-                restart_at[i] = now + min(RESTART_BACKOFF_CAP, backoff)
-            if now >= (restart_at[i] or 0.0):
-                children[i], started[i], restart_at[i] = start(), now, None
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    deadline = time.monotonic() + STOP_GRACE
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    log.info("workers.stopped", workers=len(children))
-    return code
-
-
-@contextlib.asynccontextmanager
-async def _sandbox(settings: Settings) -> AsyncIterator[tuple[Settings, str]]:
-    """Start every installed backend's simulator on a local port; one demo tenant uses them.
-
-    What lasts across restarts is kept in the sandbox data folder beside the gateway's store, so
-    it lasts exactly as long as the store does: the demo key, each simulator's records
-    (`keep_state`), and its port (the answers it gave, result URLs, name it)."""
-    plugins = PluginHost.build(blocked=settings.plugins.blocked)
-    key = os.environ.get(SANDBOX_KEY_ENV) or _sandbox_key(SANDBOX_DATA / "sandbox-key")
-    ports_file = SANDBOX_DATA / "simulators" / "ports.json"
-    try:
-        ports = orjson.loads(ports_file.read_bytes())
-    except (OSError, ValueError):
-        ports = {}
-    runners: list[web.AppRunner] = []
-    backends = {}
-    try:
-        for sandbox in plugins.sandboxes():
-            app = sandbox.make_app()
-            keep_state(app, SANDBOX_DATA / "simulators" / f"{sandbox.backend}.state")
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            runners.append(runner)
-            try:
-                await web.TCPSite(runner, "127.0.0.1", int(ports.get(sandbox.backend, 0))).start()
-            except OSError:  # the last port is taken now: any other
-                await web.TCPSite(runner, "127.0.0.1", 0).start()
-            port = ports[sandbox.backend] = runner.addresses[-1][1]
-            backends[sandbox.backend] = sandbox.tenant_config(f"http://127.0.0.1:{port}")
-        ports_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ports_file.write_bytes(orjson.dumps(ports))
-        public_url = f"http://{settings.server.host}:{settings.server.port}"
-        tenant = TenantSettings(id=SANDBOX_TENANT, keys=(digest_key(key),), backends=backends)
-        server = attrs.evolve(settings.server, public_url=settings.server.public_url or public_url)
-        yield attrs.evolve(settings, server=server, tenants=(tenant,)), key
-    finally:
-        for runner in runners:
-            await runner.cleanup()
-
-
-def _sandbox_key(path: Path) -> str:
-    """The demo tenant's caller key: made on the first start, then read from `path` (0600), so
-    curl lines and clients keep working across restarts; a new one once the folder is gone."""
-    with contextlib.suppress(FileNotFoundError):
-        if key := path.read_text(encoding="utf-8").strip():
-            return key
-    key = new_key()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the store makes it: private
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(key + "\n")
-    return key
-
-
-def _print_sandbox_banner(base: str, key: str) -> None:
-    print(
-        f"""
-Gateway running in sandbox mode at {base}  (Ctrl-C stops it)
-Every backend is its simulator; data is kept in {SANDBOX_DATA}/ (remove it to start afresh).
-Demo tenant {SANDBOX_TENANT!r}, caller key (the same at every start): {key}
-
-  export KEY={key}
-  curl -s {base}/healthz
-  curl -s -H "Authorization: Bearer $KEY" {base}/v1/backends
-  curl -s -H "Authorization: Bearer $KEY" {base}/v1/product-types
-  curl -s -X PUT -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\
-       -d '{{"name": "Demo shirt", "type": "GARMENT_2D"}}' \\
-       {base}/v1/products/3f1c2a4e-8b7d-4c1e-9a2b-5d6e7f809a1b
-  curl -s {base}/openapi.yaml | head
-""",
-        flush=True,
-    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gateway.problems import ProblemError
-from gateway.settings import secret_settings, unreadable_secrets
+from gateway.secret_refs import secret_settings, unreadable_secrets
 from gateway.tenants import Tenant
 from gateway.values import SecretUnavailable
 
