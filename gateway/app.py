@@ -159,13 +159,15 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         client = UpstreamClient(
             name,
             policy=app[SETTINGS].upstream,
-            credentials=credentials,
+            credentials=credentials,  # until the backend exists: it is built with its client
             metrics=app[METRICS].upstream,
             secrets=SECRETS,
         )
         await client.start()
         app[UPSTREAMS][name] = client
-        app[BACKENDS][name] = backend_type(BackendContext(name=name, upstream=client))
+        backend = backend_type(BackendContext(name=name, upstream=client))
+        app[BACKENDS][name] = backend
+        client.credentials = backend.credentials  # called directly: one coroutine less an attempt
     yield
     for backend in app[BACKENDS].values():
         await backend.aclose()

@@ -7,6 +7,7 @@ build the call, let the plugin do its work, encode its reply. Errors propagate t
 from __future__ import annotations
 
 import functools
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -42,10 +43,19 @@ MAX_CALLBACK_BYTES = 1024 * 1024
 
 
 def url_for(request: web.Request, operation_id: str, /, **path: str) -> str:
-    base = request.app[SETTINGS].server.public_url or f"{request.scheme}://{request.host}"
-    template = request.app[CONTRACT].operations[operation_id].path
-    quoted = {name: urllib.parse.quote(str(value), safe="") for name, value in path.items()}
+    app = request.app
+    base = app[SETTINGS].server.public_url or f"{request.scheme}://{request.host}"
+    template = app[CONTRACT].operations[operation_id].path
+    quoted = {name: _quote(str(value)) for name, value in path.items()}
     return base.rstrip("/") + template.format_map(quoted)
+
+
+# What `quote(text, safe="")` leaves as it is: ids usually are only this, and need no quoting.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quote(text: str) -> str:
+    return text if _UNRESERVED.fullmatch(text) else urllib.parse.quote(text, safe="")
 
 
 async def start_stream(

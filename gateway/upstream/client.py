@@ -72,10 +72,15 @@ class UpstreamClient:
         self.backend = backend
         self.policy = policy
         self.breaker = CircuitBreaker(policy.breaker_threshold, policy.breaker_reset, name=backend)
-        self._credentials = credentials
+        # Public: the app points it at its backend's own method once the backend is built.
+        self.credentials = credentials
         self._metrics = metrics
         self._secrets = secrets
         self._session: aiohttp.ClientSession | None = None
+        # The same pool, with the trace config that counts what a body sends: kept off bodiless
+        # calls (most reads), which send nothing to count, since tracing costs every request a
+        # few signal dispatches.
+        self._traced: aiohttp.ClientSession | None = None
         # An attempt's timeout unless the caller's deadline is nearer: built once, not per attempt.
         self._timeout = aiohttp.ClientTimeout(
             total=policy.attempt_timeout, connect=policy.connect_timeout
@@ -91,16 +96,31 @@ class UpstreamClient:
             return
         trace = aiohttp.TraceConfig()
         trace.on_request_chunk_sent.append(count_sent)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.policy.max_connections),
+        connector = aiohttp.TCPConnector(limit=self.policy.max_connections)
+        self._traced = self._new_session(connector, owner=False, trace_configs=[trace])
+        self._session = self._new_session(connector, owner=True, trace_configs=None)
+
+    def _new_session(
+        self,
+        connector: aiohttp.TCPConnector,
+        *,
+        owner: bool,
+        trace_configs: list[aiohttp.TraceConfig] | None,
+    ) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=owner,
             timeout=self._timeout,
-            trace_configs=[trace],
+            trace_configs=trace_configs,
             # One session serves every tenant: cookies set for one must never reach another.
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": f"integration-gateway/{__version__}"},
         )
 
     async def close(self) -> None:
+        if self._traced is not None:
+            await self._traced.close()  # leaves the shared connector open
+            self._traced = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -195,7 +215,7 @@ class UpstreamClient:
         refused: Credentials | None,
         streaming: bool,
     ) -> UpstreamResponse | StreamAttempt | Failure:
-        if self._session is None:
+        if self._session is None or self._traced is None:
             raise RuntimeError(f"the upstream client of {self.backend} is not started")
         loop = asyncio.get_running_loop()
         fields: dict[str, Any] = {
@@ -224,7 +244,7 @@ class UpstreamClient:
             self._emit(fields, "circuit_open", "circuit open")
             raise
         try:
-            creds = await self._credentials(
+            creds = await self.credentials(
                 CredentialsRequest(
                     bound.tenant, bound.config, call.method, call.url, bound, refused
                 )
@@ -255,7 +275,8 @@ class UpstreamClient:
         handed_over = False
         try:
             body = call.body() if callable(call.body) else call.body  # fresh per attempt
-            response = await self._session.request(
+            session = self._session if body is None else self._traced
+            response = await session.request(
                 call.method,
                 url,
                 headers=headers,
@@ -324,9 +345,9 @@ class UpstreamClient:
     ) -> None:
         """The attempt's one log line, and its metrics."""
         operation = fields["operation"]
-        self._metrics.calls_by(self.backend, operation, status).inc()
+        self._metrics.calls.inc((self.backend, operation, status))
         if duration is not None:
-            self._metrics.latency_by(self.backend, operation).observe(duration)
+            self._metrics.latency.observe((self.backend, operation), duration)
         if error is None:
             _log.info("upstream.call", **fields)
         else:
