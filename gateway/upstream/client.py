@@ -19,6 +19,7 @@ import aiohttp
 import attrs
 import structlog
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway import __version__
 from gateway.metrics import UpstreamMetrics
@@ -42,6 +43,7 @@ __all__ = ["StreamAttempt", "UpstreamClient"]
 _log = structlog.get_logger("gateway.upstream")
 
 _ERROR_MAX: Final = 200
+_REDACTED_URLS: Final = 1024
 _EXCERPT_BYTES: Final = 64 * 1024  # of a failed streamed response, to find the upstream's reason
 
 
@@ -77,6 +79,9 @@ class UpstreamClient:
         self._metrics = metrics
         self._secrets = secrets
         self._session: aiohttp.ClientSession | None = None
+        # URL -> (the secrets' version, its redacted text): a backend calls a few URLs over and
+        # over, and redacting one (str() and a scan for every known secret) costs each attempt.
+        self._redacted: dict[URL, tuple[int, str]] = {}
         # The same pool, with the trace config that counts what a body sends: kept off bodiless
         # calls (most reads), which send nothing to count, since tracing costs every request a
         # few signal dispatches.
@@ -233,14 +238,14 @@ class UpstreamClient:
         }
         remaining = bound.deadline - loop.time()
         if remaining <= 0:
-            fields["url"] = redact_url(call.url, self._secrets)
+            fields["url"] = self._redact(call.url)
             self._emit(fields, "timeout", "deadline exhausted before sending")
             return Failure(UpstreamTimeout(self.backend, 0.0))
         try:
             self.breaker.before_call()
         except CircuitOpen:
             # Nothing is sent, but operators still see each refused call.
-            fields["url"] = redact_url(call.url, self._secrets)
+            fields["url"] = self._redact(call.url)
             self._emit(fields, "circuit_open", "circuit open")
             raise
         try:
@@ -251,7 +256,7 @@ class UpstreamClient:
             )
         except Exception as exc:
             self.breaker.release()
-            fields["url"] = redact_url(call.url, self._secrets)
+            fields["url"] = self._redact(call.url)
             self._emit(
                 fields, "credentials_error", f"credentials unavailable: {type(exc).__name__}"
             )
@@ -261,7 +266,7 @@ class UpstreamClient:
             raise
         self._secrets.add(*creds.secrets)
         url = call.url.update_query(creds.query) if creds.query else call.url
-        fields["url"] = redact_url(url, self._secrets)
+        fields["url"] = self._redact(url)
         headers: CIMultiDict[str] = CIMultiDict(call.headers)
         headers["X-Request-ID"] = bound.request_id
         headers.update(creds.headers)
@@ -324,6 +329,18 @@ class UpstreamClient:
             self.breaker.record_success()  # it answered: alive, whatever it thought of the request
         self._emit(fields, str(status), f"HTTP {status}", duration=loop.time() - started)
         return outcome
+
+    def _redact(self, url: URL) -> str:
+        """`redact_url(url, secrets)`, remembered until the known secrets change."""
+        version = self._secrets.version
+        found = self._redacted.get(url)
+        if found is not None and found[0] == version:
+            return found[1]
+        text = redact_url(url, self._secrets)
+        if len(self._redacted) >= _REDACTED_URLS:
+            self._redacted.clear()  # URLs with ids in them: bounded, and rebuilt as used
+        self._redacted[url] = (version, text)
+        return text
 
     def _failed(
         self,
