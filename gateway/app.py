@@ -24,7 +24,6 @@ from gateway.owners import Owners
 from gateway.payloads import SubscriptionDisabledData
 from gateway.plugins import PluginHost
 from gateway.routes import add_routes
-from gateway.server import track_requests
 from gateway.settings import Settings, StoreSettings, structure_backend_configs
 from gateway.state import (
     BACKENDS,
@@ -83,7 +82,7 @@ def create_app(
     configs = structure_backend_configs(settings, plugins.config_types)
 
     app = web.Application(
-        middlewares=(track_requests, *MIDDLEWARES),
+        middlewares=MIDDLEWARES,
         client_max_size=settings.server.max_upload_mb * MB,
     )
     app[SETTINGS] = settings
@@ -160,13 +159,15 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         client = UpstreamClient(
             name,
             policy=app[SETTINGS].upstream,
-            credentials=credentials,
+            credentials=credentials,  # until the backend exists: it is built with its client
             metrics=app[METRICS].upstream,
             secrets=SECRETS,
         )
         await client.start()
         app[UPSTREAMS][name] = client
-        app[BACKENDS][name] = backend_type(BackendContext(name=name, upstream=client))
+        backend = backend_type(BackendContext(name=name, upstream=client))
+        app[BACKENDS][name] = backend
+        client.credentials = backend.credentials  # called directly: one coroutine less an attempt
     yield
     for backend in app[BACKENDS].values():
         await backend.aclose()

@@ -43,7 +43,12 @@ class ResourceRef:
 
 
 def _canonical_uuid(value: str) -> str:
+    if _CANONICAL_UUID.fullmatch(value):
+        return value  # already as `str(uuid.UUID(value))` writes it: spared parsing it
     return str(uuid.UUID(value))
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 # A schema `format` whose values have several spellings -> the one spelling every id is compared,
@@ -79,7 +84,9 @@ class Parameter:
 
     def check(self, raw: str) -> tuple[Any, list[FieldError]]:
         value = self.coerce(raw)
-        errors = [FieldError(self.name, e.message) for e in self.validator.iter_errors(value)]
+        errors = []
+        if not self.validator.is_valid(value):  # one call for the usual answer, valid
+            errors = [FieldError(self.name, e.message) for e in self.validator.iter_errors(value)]
         if self.canonical is not None and not errors:
             value = self.canonical(value)
         return value, errors

@@ -7,6 +7,7 @@ build the call, let the plugin do its work, encode its reply. Errors propagate t
 from __future__ import annotations
 
 import functools
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -36,16 +37,25 @@ from gateway.state import (
 from gateway.tenants import Tenant, choose_backend
 from gateway.upstream import BoundUpstream
 from gateway.validation import read_body
-from gateway.values import Event, Reply
+from gateway.values import Reply
 
 MAX_CALLBACK_BYTES = 1024 * 1024
 
 
 def url_for(request: web.Request, operation_id: str, /, **path: str) -> str:
-    base = request.app[SETTINGS].server.public_url or f"{request.scheme}://{request.host}"
-    template = request.app[CONTRACT].operations[operation_id].path
-    quoted = {name: urllib.parse.quote(str(value), safe="") for name, value in path.items()}
+    app = request.app
+    base = app[SETTINGS].server.public_url or f"{request.scheme}://{request.host}"
+    template = app[CONTRACT].operations[operation_id].path
+    quoted = {name: _quote(str(value)) for name, value in path.items()}
     return base.rstrip("/") + template.format_map(quoted)
+
+
+# What `quote(text, safe="")` leaves as it is: ids usually are only this, and need no quoting.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quote(text: str) -> str:
+    return text if _UNRESERVED.fullmatch(text) else urllib.parse.quote(text, safe="")
 
 
 async def start_stream(
@@ -68,15 +78,10 @@ async def start_stream(
 def services(
     request: web.Request, tenant: str, backend: str, resources: ResourceBook | None = None
 ) -> GatewayServices:
-    plugins = request.app[PLUGINS]
-    store = request.app[STORE]
-
-    async def publish(event: Event) -> bool:
-        return await plugins.publish_event(event)
-
+    app = request.app  # a property that walks the match info: read once
     return GatewayServices(
-        resources=resources or ResourceBook(store, tenant=tenant, backend=backend),
-        publish=publish,
+        resources=resources or ResourceBook(app[STORE], tenant=tenant, backend=backend),
+        publish=app[PLUGINS].publish_event,
         url_for=functools.partial(url_for, request),
         start_stream=functools.partial(start_stream, request),
         tenant=tenant,
@@ -143,9 +148,10 @@ async def _operate(request: web.Request) -> web.StreamResponse:
     operation = request[OPERATION]
     tenant = request[TENANT]
     checked = request[INPUT]
-    store = request.app[STORE]
-    plugins = request.app[PLUGINS]
-    owners = request.app[OWNERS]
+    app = request.app  # a property that walks the match info: read once
+    store = app[STORE]
+    plugins = app[PLUGINS]
+    owners = app[OWNERS]
     owner, to_create = await _owned_backend(owners, operation, tenant, checked.path)
     body_backend = checked.body.get("backend") if isinstance(checked.body, dict) else None
     backend = choose_backend(
@@ -172,12 +178,12 @@ async def _operate(request: web.Request) -> web.StreamResponse:
         upstream=bound_upstream(request, tenant.id, backend, config, operation.operation_id),
         services=services(request, tenant.id, backend, book),
     )
-    serve = request.app[BACKENDS][backend].operation
+    serve = app[BACKENDS][backend].operation
     key = checked.headers.get(idempotency.HEADER)
     if key is None:
         result = await serve(call)
     else:
-        policy = request.app[SETTINGS].idempotency
+        policy = app[SETTINGS].idempotency
         result = await idempotency.run_once(
             store,
             tenant=tenant.id,

@@ -9,6 +9,7 @@ place; this makes a slip harmless, in keys and nested values alike.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import time
@@ -46,6 +47,50 @@ class _UtcTimestamp:
             self._second = (second, prefix)
         event_dict["timestamp"] = f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
         return event_dict
+
+
+_REQUEST_CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "gateway_request_context", default=None
+)
+
+
+def bind_request_context(**values: Any) -> dict[str, Any]:
+    """Start the current request's log context (its id, later its tenant): every line logged while
+    it runs, by the core or a plugin, carries these values. The dict is returned to add to.
+
+    One context variable holding a dict: structlog's contextvars take a variable per key, and
+    merging them walks a copy of the whole context for every line.
+    """
+    context = dict(values)
+    _REQUEST_CONTEXT.set(context)
+    return context
+
+
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}  # as structlog's map_method_name
+
+
+def _annotate(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The request's context, `level` and `logger`, as `merge_contextvars`, `add_log_level` and
+    `add_logger_name` would add them, in one processor call instead of three."""
+    context = _REQUEST_CONTEXT.get()
+    if context:
+        for key, value in context.items():
+            event_dict.setdefault(key, value)
+    event_dict["level"] = _LEVEL_NAMES.get(method_name, method_name)
+    record = event_dict.get("_record")
+    event_dict["logger"] = logger.name if record is None else record.name
+    return event_dict
+
+
+def _exc_info(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """`format_exc_info`, run only for the lines that carry an exception."""
+    if "exc_info" in event_dict:
+        return structlog.processors.format_exc_info(logger, method_name, event_dict)
+    return event_dict
 
 
 def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
@@ -95,13 +140,8 @@ def configure_logging(
     `cache=False` keeps loggers re-configurable (tests capture logs per test).
     """
     output = stream or sys.stderr
-    shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        _UtcTimestamp(),
-        structlog.processors.format_exc_info,
-    ]
+    timestamp = _UtcTimestamp()
+    shared: list[structlog.types.Processor] = [_annotate, timestamp, _exc_info]
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer(colors=output.isatty())
         if format == "console"

@@ -78,6 +78,8 @@ class SecretRegistry:
         self._max_size = max_size
         self._compiled: re.Pattern[str] | None = None
         self._stale = False
+        self.version = 0
+        """Changes whenever the set of values does: what was scrubbed before may differ now."""
 
     def add(self, *values: str) -> None:
         for value in values:
@@ -88,6 +90,7 @@ class SecretRegistry:
                 continue
             self._values[value] = None
             self._stale = True
+            self.version += 1
             if len(self._values) > self._max_size:
                 self._values.popitem(last=False)
 

@@ -79,10 +79,13 @@ def choose_backend(
     A resource's recorded backend wins, then the one the caller asked for, then the tenant's
     default, then the first configured backend that serves the operation.
     """
-    capable = [name for name in tenant.configs if serves(name, operation_id)]
     if owner is not None:
-        chosen = owner
-    elif requested is not None:
+        # The usual path (a resource's backend): the capable list is not needed to choose.
+        if not serves(owner, operation_id):
+            raise problems.not_implemented(f"backend {owner!r} does not serve {operation_id}")
+        return owner
+    capable = [name for name in tenant.configs if serves(name, operation_id)]
+    if requested is not None:
         # The caller's choice is input: one that cannot serve the call is their mistake (422).
         if requested not in tenant.configs:
             configured = ", ".join(tenant.configs) or "none"

@@ -69,10 +69,11 @@ def _is_text(raw: str) -> bool:
 
 
 async def validate_request(
-    request: web.Request, operation: Operation, *, limit: int, spool: Spool
+    request: web.Request, operation: Operation, *, limit: int, spool: Spool | None
 ) -> Input:
     """The request's parts checked and coerced; a form's files go into `spool`, which the caller
-    empties when the request ends (also when this raises)."""
+    empties when the request ends (also when this raises). `spool` may be None for an operation
+    that takes no form."""
     path, errors = _parameters(operation, "path", request.match_info)
     query, query_errors = _parameters(operation, "query", request.query)
     # Header parameter names are lower case; the request's headers are looked up case-blind.
@@ -108,7 +109,7 @@ def _has_body(request: web.Request) -> bool:
 
 
 async def _body(
-    request: web.Request, operation: Operation, limit: int, spool: Spool
+    request: web.Request, operation: Operation, limit: int, spool: Spool | None
 ) -> tuple[Any, Form | None]:
     if not operation.body_validators or operation.raw_body:
         # Any content (upstream callbacks): the handler reads the raw body itself.
@@ -125,6 +126,8 @@ async def _body(
             f"{operation.operation_id} takes {accepted}, not {content_type or 'no content type'}"
         )
     if content_type == "multipart/form-data":
+        if spool is None:
+            raise RuntimeError(f"{operation.operation_id} takes a form: pass a spool")
         form = await read_form(request, limit=limit, spool=spool)
         instance: dict[str, Any] = {**form.fields, **dict.fromkeys(form.files, BINARY_PLACEHOLDER)}
         instance = _coerce_form(validator, operation, instance)

@@ -4,7 +4,7 @@ aiohttp's own parser refusals answered as problem documents.
 aiohttp's server has a keep-alive timeout and parser limits, but no header or body timeout and no
 connection cap; and it answers a request it cannot parse in text/plain after logging the raw input
 (a caller key included). `EdgeSite` listens like `web.TCPSite`, with `EdgeHandler`, aiohttp's own
-protocol (`web.RequestHandler`) plus those. `track_requests`, a middleware of the app, tells the
+protocol (`web.RequestHandler`) plus those. The app's middleware (or `track_requests`) tells the
 handler when a request's headers are in and when its handler is done, so that no timer runs while
 the gateway, not the client, is the one working (an upstream call, say).
 """

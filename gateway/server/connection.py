@@ -1,6 +1,6 @@
 """One client connection: aiohttp's HTTP/1.1 protocol with header and body timeouts, a share of
-the site's connection cap, and its parser's refusals answered as problems; and `track_requests`,
-the middleware that tells it when the app is the one working."""
+the site's connection cap, and its parser's refusals answered as problems. The app's middleware
+(or `track_requests`, for another app) tells it when the app is the one working."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.typedefs import Handler
 
+from gateway.middleware import RequestTracker
 from gateway.server.limits import Gate
 from gateway.server.refusals import (
     parser_refusal,
@@ -35,7 +36,7 @@ _DRAIN = 3  # its handler is done before the body was in: aiohttp reads the rest
 _IDLE = 4  # between requests: aiohttp's keep-alive timer
 
 
-class EdgeHandler(web.RequestHandler):
+class EdgeHandler(web.RequestHandler, RequestTracker):
     """aiohttp's HTTP/1.1 protocol for one connection, with header and body timeouts, a share of
     the site's connection cap, and its parser's refusals answered as problems."""
 
@@ -101,8 +102,7 @@ class EdgeHandler(web.RequestHandler):
         if data and self._phase in (_BODY, _DRAIN):
             assert self._payload is not None
             if self._payload.is_eof():
-                self._phase = _BUSY if self._phase == _BODY else _IDLE
-                self._cancel()
+                self._phase = _BUSY if self._phase == _BODY else _IDLE  # its timer finds nothing
             elif self._phase == _BODY:
                 self._deadline = self._clock.time() + self._settings.body_idle_timeout
 
@@ -127,21 +127,21 @@ class EdgeHandler(web.RequestHandler):
             self._deadline = self._clock.time() + self._settings.body_idle_timeout
         super().resume_reading(resume_parser)
 
-    # -- told by track_requests -------------------------------------------------------------------
+    # -- told by the app's middleware (gateway_middleware, or track_requests) ----------------------
 
     def request_started(self, payload: StreamReader) -> None:
         """The request's headers are parsed and its handler runs."""
         self._payload = payload
         if payload.is_eof():
+            # The headers timer is left to fire and find nothing to time: cancelling it and
+            # arming a new one for the next request costs a timer handle and a heap push each.
             self._phase = _BUSY
-            self._cancel()
         else:
             self._phase = _BODY
             self._arm(self._settings.body_idle_timeout)
 
     def request_done(self) -> None:
         """Its handler returned (its answer is being written)."""
-        self._cancel()
         done = self._payload is None or self._payload.is_eof()
         self._phase = _IDLE if done else _DRAIN
 
@@ -152,7 +152,6 @@ class EdgeHandler(web.RequestHandler):
         # middlewares run (a refused Expect): that request is over, its headers timer too.
         if self._phase == _HEAD:
             self._phase = _IDLE
-            self._cancel()
         super().log_access(request, response, time)
 
     # -- aiohttp's refusals -----------------------------------------------------------------------
@@ -251,7 +250,8 @@ class EdgeHandler(web.RequestHandler):
 
 @web.middleware
 async def track_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tells the connection's `EdgeHandler` when a request runs; the app's outermost middleware."""
+    """Tells the connection's `EdgeHandler` when a request runs, for an app without the gateway's
+    own middleware (which does this itself)."""
     protocol = request.protocol
     if not isinstance(protocol, EdgeHandler):  # served by another site (the test client's)
         return await handler(request)

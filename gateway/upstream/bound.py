@@ -52,13 +52,28 @@ class CredentialsRequest:
     def goes_to(self, base_url: str) -> bool:
         """Whether the request is for `base_url`'s origin: the only place a key for it may go
         (not a redirect's target, nor a link an answer named on another host)."""
-        return self.url.origin() == _origin(base_url)
+        return _same_origin(self.url, base_url)
 
 
 @functools.lru_cache(maxsize=256)
 def _origin(base_url: str) -> URL:
     # Asked before every attempt with one of a few configured URLs: parsed once each.
     return URL(base_url).origin()
+
+
+@functools.lru_cache(maxsize=1024)
+def _absolute_url(url: str) -> URL:
+    """The plugin's URL parsed, once per distinct text: the same URL object each time also lets
+    the client find its redacted form remembered."""
+    target = URL(url)
+    if not target.absolute or target.scheme not in ("http", "https"):
+        raise ValueError("an upstream URL must be absolute http(s)")
+    return target
+
+
+@functools.lru_cache(maxsize=1024)
+def _same_origin(url: URL, base_url: str) -> bool:
+    return url.origin() == _origin(base_url)
 
 
 CredentialsProvider = Callable[[CredentialsRequest], Awaitable[Credentials]]
@@ -139,9 +154,7 @@ class BoundUpstream:
         expect: Collection[int],
     ) -> UpstreamCall:
         method = method.upper()
-        target = URL(url)
-        if not target.absolute or target.scheme not in ("http", "https"):
-            raise ValueError("an upstream URL must be absolute http(s)")
+        target = _absolute_url(url)
         if params:
             target = target.extend_query(params)
         clean = {

@@ -19,6 +19,7 @@ import aiohttp
 import attrs
 import structlog
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway import __version__
 from gateway.metrics import UpstreamMetrics
@@ -42,6 +43,7 @@ __all__ = ["StreamAttempt", "UpstreamClient"]
 _log = structlog.get_logger("gateway.upstream")
 
 _ERROR_MAX: Final = 200
+_REDACTED_URLS: Final = 1024
 _EXCERPT_BYTES: Final = 64 * 1024  # of a failed streamed response, to find the upstream's reason
 
 
@@ -72,10 +74,18 @@ class UpstreamClient:
         self.backend = backend
         self.policy = policy
         self.breaker = CircuitBreaker(policy.breaker_threshold, policy.breaker_reset, name=backend)
-        self._credentials = credentials
+        # Public: the app points it at its backend's own method once the backend is built.
+        self.credentials = credentials
         self._metrics = metrics
         self._secrets = secrets
         self._session: aiohttp.ClientSession | None = None
+        # URL -> (the secrets' version, its redacted text): a backend calls a few URLs over and
+        # over, and redacting one (str() and a scan for every known secret) costs each attempt.
+        self._redacted: dict[URL, tuple[int, str]] = {}
+        # The same pool, with the trace config that counts what a body sends: kept off bodiless
+        # calls (most reads), which send nothing to count, since tracing costs every request a
+        # few signal dispatches.
+        self._traced: aiohttp.ClientSession | None = None
         # An attempt's timeout unless the caller's deadline is nearer: built once, not per attempt.
         self._timeout = aiohttp.ClientTimeout(
             total=policy.attempt_timeout, connect=policy.connect_timeout
@@ -91,16 +101,31 @@ class UpstreamClient:
             return
         trace = aiohttp.TraceConfig()
         trace.on_request_chunk_sent.append(count_sent)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.policy.max_connections),
+        connector = aiohttp.TCPConnector(limit=self.policy.max_connections)
+        self._traced = self._new_session(connector, owner=False, trace_configs=[trace])
+        self._session = self._new_session(connector, owner=True, trace_configs=None)
+
+    def _new_session(
+        self,
+        connector: aiohttp.TCPConnector,
+        *,
+        owner: bool,
+        trace_configs: list[aiohttp.TraceConfig] | None,
+    ) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=owner,
             timeout=self._timeout,
-            trace_configs=[trace],
+            trace_configs=trace_configs,
             # One session serves every tenant: cookies set for one must never reach another.
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": f"integration-gateway/{__version__}"},
         )
 
     async def close(self) -> None:
+        if self._traced is not None:
+            await self._traced.close()  # leaves the shared connector open
+            self._traced = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -195,7 +220,7 @@ class UpstreamClient:
         refused: Credentials | None,
         streaming: bool,
     ) -> UpstreamResponse | StreamAttempt | Failure:
-        if self._session is None:
+        if self._session is None or self._traced is None:
             raise RuntimeError(f"the upstream client of {self.backend} is not started")
         loop = asyncio.get_running_loop()
         fields: dict[str, Any] = {
@@ -213,25 +238,25 @@ class UpstreamClient:
         }
         remaining = bound.deadline - loop.time()
         if remaining <= 0:
-            fields["url"] = redact_url(call.url, self._secrets)
+            fields["url"] = self._redact(call.url)
             self._emit(fields, "timeout", "deadline exhausted before sending")
             return Failure(UpstreamTimeout(self.backend, 0.0))
         try:
             self.breaker.before_call()
         except CircuitOpen:
             # Nothing is sent, but operators still see each refused call.
-            fields["url"] = redact_url(call.url, self._secrets)
+            fields["url"] = self._redact(call.url)
             self._emit(fields, "circuit_open", "circuit open")
             raise
         try:
-            creds = await self._credentials(
+            creds = await self.credentials(
                 CredentialsRequest(
                     bound.tenant, bound.config, call.method, call.url, bound, refused
                 )
             )
         except Exception as exc:
             self.breaker.release()
-            fields["url"] = redact_url(call.url, self._secrets)
+            fields["url"] = self._redact(call.url)
             self._emit(
                 fields, "credentials_error", f"credentials unavailable: {type(exc).__name__}"
             )
@@ -241,7 +266,7 @@ class UpstreamClient:
             raise
         self._secrets.add(*creds.secrets)
         url = call.url.update_query(creds.query) if creds.query else call.url
-        fields["url"] = redact_url(url, self._secrets)
+        fields["url"] = self._redact(url)
         headers: CIMultiDict[str] = CIMultiDict(call.headers)
         headers["X-Request-ID"] = bound.request_id
         headers.update(creds.headers)
@@ -255,7 +280,8 @@ class UpstreamClient:
         handed_over = False
         try:
             body = call.body() if callable(call.body) else call.body  # fresh per attempt
-            response = await self._session.request(
+            session = self._session if body is None else self._traced
+            response = await session.request(
                 call.method,
                 url,
                 headers=headers,
@@ -304,6 +330,18 @@ class UpstreamClient:
         self._emit(fields, str(status), f"HTTP {status}", duration=loop.time() - started)
         return outcome
 
+    def _redact(self, url: URL) -> str:
+        """`redact_url(url, secrets)`, remembered until the known secrets change."""
+        version = self._secrets.version
+        found = self._redacted.get(url)
+        if found is not None and found[0] == version:
+            return found[1]
+        text = redact_url(url, self._secrets)
+        if len(self._redacted) >= _REDACTED_URLS:
+            self._redacted.clear()  # URLs with ids in them: bounded, and rebuilt as used
+        self._redacted[url] = (version, text)
+        return text
+
     def _failed(
         self,
         fields: dict[str, Any],
@@ -324,9 +362,9 @@ class UpstreamClient:
     ) -> None:
         """The attempt's one log line, and its metrics."""
         operation = fields["operation"]
-        self._metrics.calls_by(self.backend, operation, status).inc()
+        self._metrics.calls.inc((self.backend, operation, status))
         if duration is not None:
-            self._metrics.latency_by(self.backend, operation).observe(duration)
+            self._metrics.latency.observe((self.backend, operation), duration)
         if error is None:
             _log.info("upstream.call", **fields)
         else:

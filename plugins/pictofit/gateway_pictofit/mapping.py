@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -61,8 +62,13 @@ def _iso(value: float) -> str | None:
     return moment.isoformat(timespec="milliseconds")
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def canonical(resource_id: str) -> str:
     """A UUID in the service's form (lower case); other text unchanged."""
+    if _CANONICAL_UUID.fullmatch(resource_id):
+        return resource_id  # already in that form: parsing it is most of a listing's mapping
     try:
         return str(uuid.UUID(resource_id))
     except ValueError:
