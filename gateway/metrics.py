@@ -13,7 +13,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "UpstreamMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "StoreMetrics", "UpstreamMetrics"]
 
 MetricT = TypeVar("MetricT", Counter, Gauge, Histogram)
 
@@ -52,6 +52,29 @@ class UpstreamMetrics:
         self.latency_by = labelled(self.latency)  # (backend, operation)
 
 
+class StoreMetrics:
+    """What the store's retention purge did (`gateway.store.retention.Purger`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Counter(
+            "gateway_store_purged_rows_total",
+            "Rows the retention purge deleted, by table.",
+            ["table"],
+            registry=registry,
+        )
+        self.oldest = Gauge(
+            "gateway_store_oldest_event_age_seconds",
+            "Age of the oldest event the store keeps (0 without events), at the last purge.",
+            registry=registry,
+        )
+
+    def purged(self, table: str, rows: int) -> None:
+        self.rows.labels(table).inc(rows)
+
+    def oldest_event_age(self, seconds: float) -> None:
+        self.oldest.set(seconds)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -68,6 +91,7 @@ class Metrics:
             registry=self.registry,
         )
         self.upstream = UpstreamMetrics(self.registry)
+        self.store = StoreMetrics(self.registry)
         self._requests = labelled(self.requests)
         self._latency = labelled(self.latency)
 

@@ -10,8 +10,9 @@ across processes on one PostgreSQL database is asked of the dialect where it hap
 from __future__ import annotations
 
 import abc
+import contextlib
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -23,10 +24,12 @@ from gateway.store import (
     EventPage,
     IdempotentRecord,
     Position,
+    Purged,
     ResourceRecord,
     Subscription,
     SubscriptionChanges,
     SubscriptionPage,
+    retention,
     rows,
     steps,
 )
@@ -42,6 +45,11 @@ DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
 SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
 
 
+@contextlib.asynccontextmanager
+async def _held(run: retention.Runner) -> AsyncIterator[retention.Runner | None]:
+    yield run
+
+
 class SQLStore(abc.ABC):
     """Every data operation of `Store`; a subclass adds open, close and listen."""
 
@@ -53,6 +61,17 @@ class SQLStore(abc.ABC):
     async def _write(self, op: Op[T], *, single: bool = False) -> T:
         """Run `op` in a transaction; its result once committed. `single`: it is one statement,
         atomic by itself, so a store may spare the transaction's round trips."""
+
+    def _exclusive(self) -> contextlib.AbstractAsyncContextManager[retention.Runner | None]:
+        """A purge round's runner (each op its own transaction), or None when another process
+        holds the purge. One process per store by default: its rounds never overlap."""
+        return _held(self._write)
+
+    async def purge(self, *, now: float, keep_events: float | None, batch: int) -> Purged | None:
+        async with self._exclusive() as run:
+            if run is None:
+                return None
+            return await retention.purge(run, now=now, keep_events=keep_events, batch=batch)
 
     async def schema_version(self) -> int:
         version = await self._read(
@@ -322,6 +341,12 @@ class SQLStore(abc.ABC):
             )
             if deleted:
                 await steps.fail_undelivered(db, subscription_id, "subscription deleted")
+                # Its deliveries and attempts go later, in the purge's small batches.
+                await db.count(
+                    "INSERT INTO deleted_subscriptions (id, deleted_at) VALUES (?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (subscription_id, time.time()),
+                )
             return bool(deleted)
 
         return await self._write(op)
@@ -369,8 +394,11 @@ class SQLStore(abc.ABC):
         self, tenant: str, event_id: str, subscription_id: str | None
     ) -> Sequence[Delivery]:
         async def op(db: Db) -> list[Delivery]:
+            # Locked: a purge deleting the event waits for the deliveries queued here, and takes
+            # them with it (never leaves them without their event).
             event_type = await db.value(
-                "SELECT type FROM events WHERE tenant = ? AND id = ?", (tenant, event_id)
+                f"SELECT type FROM events WHERE tenant = ? AND id = ?{db.for_update}",
+                (tenant, event_id),
             )
             if event_type is None:
                 return []

@@ -18,16 +18,17 @@ The logic is `gateway.store.logic`'s; here is SQLite's spelling of what differs 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from gateway.store import rows, sql
+from gateway.store import retention, rows, sql
 from gateway.store.logic import Op, SQLStore
 from gateway.store.sql import Claim, Db, Row
 from gateway.values import Event
@@ -108,6 +109,13 @@ class SQLiteStore(SQLStore):
                     future.set_result(value)
                 else:
                     future.set_exception(value)
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[retention.Runner | None]:
+        """Batches through the writer, between the other writes; then the statistics of the
+        tables the purge changed are refreshed."""
+        yield self._write
+        await self._in_thread(_optimize)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
