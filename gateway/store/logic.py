@@ -10,9 +10,8 @@ across processes on one PostgreSQL database is asked of the dialect where it hap
 from __future__ import annotations
 
 import abc
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -24,7 +23,6 @@ from gateway.store import (
     EventPage,
     IdempotentRecord,
     Position,
-    Purged,
     ResourceRecord,
     Subscription,
     SubscriptionChanges,
@@ -45,12 +43,7 @@ DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
 SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
 
 
-@contextlib.asynccontextmanager
-async def _held(run: retention.Runner) -> AsyncIterator[retention.Runner | None]:
-    yield run
-
-
-class SQLStore(abc.ABC):
+class SQLStore(retention.Purging):
     """Every data operation of `Store`; a subclass adds open, close and listen."""
 
     @abc.abstractmethod
@@ -61,17 +54,6 @@ class SQLStore(abc.ABC):
     async def _write(self, op: Op[T], *, single: bool = False) -> T:
         """Run `op` in a transaction; its result once committed. `single`: it is one statement,
         atomic by itself, so a store may spare the transaction's round trips."""
-
-    def _exclusive(self) -> contextlib.AbstractAsyncContextManager[retention.Runner | None]:
-        """A purge round's runner (each op its own transaction), or None when another process
-        holds the purge. One process per store by default: its rounds never overlap."""
-        return _held(self._write)
-
-    async def purge(self, *, now: float, keep_events: float | None, batch: int) -> Purged | None:
-        async with self._exclusive() as run:
-            if run is None:
-                return None
-            return await retention.purge(run, now=now, keep_events=keep_events, batch=batch)
 
     async def schema_version(self) -> int:
         version = await self._read(

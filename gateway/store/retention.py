@@ -11,12 +11,13 @@ event from under a worker. Across PostgreSQL replicas one round runs at a time (
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import functools
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -39,6 +40,32 @@ log = structlog.get_logger("gateway.store")
 class Runner(Protocol):
     def __call__(self, op: Callable[[Db], Coroutine[Any, Any, T]]) -> Awaitable[T]:
         """Run `op` in a transaction of its own; its result once committed."""
+
+
+class Purging(abc.ABC):
+    """`Store.purge`, as `logic.SQLStore` (a subclass) has it: a round over the store's writer."""
+
+    @abc.abstractmethod
+    async def _write(
+        self, op: Callable[[Db], Coroutine[Any, Any, T]], *, single: bool = False
+    ) -> T:
+        """Run `op` in a transaction; its result once committed."""
+
+    def _exclusive(self) -> contextlib.AbstractAsyncContextManager[Runner | None]:
+        """A purge round's runner (each op its own transaction), or None when another process
+        holds the purge. One process per store by default: its rounds never overlap."""
+        return _held(self._write)
+
+    async def purge(self, *, now: float, keep_events: float | None, batch: int) -> Purged | None:
+        async with self._exclusive() as run:
+            if run is None:
+                return None
+            return await purge(run, now=now, keep_events=keep_events, batch=batch)
+
+
+@contextlib.asynccontextmanager
+async def _held(run: Runner) -> AsyncIterator[Runner | None]:
+    yield run
 
 
 async def purge(run: Runner, *, now: float, keep_events: float | None, batch: int) -> Purged:
