@@ -35,16 +35,17 @@ def subscription_rows() -> list[tuple[object, ...]]:
 
 
 def history(
-    count: int, *, start: float, spacing: float
+    count: int, *, start: float, spacing: float, first: int = 0
 ) -> Iterator[tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]]:
     """(events, deliveries, attempts) rows in chunks: `count` events, received `spacing` seconds
-    apart from `start`, tenants alternating."""
+    apart from `start`, tenants alternating, numbered from `first` (ids stay unique across
+    fills)."""
     events: list[tuple[object, ...]] = []
     deliveries: list[tuple[object, ...]] = []
     attempts: list[tuple[object, ...]] = []
-    for n in range(count):
+    for n in range(first, first + count):
         tenant = TENANTS[n % len(TENANTS)]
-        at = start + n * spacing
+        at = start + (n - first) * spacing
         event_id = f"evt_{n:010d}"
         data = orjson.dumps({"n": n, "productId": f"p{n % 1000}", "pad": PAYLOAD}).decode()
         events.append((event_id, TYPES[n % len(TYPES)], tenant, "acme", "2026-01-01T00:00:00Z",
@@ -86,7 +87,7 @@ def _marks(columns: str) -> str:
 
 
 def fill_sqlite(
-    path: Path, count: int, *, start: float | None = None, spacing: float = 1.0
+    path: Path, count: int, *, start: float | None = None, spacing: float = 1.0, first: int = 0
 ) -> None:
     """`count` events (with their deliveries and attempts) into the migrated database at `path`,
     the newest received now (or `start + count * spacing`)."""
@@ -102,7 +103,9 @@ def fill_sqlite(
                 f" VALUES ({_marks(SUBSCRIPTION_COLUMNS)}, ?)",
                 [(*row, n + 1) for n, row in enumerate(rows)],
             )
-        for events, deliveries, attempts in history(count, start=start, spacing=spacing):
+        for events, deliveries, attempts in history(
+            count, start=start, spacing=spacing, first=first
+        ):
             db.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({_marks(EVENT_COLUMNS)})",
                            events)  # fmt: skip
             db.executemany(
@@ -119,7 +122,7 @@ def fill_sqlite(
 
 
 async def fill_postgres(
-    url: str, count: int, *, start: float | None = None, spacing: float = 1.0
+    url: str, count: int, *, start: float | None = None, spacing: float = 1.0, first: int = 0
 ) -> None:
     """As `fill_sqlite`, into the migrated PostgreSQL database at `url` (COPY)."""
     start = time.time() - count * spacing if start is None else start
@@ -131,7 +134,9 @@ async def fill_postgres(
                 records=subscription_rows(),
                 columns=SUBSCRIPTION_COLUMNS.split(", "),
             )
-        for events, deliveries, attempts in history(count, start=start, spacing=spacing):
+        for events, deliveries, attempts in history(
+            count, start=start, spacing=spacing, first=first
+        ):
             await db.copy_records_to_table(
                 "events", records=events, columns=EVENT_COLUMNS.split(", ")
             )
@@ -145,10 +150,12 @@ async def fill_postgres(
         await db.close()
 
 
-async def fill(url: str, count: int, *, start: float | None = None, spacing: float = 1.0) -> None:
+async def fill(
+    url: str, count: int, *, start: float | None = None, spacing: float = 1.0, first: int = 0
+) -> None:
     """`fill_sqlite` or `fill_postgres`, by the store URL's scheme."""
     if url.startswith("sqlite:"):
         path = Path(url.partition("://")[2][1:])
-        fill_sqlite(path, count, start=start, spacing=spacing)
+        fill_sqlite(path, count, start=start, spacing=spacing, first=first)
     else:
-        await fill_postgres(url, count, start=start, spacing=spacing)
+        await fill_postgres(url, count, start=start, spacing=spacing, first=first)
