@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, fanout_postgres, instructions, proxy, scaling, uploads
+from bench import fanout, fanout_postgres, instructions, proxy, scaling, store_scale, uploads
 
 BENCHES = {
     "proxy": proxy.run,
@@ -25,6 +25,7 @@ BENCHES = {
     "fanout": fanout.run,
     "fanout-postgres": fanout_postgres.run,
     "scaling": scaling.run,
+    "store-scale": store_scale.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,7 +34,10 @@ async def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("names", nargs="*", choices=[[], *BENCHES], default=[])
     parser.add_argument("--smoke", action="store_true", help="tiny counts, to check they run")
+    parser.add_argument("--million", action="store_true", help="store-scale: also at 1M events")
     args = parser.parse_args()
+    if args.million:
+        os.environ["STORE_SCALE_MILLION"] = "1"
     names = args.names or list(BENCHES)
     machine = {"cores": os.cpu_count(), "python": platform.python_version()}
     results: dict[str, Any] = {"machine": machine, "smoke": args.smoke}

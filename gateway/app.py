@@ -41,6 +41,7 @@ from gateway.state import (
 )
 from gateway.store import Store, Subscription
 from gateway.store.opening import open_store
+from gateway.store.retention import Purger, RetentionPolicy
 from gateway.tenants import TenantDirectory
 from gateway.upstream import CredentialsRequest, UpstreamClient
 from gateway.values import Credentials, Event
@@ -98,6 +99,7 @@ def create_app(
 
     app.cleanup_ctx.append(_uploads)
     app.cleanup_ctx.append(_store)
+    app.cleanup_ctx.append(_purger)
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(_callbacks)
     app.cleanup_ctx.append(_webhooks)
@@ -146,6 +148,16 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     await app[STORE].open()
     yield
     await app[STORE].close()
+
+
+async def _purger(app: web.Application) -> AsyncIterator[None]:
+    """The store's retention, in the background from start-up (stopped before the store closes)."""
+    retention = app[SETTINGS].store.retention
+    policy = RetentionPolicy(retention.events or None, retention.batch, retention.interval)
+    purger = Purger(app[STORE], policy, app[METRICS].store)
+    purger.start()
+    yield
+    await purger.stop()
 
 
 async def _backends(app: web.Application) -> AsyncIterator[None]:

@@ -12,12 +12,19 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["CONTENT_TYPE_LATEST", "HotCounter", "HotHistogram", "Metrics", "UpstreamMetrics"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "HotCounter",
+    "HotHistogram",
+    "Metrics",
+    "StoreMetrics",
+    "UpstreamMetrics",
+]
 
 # As prometheus_client decides whether counters and histograms show `_created` samples.
 _CREATED = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False").lower() not in {
@@ -140,6 +147,29 @@ class UpstreamMetrics:
         )
 
 
+class StoreMetrics:
+    """What the store's retention purge did (`gateway.store.retention.Purger`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Counter(
+            "gateway_store_purged_rows_total",
+            "Rows the retention purge deleted, by table.",
+            ["table"],
+            registry=registry,
+        )
+        self.oldest = Gauge(
+            "gateway_store_oldest_event_age_seconds",
+            "Age of the oldest event the store keeps (0 without events), at the last purge.",
+            registry=registry,
+        )
+
+    def purged(self, table: str, rows: int) -> None:
+        self.rows.labels(table).inc(rows)
+
+    def oldest_event_age(self, seconds: float) -> None:
+        self.oldest.set(seconds)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -156,6 +186,7 @@ class Metrics:
             self.registry,
         )
         self.upstream = UpstreamMetrics(self.registry)
+        self.store = StoreMetrics(self.registry)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.inc((route, method, str(status)))

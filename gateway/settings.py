@@ -81,12 +81,25 @@ class ServerSettings:
 
 
 @attrs.frozen
+class RetentionSettings:
+    # Seconds an event is kept, with its deliveries and attempts (30 days: a month of history to
+    # list and redeliver); 0 keeps them forever. One still being delivered stays until it ends.
+    events: float = attrs.field(default=30 * 86400.0, validator=attrs.validators.ge(0.0))
+    # Seconds between purge rounds, and events (each with its ~10 deliveries and attempts), or
+    # other records, deleted per transaction: ~10 ms on SQLite, which ingest and delivery share.
+    interval: float = attrs.field(default=300.0, validator=_positive)
+    batch: int = attrs.field(default=100, validator=_at_least_one)
+
+
+@attrs.frozen
 class StoreSettings:
     # sqlite:///PATH or postgresql://USER@HOST:PORT/DB, or a secret reference to one ("env:NAME",
     # "file:PATH") when it carries a password: a password is never written in the file.
     url: str = "sqlite:///data/gateway.db"
     password: Secret | None = None  # PostgreSQL's, when the URL has none
     pool_size: int = 10  # PostgreSQL connections per process
+    # What the store forgets, in the background; idempotency records go once past their TTL.
+    retention: RetentionSettings = attrs.field(factory=RetentionSettings)
 
     def resolved_url(self) -> str:
         """The URL itself, read from its reference when it is one."""
@@ -215,6 +228,13 @@ def _core_settings(raw: Mapping[str, Any], problems: list[str]) -> Settings | No
         problems.append("server.port: must be a port number, 0 to 65535 (0: any free port)")
     if (store := values.get("store")) is not None:
         problems.extend(_store_problems(store))
+        window = values.get("events", EventsSettings()).dedupe_window
+        if 0 < store.retention.events < window:
+            # A callback repeated after its event was purged would be delivered again.
+            problems.append(
+                f"store.retention.events: must be at least events.dedupe_window ({window:g} s),"
+                " or 0 to keep events forever"
+            )
     if len(problems) > before or any(v is None for v in values.values()):
         return None
     return Settings(**values)

@@ -174,6 +174,26 @@ class AttemptOutcome:
     subscription_succeeded: bool
 
 
+@attrs.frozen
+class Purged:
+    """What one purge round deleted, by table, and when the oldest event kept was received (unix
+    seconds; None without events)."""
+
+    events: int
+    deliveries: int
+    attempts: int
+    idempotency_keys: int
+    oldest_event: float | None
+
+    def by_table(self) -> dict[str, int]:
+        return {
+            "events": self.events,
+            "deliveries": self.deliveries,
+            "attempts": self.attempts,
+            "idempotency_keys": self.idempotency_keys,
+        }
+
+
 class StoreUnavailable(Exception):
     """The store cannot be reached (its server is down, the connection was lost). The operation
     was not acknowledged: the caller is answered 503 with Retry-After and may retry."""
@@ -281,7 +301,8 @@ class Store(Protocol):
         """Apply `changes` (enabling clears the failure state); None if it is unknown."""
 
     async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
-        """Delete it and fail its undelivered deliveries."""
+        """Delete it and fail its undelivered deliveries; `purge` removes them and their
+        attempts later (`retention.DELETED_GRACE`), in batches."""
 
     async def disable_subscription(self, subscription_id: str, reason: str) -> Subscription | None:
         """Disable it (its pending deliveries fail); None if already disabled or gone."""
@@ -318,6 +339,10 @@ class Store(Protocol):
         """Deliveries not yet final."""
 
     async def get_event(self, tenant: str, event_id: str) -> Event | None: ...
+
+    async def purge(self, *, now: float, keep_events: float | None, batch: int) -> Purged | None:
+        """One retention round as of `now` (`gateway.store.retention`), `batch` rows to a
+        transaction; None when another process's round holds the purge (PostgreSQL)."""
 
     async def list_events(
         self, tenant: str, *, event_type: str | None, after: Position | None, limit: int

@@ -27,6 +27,7 @@ from gateway.store import (
     Subscription,
     SubscriptionChanges,
     SubscriptionPage,
+    retention,
     rows,
     steps,
 )
@@ -42,7 +43,7 @@ DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
 SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
 
 
-class SQLStore(abc.ABC):
+class SQLStore(retention.Purging):
     """Every data operation of `Store`; a subclass adds open, close and listen."""
 
     @abc.abstractmethod
@@ -322,6 +323,12 @@ class SQLStore(abc.ABC):
             )
             if deleted:
                 await steps.fail_undelivered(db, subscription_id, "subscription deleted")
+                # Its deliveries and attempts go later, in the purge's small batches.
+                await db.count(
+                    "INSERT INTO deleted_subscriptions (id, deleted_at) VALUES (?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (subscription_id, time.time()),
+                )
             return bool(deleted)
 
         return await self._write(op)
@@ -369,8 +376,11 @@ class SQLStore(abc.ABC):
         self, tenant: str, event_id: str, subscription_id: str | None
     ) -> Sequence[Delivery]:
         async def op(db: Db) -> list[Delivery]:
+            # Locked: a purge deleting the event waits for the deliveries queued here, and takes
+            # them with it (never leaves them without their event).
             event_type = await db.value(
-                "SELECT type FROM events WHERE tenant = ? AND id = ?", (tenant, event_id)
+                f"SELECT type FROM events WHERE tenant = ? AND id = ?{db.for_update}",
+                (tenant, event_id),
             )
             if event_type is None:
                 return []

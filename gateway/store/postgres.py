@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import asyncpg
 import structlog
 
-from gateway.store import StoreUnavailable, rows, sql
+from gateway.store import StoreUnavailable, postgres_purge, retention, rows, sql
 from gateway.store.logic import Op, SQLStore
 from gateway.store.sql import Claim, Db, Row
 from gateway.values import Event
@@ -144,6 +144,9 @@ class PostgresStore(SQLStore):
                 with contextlib.suppress(Exception):
                     await self.pool.release(conn)
         raise AssertionError("unreachable")
+
+    def _exclusive(self) -> contextlib.AbstractAsyncContextManager[retention.Runner | None]:
+        return postgres_purge.exclusive(self.pool, self._write)
 
     async def _connect(self) -> asyncpg.Connection[asyncpg.Record]:
         return await asyncpg.connect(self._dsn, password=self._password, timeout=CONNECT_TIMEOUT)

@@ -5,8 +5,12 @@ One connection, owned by one thread: every operation runs there in a single hop,
 queued while a commit is under way are run together in the next transaction, each inside its own
 savepoint (one failing does not undo the others), and none returns before its transaction
 committed. With `synchronous=FULL` a commit survives a crash of the machine, not only of the
-process, before the gateway answers 2xx for what it stored. Reads run on a read-only connection
-of the event loop's thread.
+process, before the gateway answers 2xx for what it stored. Reads run on read-only connections,
+one per reader thread (WAL lets them read while the writer writes): never on the event loop's
+thread, where one long read would stall every request, callback and delivery of the process.
+
+The store keeps its own statistics (`PRAGMA optimize`, bounded by `analysis_limit`, at open, after
+each purge and at close) and its WAL file's size (`journal_size_limit`).
 
 The logic is `gateway.store.logic`'s; here is SQLite's spelling of what differs (`SQLiteDb`).
 """
@@ -14,21 +18,27 @@ The logic is `gateway.store.logic`'s; here is SQLite's spelling of what differs 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from gateway.store import rows, sql
+from gateway.store import retention, rows, sql
 from gateway.store.logic import Op, SQLStore
 from gateway.store.sql import Claim, Db, Row
 from gateway.values import Event
 
 MIGRATIONS = "gateway.store.migrations.sqlite"
+READERS = 2  # reader threads (and connections): SQLite's C code reads without holding the GIL
+# The WAL file is truncated to this after a checkpoint (else it keeps its largest size).
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+# Rows ANALYZE samples per index (SQLite's advice for `PRAGMA optimize`): milliseconds at any size.
+ANALYSIS_LIMIT = 1000
 T = TypeVar("T")
 
 
@@ -41,7 +51,8 @@ class SQLiteStore(SQLStore):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: SQLiteDb | None = None
-        self._reader: SQLiteDb | None = None
+        self._readers: asyncio.Queue[SQLiteDb] | None = None
+        self._reader_threads: ThreadPoolExecutor | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._queued: list[tuple[Op[Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
@@ -55,11 +66,17 @@ class SQLiteStore(SQLStore):
     # -- plumbing -------------------------------------------------------------------------------
 
     async def _read(self, op: Op[T]) -> T:
-        """Reads run here, on a read-only connection of the event loop's thread: an indexed read
-        from the page cache takes microseconds, less than the hop to the writer's thread."""
-        if self._reader is None:
+        """Run `op` on a free read-only connection, in a reader thread: the hop costs tens of
+        microseconds, and the loop goes on serving while SQLite reads."""
+        if self._readers is None or self._reader_threads is None:
             raise RuntimeError("the store is not open")
-        return _run(op, self._reader)
+        reader = await self._readers.get()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._reader_threads, _run, op, reader
+            )
+        finally:
+            self._readers.put_nowait(reader)
 
     async def _in_thread(self, call: Callable[[SQLiteDb], T]) -> T:
         """Call `call` with the writer's connection, in its thread."""
@@ -93,6 +110,13 @@ class SQLiteStore(SQLStore):
                 else:
                     future.set_exception(value)
 
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[retention.Runner | None]:
+        """Batches through the writer, between the other writes; then the statistics of the
+        tables the purge changed are refreshed."""
+        yield self._write
+        await self._in_thread(_optimize)
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -101,18 +125,26 @@ class SQLiteStore(SQLStore):
         await loop.run_in_executor(self._thread, _create_private, self.path)
         self._db = SQLiteDb(await loop.run_in_executor(self._thread, _connect, self.path))
         await self._in_thread(functools.partial(_run, lambda db: sql.migrate(db, MIGRATIONS)))
-        self._reader = SQLiteDb(_connect(self.path, read_only=True))
+        await self._in_thread(_optimize)
+        self._readers = asyncio.Queue()
+        for _ in range(READERS):
+            self._readers.put_nowait(SQLiteDb(_connect(self.path, read_only=True)))
+        self._reader_threads = ThreadPoolExecutor(READERS, thread_name_prefix="sqlite-reader")
 
     async def close(self) -> None:
         if self._committer is not None:
             await asyncio.gather(self._committer, return_exceptions=True)
-        if self._reader is not None:
-            self._reader.conn.close()
+        if self._reader_threads is not None:
+            self._reader_threads.shutdown(wait=True)
+        while self._readers is not None and not self._readers.empty():
+            self._readers.get_nowait().conn.close()
         if self._db is not None and self._thread is not None:
+            await self._in_thread(_optimize)
             await self._in_thread(lambda db: db.conn.close())
             self._thread.shutdown(wait=True)
         self._db = None
-        self._reader = None
+        self._readers = None
+        self._reader_threads = None
         self._thread = None
 
     def listen(self, wake: Callable[[], None]) -> None:
@@ -149,7 +181,15 @@ def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     else:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        db.execute(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
     return db
+
+
+def _optimize(db: SQLiteDb) -> None:
+    """Refresh the statistics that are missing or stale (SQLite decides, `analysis_limit` bounds
+    the work), so the planner keeps choosing the index ranges the reads are written for."""
+    db.conn.execute("PRAGMA optimize")
 
 
 def _run(op: Op[T], db: SQLiteDb) -> T:

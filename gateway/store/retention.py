@@ -1,0 +1,244 @@
+"""Retention: what the store forgets, written once for both stores, and the purger that runs it.
+
+A purge round deletes, in small batches of one transaction each (so that ingest and delivery
+never wait behind it for long): idempotency records past their TTL; the deliveries and attempts
+of deleted subscriptions; events older than the retention window, each with its deliveries and
+attempts. An event with a delivery still pending or delivering is kept until that delivery ends
+(its retries run their schedule, then the event goes at the next round): a purge never takes an
+event from under a worker. Across PostgreSQL replicas one round runs at a time (an advisory lock:
+`SQLStore._exclusive`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import functools
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
+
+import attrs
+import structlog
+
+from gateway.store import Purged, Store
+from gateway.store.sql import Db
+
+T = TypeVar("T")
+Counts = dict[str, int]
+
+# A deleted subscription's deliveries stay this long after the delete (seconds): an attempt in
+# flight then (`events.attempt_timeout`, within its lease) has written its outcome by far.
+DELETED_GRACE = 3600.0
+TOMBSTONES_PER_ROUND = 100
+
+log = structlog.get_logger("gateway.store")
+
+
+class Runner(Protocol):
+    def __call__(self, op: Callable[[Db], Coroutine[Any, Any, T]]) -> Awaitable[T]:
+        """Run `op` in a transaction of its own; its result once committed."""
+
+
+class Purging(abc.ABC):
+    """`Store.purge`, as `logic.SQLStore` (a subclass) has it: a round over the store's writer."""
+
+    @abc.abstractmethod
+    async def _write(
+        self, op: Callable[[Db], Coroutine[Any, Any, T]], *, single: bool = False
+    ) -> T:
+        """Run `op` in a transaction; its result once committed."""
+
+    def _exclusive(self) -> contextlib.AbstractAsyncContextManager[Runner | None]:
+        """A purge round's runner (each op its own transaction), or None when another process
+        holds the purge. One process per store by default: its rounds never overlap."""
+        return _held(self._write)
+
+    async def purge(self, *, now: float, keep_events: float | None, batch: int) -> Purged | None:
+        async with self._exclusive() as run:
+            if run is None:
+                return None
+            return await purge(run, now=now, keep_events=keep_events, batch=batch)
+
+
+@contextlib.asynccontextmanager
+async def _held(run: Runner) -> AsyncIterator[Runner | None]:
+    yield run
+
+
+async def purge(run: Runner, *, now: float, keep_events: float | None, batch: int) -> Purged:
+    """One round, batch by batch (`run` commits each); `keep_events` None keeps every event."""
+    counts: Counts = {}
+    while True:
+        removed = await run(functools.partial(_idempotency_batch, now=now, batch=batch))
+        _add(counts, {"idempotency_keys": removed})
+        if removed < batch:
+            break
+    tombstones = await run(
+        lambda db: db.rows(
+            "SELECT id FROM deleted_subscriptions WHERE deleted_at <= ? ORDER BY deleted_at"
+            " LIMIT ?",
+            (now - DELETED_GRACE, TOMBSTONES_PER_ROUND),
+        )
+    )
+    for (subscription_id,) in tombstones:
+        more = True
+        while more:
+            removed_counts, more = await run(
+                functools.partial(_subscription_batch, subscription_id=subscription_id, batch=batch)
+            )
+            _add(counts, removed_counts)
+    after: int | None = 0
+    while keep_events is not None and after is not None:
+        step = functools.partial(_events_batch, after=after, cutoff=now - keep_events, batch=batch)
+        removed_counts, after = await run(step)
+        _add(counts, removed_counts)
+    oldest = await run(
+        lambda db: db.value("SELECT received_epoch FROM events ORDER BY seq LIMIT 1")
+    )
+    return Purged(
+        events=counts.get("events", 0),
+        deliveries=counts.get("deliveries", 0),
+        attempts=counts.get("attempts", 0),
+        idempotency_keys=counts.get("idempotency_keys", 0),
+        oldest_event=None if oldest is None else float(oldest),
+    )
+
+
+def _add(counts: Counts, more: Counts) -> None:
+    for table, n in more.items():
+        counts[table] = counts.get(table, 0) + n
+
+
+async def _idempotency_batch(db: Db, *, now: float, batch: int) -> int:
+    return await db.count(
+        "DELETE FROM idempotency_keys WHERE (tenant, key) IN (SELECT tenant, key"
+        " FROM idempotency_keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+        (now, batch),
+    )
+
+
+async def _deliveries(db: Db, delivery_ids: Sequence[str]) -> Counts:
+    among, args = db.any_of("delivery_id", delivery_ids)
+    attempts = await db.count(f"DELETE FROM attempts WHERE {among}", args)
+    among, args = db.any_of("id", delivery_ids)
+    return {
+        "attempts": attempts,
+        "deliveries": await db.count(f"DELETE FROM deliveries WHERE {among}", args),
+    }
+
+
+async def _subscription_batch(db: Db, *, subscription_id: str, batch: int) -> tuple[Counts, bool]:
+    """Up to `batch` of a deleted subscription's deliveries with their attempts; whether there
+    may be more (else its tombstone goes)."""
+    found = await db.rows(
+        "SELECT id FROM deliveries WHERE subscription_id = ? LIMIT ?", (subscription_id, batch)
+    )
+    if not found:
+        await db.count("DELETE FROM deleted_subscriptions WHERE id = ?", (subscription_id,))
+        return {}, False
+    return await _deliveries(db, [row[0] for row in found]), True
+
+
+async def _events_batch(
+    db: Db, *, after: int, cutoff: float, batch: int
+) -> tuple[Counts, int | None]:
+    """The events among the next `batch` after `after` (in store order, which is arrival order)
+    received before `cutoff` and with no delivery under way, with their deliveries and attempts;
+    where the next batch starts (None: the rest is within the window)."""
+    found = await db.rows(
+        "SELECT seq, id, received_epoch FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        (after, batch),
+    )
+    old = list(itertools.takewhile(lambda row: row[2] < cutoff, found))
+    if not old:
+        return {}, None
+    among, args = db.any_of("event_id", [row[1] for row in old])
+    busy = {
+        row[0]
+        for row in await db.rows(
+            f"SELECT event_id FROM deliveries WHERE {among}"
+            " AND status IN ('pending', 'delivering')",
+            args,
+        )
+    }
+    doomed = [row[1] for row in old if row[1] not in busy]
+    counts: Counts = {}
+    if doomed:
+        # The events first: a redelivery that locked one (`redeliver`) commits before this
+        # delete goes on, and its deliveries go below with the others; none is left without
+        # its event.
+        among, args = db.any_of("id", doomed)
+        counts["events"] = await db.count(f"DELETE FROM events WHERE {among}", args)
+        among, args = db.any_of("event_id", doomed)
+        delivery_ids = [
+            r[0] for r in await db.rows(f"SELECT id FROM deliveries WHERE {among}", args)
+        ]
+        if delivery_ids:
+            _add(counts, await _deliveries(db, delivery_ids))
+    more = len(old) == len(found) == batch
+    return counts, int(old[-1][0]) if more else None
+
+
+@attrs.frozen
+class RetentionPolicy:
+    """What the purger keeps (`keep_events` seconds; None: forever), how many rows a batch
+    deletes, and how often a round runs (seconds)."""
+
+    keep_events: float | None
+    batch: int
+    interval: float
+
+
+class PurgeMetrics(Protocol):
+    def purged(self, table: str, rows: int) -> None: ...
+
+    def oldest_event_age(self, seconds: float) -> None: ...
+
+
+class Purger:
+    """The background task: a purge round every `interval`, its counts to the metrics."""
+
+    def __init__(self, store: Store, policy: RetentionPolicy, metrics: PurgeMetrics) -> None:
+        self._store = store
+        self._policy = policy
+        self._metrics = metrics
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="store-purge")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run_once(self, now: float | None = None) -> Purged | None:
+        """One round now; None when another replica's round is under way."""
+        now = time.time() if now is None else now
+        policy = self._policy
+        purged = await self._store.purge(
+            now=now, keep_events=policy.keep_events, batch=policy.batch
+        )
+        if purged is None:
+            return None
+        for table, rows in purged.by_table().items():
+            self._metrics.purged(table, rows)
+        self._metrics.oldest_event_age(
+            0.0 if purged.oldest_event is None else now - purged.oldest_event
+        )
+        if any(purged.by_table().values()):
+            log.info("store.purged", **purged.by_table())
+        return purged
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception as exc:  # the store is down, say: the next round tries again
+                log.warning("store.purge_failed", error=type(exc).__name__)
+            await asyncio.sleep(self._policy.interval)
