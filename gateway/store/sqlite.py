@@ -188,8 +188,11 @@ def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
 
 def _optimize(db: SQLiteDb) -> None:
     """Refresh the statistics that are missing or stale (SQLite decides, `analysis_limit` bounds
-    the work), so the planner keeps choosing the index ranges the reads are written for."""
-    db.conn.execute("PRAGMA optimize")
+    the work), so the planner keeps choosing the index ranges the reads are written for. Best
+    effort: when another connection to the file holds the lock (a second app in one process, a
+    `gateway` command beside the server), the statistics wait for the next round."""
+    with contextlib.suppress(sqlite3.OperationalError):
+        db.conn.execute("PRAGMA optimize")
 
 
 def _run(op: Op[T], db: SQLiteDb) -> T:
