@@ -333,6 +333,77 @@ async def test_outcomes_move_deliveries_on(store: Store) -> None:
     assert await store.queue_depth() == 0
 
 
+async def _row_version(store_url: str, subscription_id: str) -> object:
+    """What changes whenever the subscription's row is written: its xmin on PostgreSQL (the
+    transaction that wrote the row version), on SQLite a count kept by a trigger (created on the
+    first call)."""
+    if store_url.startswith("sqlite:"):
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
+            db.executescript(
+                "CREATE TABLE IF NOT EXISTS test_sub_writes (id TEXT PRIMARY KEY, n INTEGER);"
+                "CREATE TRIGGER IF NOT EXISTS test_sub_written AFTER UPDATE ON subscriptions"
+                " BEGIN INSERT INTO test_sub_writes VALUES (new.id, 1)"
+                " ON CONFLICT (id) DO UPDATE SET n = n + 1; END;"
+            )
+            row = db.execute(
+                "SELECT n FROM test_sub_writes WHERE id = ?", (subscription_id,)
+            ).fetchone()
+        return row[0] if row else 0
+    db = await asyncpg.connect(store_url)
+    try:
+        return await db.fetchval(
+            "SELECT xmin::text FROM subscriptions WHERE id = $1", subscription_id
+        )
+    finally:
+        await db.close()
+
+
+async def test_only_a_change_of_health_writes_the_subscription_row(
+    store: Store, store_url: str
+) -> None:
+    """Successes to a healthy subscription (nearly every delivery) leave its row unwritten (on
+    PostgreSQL no dead tuple per delivery); the first failure sets failing_since, later failures
+    keep it without a write, and a success clears it with one."""
+    from gateway.store import Attempt
+
+    await store.create_subscription(subscription("s1"))
+    for _ in range(6):
+        await store.record_event(event(), dedupe_window=60)
+    now = time.time()
+    claimed = await store.claim_deliveries(owner="a", now=now, lease=30, limit=6, exclude=())
+    assert len(claimed) == 6
+    ok = Attempt(1, "2026-01-01T00:00:00Z", 204, 2.0, None, None)
+    bad = Attempt(1, "2026-01-01T00:00:00Z", 500, 2.0, "HTTP 500", None)
+
+    def outcome(n: int, good: bool) -> AttemptOutcome:
+        status = "succeeded" if good else "failed"
+        return AttemptOutcome(claimed[n].delivery.id, "s1", ok if good else bad, status, None, good)
+
+    before = await _row_version(store_url, "s1")
+    await store.complete_attempts([outcome(0, True), outcome(1, True)], now=now)
+    await store.complete_attempts([outcome(2, True)], now=now)
+    assert await _row_version(store_url, "s1") == before  # healthy, stays so: no write
+    assert await store.queue_depth() == 3
+
+    await store.complete_attempts([outcome(3, False)], now=now + 1)
+    failing = await _row_version(store_url, "s1")
+    assert failing != before
+    sub = await store.get_subscription("t1", "s1")
+    assert sub is not None
+    assert sub.failing_since == pytest.approx(now + 1)
+    await store.complete_attempts([outcome(4, False)], now=now + 2)
+    assert await _row_version(store_url, "s1") == failing  # still failing since now + 1
+    sub = await store.get_subscription("t1", "s1")
+    assert sub is not None
+    assert sub.failing_since == pytest.approx(now + 1)
+
+    await store.complete_attempts([outcome(5, True)], now=now + 3)
+    assert await _row_version(store_url, "s1") != failing
+    sub = await store.get_subscription("t1", "s1")
+    assert sub is not None
+    assert sub.failing_since is None
+
+
 async def test_disabling_fails_undelivered_deliveries(store: Store) -> None:
     """A disabled (or deleted) subscription's pending deliveries fail; re-enabling clears state."""
     await store.create_subscription(subscription("s1"))
@@ -456,6 +527,35 @@ async def test_concurrent_claims_never_hand_out_a_delivery_twice(store: Store, t
 def test_both_stores_have_the_same_migrations() -> None:
     """Every schema version exists for both databases: a version means the same thing in each."""
     assert [v for v, _ in pg_store.migrations()] == [v for v, _ in migrations()]
+
+
+async def test_postgres_tables_updated_per_delivery_leave_room_for_hot_updates(
+    pg_url: str,
+) -> None:
+    """Migration 0006: deliveries and subscriptions keep 30 % of each page free (fillfactor) so
+    status updates can be HOT, and autovacuum visits deliveries after 2 % of it changed."""
+    store = pg_store.PostgresStore(pg_url)
+    await store.open()
+    await store.close()
+    db = await asyncpg.connect(pg_url)
+    try:
+        found = {
+            row[0]: set(row[1] or ())
+            for row in await db.fetch(
+                "SELECT relname, reloptions FROM pg_class"
+                " WHERE relname IN ('deliveries', 'subscriptions') AND relkind = 'r'"
+            )
+        }
+    finally:
+        await db.close()
+    assert found == {
+        "deliveries": {
+            "fillfactor=70",
+            "autovacuum_vacuum_scale_factor=0.02",
+            "autovacuum_analyze_scale_factor=0.02",
+        },
+        "subscriptions": {"fillfactor=70"},
+    }
 
 
 async def _pg_columns(url: str) -> set[tuple[str, str]]:

@@ -112,11 +112,18 @@ async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> No
         await db.notify()
     if made:
         # A stable sort: one subscription's outcomes keep their order (the last one counts).
+        # Only a change of state writes the row: a success clears `failing_since` if it was set,
+        # a failure sets it if it was not; a healthy subscription's successes (nearly every
+        # delivery) leave its row alone, so PostgreSQL makes no dead tuple of it per delivery.
         by_subscription = sorted(made, key=lambda m: m[0].subscription_id)
         await db.many(
             "UPDATE subscriptions SET failing_since = CASE WHEN ? THEN NULL"
-            " ELSE COALESCE(failing_since, ?) END WHERE id = ?",
-            [(o.subscription_succeeded, now, o.subscription_id) for o, _ in by_subscription],
+            " ELSE COALESCE(failing_since, ?) END"
+            " WHERE id = ? AND (failing_since IS NOT NULL) = ?",
+            [
+                (o.subscription_succeeded, now, o.subscription_id, o.subscription_succeeded)
+                for o, _ in by_subscription
+            ],
         )
 
 

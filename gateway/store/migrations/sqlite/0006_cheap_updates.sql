@@ -1,0 +1,3 @@
+-- Nothing on SQLite: PostgreSQL's 0006 sets fillfactor and autovacuum settings for the tables
+-- updated on every delivery; SQLite updates rows in place. The version exists so that a version
+-- means the same thing in both stores.
