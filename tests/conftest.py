@@ -11,7 +11,7 @@ by searching it for every secret the tests configured (see `log_file`).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from gateway.logs import configure_logging
 from gateway.plugins import PluginHost
 from gateway.settings import Settings, load_settings
 from gateway.state import CALLBACKS
+from gateway.store import Store
+from gateway.store.opening import open_store
 from gateway.tenants import digest_key
 from gateway.testing import ContractCheck, eventually
 from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream
@@ -159,6 +161,15 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path}/store.db"
     server: PostgresServer = request.getfixturevalue("pg_server")
     return await server.create_database()
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """An open store on each kind of database (`store_url`)."""
+    opened = open_store(store_url)
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

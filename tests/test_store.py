@@ -30,14 +30,6 @@ from tests.pg import running_server
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = open_store(store_url)
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def twin(store: Store, store_url: str) -> AsyncIterator[Store]:
     """A second store on the same database, as another gateway process would have."""
     opened = open_store(store_url)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 
 from gateway.store import Attempt, AttemptOutcome, Store
 from gateway.store.opening import open_store
@@ -21,14 +19,6 @@ from tests.test_store import event, subscription
 
 DAY = 86400.0
 MONTH = 30 * DAY
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = open_store(store_url)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def count(url: str, table: str) -> int:
