@@ -24,7 +24,7 @@ from gateway.contract import Operation
 from gateway.forms import Spool
 from gateway.logs import bind_request_context
 from gateway.problems import PROBLEM_CONTENT_TYPE, ProblemError
-from gateway.secret_health import missing_secret, secret_unavailable, setting_of
+from gateway.secret_health import secret_unavailable, setting_of
 from gateway.state import (
     CONTRACT,
     INPUT,
@@ -39,6 +39,7 @@ from gateway.state import (
 from gateway.store import StoreUnavailable
 from gateway.tenants import Tenant
 from gateway.validation import validate_request
+from gateway.values import SecretUnavailable
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Kept unchanged when it is a sane token; anything else (too long, control characters) is replaced.
@@ -91,17 +92,6 @@ def store_unavailable() -> ProblemError:
         "the gateway's database cannot be reached; nothing was stored: retry later",
         headers={"Retry-After": str(STORE_RETRY_AFTER)},
     )
-
-
-def _caused_by_store_outage(exc: BaseException | None) -> bool:
-    """The store was unreachable, even if a plugin wrapped the error in its own."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, StoreUnavailable):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 class RequestTracker:
@@ -188,7 +178,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def _unexpected(exc: Exception, route: str, request: web.Request) -> web.Response:
-    if missing := missing_secret(exc):
+    if missing := problems.cause_of(exc, SecretUnavailable):
         # A secret gone since start (gateway.secret_health): the tenant and setting, no trace.
         tenant = request.get(TENANT) or request.app[TENANTS].get(
             request.match_info.get("tenantId", "")
@@ -202,7 +192,7 @@ def _unexpected(exc: Exception, route: str, request: web.Request) -> web.Respons
             error=str(missing),
         )
         return problem_response(secret_unavailable(tenant, setting), request)
-    if _caused_by_store_outage(exc):
+    if problems.cause_of(exc, StoreUnavailable):
         # Nothing was acknowledged: the caller (an upstream's callback too) retries later.
         log.warning("http.store_unavailable", route=route, error=str(exc))
         return problem_response(store_unavailable(), request)

@@ -7,7 +7,7 @@ place that turns it into an `application/problem+json` answer.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -114,6 +114,21 @@ def unauthorized(detail: str) -> ProblemError:
         detail,
         headers={"WWW-Authenticate": 'Bearer realm="gateway"'},
     )
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def cause_of(exc: BaseException | None, kind: type[E]) -> E | None:
+    """The `kind` error behind `exc`: itself, or one along its causes and contexts, so that it is
+    found even when a plugin wrapped it in an error of its own."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 # aiohttp raises these itself (unknown route, wrong method, body too large): same shape.

@@ -14,20 +14,8 @@ from collections.abc import Iterable
 from gateway.problems import ProblemError
 from gateway.secret_refs import secret_settings, unreadable_secrets
 from gateway.tenants import Tenant
-from gateway.values import SecretUnavailable
 
 RETRY_AFTER = 60  # seconds: an operator has to put the secret back
-
-
-def missing_secret(exc: BaseException | None) -> SecretUnavailable | None:
-    """The unreadable secret behind `exc`, even if a plugin wrapped it in an error of its own."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, SecretUnavailable):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 def setting_of(tenant: Tenant | None, ref: str) -> str | None:
