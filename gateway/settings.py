@@ -342,10 +342,8 @@ def check_config(
         backends = tenant.get("backends") if isinstance(tenant, Mapping) else None
         for name, table in backends.items() if isinstance(backends, Mapping) else ():
             where = f"tenants[{i}].backends.{name}"
-            config_type = config_types.get(name)
+            config_type = _config_type(config_types, name, where, problems)
             if config_type is None:
-                known = ", ".join(sorted(config_types)) or "none"
-                problems.append(f"{where}: no installed backend is called {name!r} ({known})")
                 continue
             config = structure_into(table, config_type, where, problems)
             if config is not None:
@@ -356,6 +354,18 @@ def check_config(
     if problems or settings is None:
         raise ConfigError(problems)
     return settings, configs
+
+
+def _config_type(
+    config_types: Mapping[str, type[Any]], name: str, where: str, problems: list[str]
+) -> type[Any] | None:
+    """The installed backend's config class for a `[tenants.backends.<name>]` table, or None
+    with the mistake added to `problems`."""
+    config_type = config_types.get(name)
+    if config_type is None:
+        known = ", ".join(sorted(config_types)) or "none"
+        problems.append(f"{where}: no installed backend is called {name!r} ({known})")
+    return config_type
 
 
 def _raw_blocked(raw: Mapping[str, Any]) -> tuple[str, ...]:
@@ -385,10 +395,8 @@ def structure_backend_configs(
     for i, tenant in enumerate(settings.tenants):
         for name, raw in tenant.backends.items():
             where = f"tenants[{i}].backends.{name}"
-            config_type = config_types.get(name)
+            config_type = _config_type(config_types, name, where, problems)
             if config_type is None:
-                known = ", ".join(sorted(config_types)) or "none"
-                problems.append(f"{where}: no installed backend is called {name!r} ({known})")
                 continue
             try:
                 configs[(tenant.id, name)] = structure_section(raw, config_type, where)
