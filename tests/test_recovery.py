@@ -236,6 +236,14 @@ async def test_the_same_recovery_request_while_one_runs_gets_it_back(
     )
     assert same["id"] == first["id"]
     assert same["status"] == "running"
+    later = iso(time.time() + 3600)  # read as now: the same request made a moment later
+    again = await ok(
+        await gateway.client.post(
+            url, json={"since": since, "until": later}, headers=gateway.auth()
+        ),
+        202,
+    )
+    assert again["id"] == first["id"]
     other = await gateway.client.post(
         url, json={"since": iso(time.time() - 60)}, headers=gateway.auth()
     )

@@ -74,11 +74,12 @@ async def recover_subscription(request: web.Request) -> web.Response:
     if started is None:  # deleted meanwhile
         raise problems.not_found(f"subscription {subscription.id} does not exist")
     recovery, created = started
-    # The same request again (`until` left out, or the same) gets the one running; another range
-    # waits for it.
-    if not created and (
-        recovery.since != since or (given.until is not None and recovery.until != until)
-    ):
+    # The same request again (`until` left out, or the same: as it was read when the running one
+    # began) gets the one running; another range waits for it.
+    same_until = given.until is None or recovery.until == min(
+        max(moment(given.until, "/until", in_body=True), 0.0), recovery.created_at
+    )
+    if not created and (recovery.since != since or not same_until):
         raise problems.ProblemError(
             409,
             "recovery-running",
