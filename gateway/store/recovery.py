@@ -157,6 +157,10 @@ class Recovering(abc.ABC):
     async def recover_step(
         self, recovery_id: str, *, owner: str, now: float, lease: float, batch: int
     ) -> Recovery | None:
+        # The range is counted once, before the first batch, by a read: a long range takes a
+        # while to count, and the writer (SQLite's one) must not wait for it.
+        total = await self._read(lambda db: _count_if_new(db, recovery_id))
+
         async def op(db: Db) -> Recovery | None:
             row = await db.row(
                 f"SELECT {rows.RECOVERY}, after_at, after_id, lease_owner FROM recoveries"
@@ -181,11 +185,8 @@ class Recovering(abc.ABC):
                 " AND created_at >= ? AND created_at < ?"
             )
             args: list[object] = [recovery.subscription_id, recovery.since, recovery.until]
-            if recovery.total is None:
-                total = await db.value(f"SELECT COUNT(*){scope} AND requeued_as IS NULL", args)
-                await db.count(
-                    "UPDATE recoveries SET total = ? WHERE id = ?", (int(total), recovery_id)
-                )
+            if recovery.total is None and total is not None:
+                await db.count("UPDATE recoveries SET total = ? WHERE id = ?", (total, recovery_id))
             if after_at is not None:
                 scope += " AND (created_at, id) > (?, ?)"
                 args += [after_at, after_id]
@@ -237,6 +238,23 @@ async def _requeue(db: Db, found: list[Any], tenant: str, subscription_id: str, 
     if marks:
         await db.many("UPDATE deliveries SET requeued_as = ? WHERE id = ?", marks)
     return len(marks)
+
+
+async def _count_if_new(db: Db, recovery_id: str) -> int | None:
+    """How many failed deliveries not yet queued again a recovery's range holds, if it has not
+    been counted yet (else None)."""
+    row = await db.row(
+        "SELECT subscription_id, since, until FROM recoveries WHERE id = ? AND total IS NULL",
+        (recovery_id,),
+    )
+    if row is None:
+        return None
+    count = await db.value(
+        "SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND status = 'failed'"
+        " AND created_at >= ? AND created_at < ? AND requeued_as IS NULL",
+        tuple(row),
+    )
+    return int(count)
 
 
 async def _finish(db: Db, recovery_id: str, now: float, status: str, reason: str | None) -> None:
