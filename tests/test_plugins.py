@@ -93,11 +93,12 @@ def _registering(*sinks: object) -> object:
 
 
 def test_hook_gateway_register_sinks_collects_each_plugin() -> None:
-    """Installed sinks come from the `gateway.sinks` entry points; one passed in is registered
-    beside them, by name with the schemes it serves."""
+    """Installed sinks come from the `gateway.sinks` entry points (the nats distribution), each
+    by name with the schemes it serves; one passed in is registered beside them."""
     host = PluginHost.build(extra=[_registering(_Declared)])
     assert host.sinks["declared"] is _Declared
-    assert host.sinks["declared"].schemes == frozenset({"declared"})
+    assert host.sinks["nats"].schemes == frozenset({"nats"})
+    assert "nats" not in PluginHost.build(blocked=["nats"]).sinks
 
 
 @pytest.mark.parametrize(
@@ -108,8 +109,8 @@ def test_hook_gateway_register_sinks_collects_each_plugin() -> None:
         ((type("Nameless", (Sink,), {}),), "lacks a name or schemes"),
         ((type("Web", (_Declared,), {"name": "web", "schemes": frozenset({"https"})}),), "http(s)"),
         (
-            (_Declared, type("Two", (_Declared,), {"name": "two"})),
-            "sinks declared and two both serve declared:",
+            (type("Nats2", (_Declared,), {"name": "nats2", "schemes": frozenset({"nats"})}),),
+            "sinks nats and nats2 both serve nats:",
         ),
     ],
 )
