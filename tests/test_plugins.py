@@ -93,12 +93,14 @@ def _registering(*sinks: object) -> object:
 
 
 def test_hook_gateway_register_sinks_collects_each_plugin() -> None:
-    """Installed sinks come from the `gateway.sinks` entry points (the nats distribution), each
-    by name with the schemes it serves; one passed in is registered beside them."""
+    """Installed sinks come from the `gateway.sinks` entry points (the nats and rabbitmq
+    distributions), each by name with the schemes it serves; one passed in is registered beside
+    them."""
     host = PluginHost.build(extra=[_registering(_Declared)])
     assert host.sinks["declared"] is _Declared
     assert host.sinks["nats"].schemes == frozenset({"nats"})
-    assert "nats" not in PluginHost.build(blocked=["nats"]).sinks
+    assert host.sinks["rabbitmq"].schemes == frozenset({"amqp", "amqps"})
+    assert "rabbitmq" not in PluginHost.build(blocked=["rabbitmq"]).sinks
 
 
 @pytest.mark.parametrize(
