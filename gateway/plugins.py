@@ -83,8 +83,9 @@ def _check_sink(sink: object, plugin: str) -> type[Sink]:
 
 def _registered(manager: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str, object]]:
     """What each plugin registers through `hook_name`, with the plugin's name, in load order."""
-    for plugin in manager.get_plugins():
-        name = manager.get_name(plugin) or repr(plugin)
+    for name, plugin in manager.list_name_plugin():
+        if plugin is None:  # a blocked name
+            continue
         registered: list[object] = []
         hook = manager.subset_hook_caller(
             hook_name, [p for p in manager.get_plugins() if p is not plugin]
