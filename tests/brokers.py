@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from aiohttp.test_utils import unused_port
@@ -176,23 +177,29 @@ class RabbitServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def nats_server() -> Iterator[NatsServer]:
-    """One NATS server with JetStream for the session (a test that restarts it starts it again)."""
-    server = NatsServer(require(NATS_SERVER, "nats-server"))
+Server = TypeVar("Server", NatsServer, RabbitServer)
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """The server started, and stopped and removed (its folder too) when the block ends."""
     try:
         server.start()
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """One NATS server with JetStream for the session (a test that restarts it starts it again)."""
+    with running(NatsServer(require(NATS_SERVER, "nats-server"))) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def rabbit_server() -> Iterator[RabbitServer]:
     """One RabbitMQ node for the session (a test that restarts it starts it again)."""
-    server = RabbitServer(require(RABBITMQ_SERVER, "rabbitmq-server"), require(EPMD, "erlang"))
-    try:
-        server.start()
+    node = RabbitServer(require(RABBITMQ_SERVER, "rabbitmq-server"), require(EPMD, "erlang"))
+    with running(node) as server:
         yield server
-    finally:
-        server.remove()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import nats
+import orjson
 import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
@@ -18,7 +19,13 @@ from gateway.state import STORE
 from tests import conftest
 from tests.brokers import NatsServer, nats_server  # noqa: F401 - the session's NATS server
 from tests.conftest import Gateway, LogLines, MakeGateway
-from tests.test_webhooks import callback, make_events_gateway, subscribe
+from tests.test_webhooks import (
+    Receiver,
+    callback,
+    make_events_gateway,
+    receiver,  # noqa: F401 - a webhook subscriber, the fixture
+    subscribe,
+)
 
 QUICK_RETRIES = [0, *[0.3] * 60]
 T = TypeVar("T")
@@ -163,6 +170,34 @@ async def _at_least(client: Client, stream: str, count: int) -> bool:
         return await stream_count(client, stream) >= count
     except (nats.errors.Error, TimeoutError):  # the broker is restarting
         return False
+
+
+async def test_a_sink_failing_long_is_disabled_and_announced_without_credentials(
+    make_gateway: MakeGateway,
+    nats_server: NatsServer,  # noqa: F811
+    jetstream: Client,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    """A sink subscription failing for longer than disable_after is disabled like a webhook; the
+    subscription.disabled event the tenant's other subscriptions get shows its URL without the
+    broker's credentials, and its reason quotes the last error."""
+    gateway = await make_events_gateway(
+        make_gateway, retry_schedule=[0, *[0.05] * 10], disable_after=0.12
+    )
+    failing = await subscribe(gateway, nats_server.url("gateway.nowhere"), ["acme.done"])
+    await subscribe(gateway, receiver.url("watcher"), ["subscription.disabled"])
+    await callback(gateway, "nats/disabled")
+
+    async def notice() -> bool:
+        return bool(receiver.bodies("watcher"))
+
+    await until(notice)
+    [delivered] = receiver.bodies("watcher")
+    data = orjson.loads(delivered["body"])["data"]
+    assert data["subscriptionId"] == failing["id"]
+    assert data["url"] == nats_server.url("gateway.nowhere", credentials=False)
+    assert "no JetStream stream captures the subject 'gateway.nowhere'" in data["reason"]
+    assert nats_server.password not in delivered["body"].decode()
 
 
 async def test_sink_urls_are_checked_at_create_time(
