@@ -111,10 +111,10 @@ clean:
 	rm -rf $(VENV) .gateway-data .mypy_cache .ruff_cache .pytest_cache build
 
 ## bench: the benchmarks (table on stdout, JSON in bench/results/)
-bench: $(STAMP) bench-tools postgres
+bench: $(STAMP) bench-tools postgres brokers
 	$(BIN)/python -m bench
 
-bench-smoke: $(STAMP) bench-tools postgres
+bench-smoke: $(STAMP) bench-tools postgres brokers
 	$(BIN)/python -m bench --smoke
 
 # wrk (the load generator), nginx (an upstream that is not the bottleneck) and valgrind (counts
