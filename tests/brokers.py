@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pytest
 from aiohttp.test_utils import unused_port
@@ -177,7 +177,13 @@ class RabbitServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-Server = TypeVar("Server", NatsServer, RabbitServer)
+class Startable(Protocol):
+    def start(self) -> None: ...
+
+    def remove(self) -> None: ...
+
+
+Server = TypeVar("Server", bound=Startable)
 
 
 @contextlib.contextmanager
