@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: constraints run test lint format clean bench bench-smoke bench-tools postgres client chromium schemathesis
+.PHONY: constraints run test lint format clean bench bench-smoke bench-tools postgres brokers client chromium schemathesis
 .PHONY: new-backend-check node-tools contract-tools
 
 # Every plugin distribution under plugins/ (a folder with a pyproject.toml) is installed, and its
@@ -31,8 +31,8 @@ constraints: $(STAMP)
 run: $(STAMP)
 	$(BIN)/gateway serve --sandbox $(if $(PORT),--port $(PORT))
 
-## test: the whole test suite (its PostgreSQL tests start servers of their own)
-test: $(STAMP) postgres chromium
+## test: the whole test suite (its PostgreSQL, NATS and RabbitMQ tests start servers of their own)
+test: $(STAMP) postgres brokers chromium
 	$(BIN)/python -m pytest
 
 ## postgres: Debian's PostgreSQL server binaries, installed when missing (as root; else say so)
@@ -42,6 +42,16 @@ postgres:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	else \
 		echo "PostgreSQL is not installed (apt-get install postgresql): its tests fail in CI, skip here"; \
+	fi
+
+## brokers: Debian's NATS server (JetStream) and RabbitMQ server, which the sink plugins' tests
+## start private instances of (tests/brokers.py), installed when missing (as root; else say so)
+brokers:
+	@command -v nats-server >/dev/null && test -x /usr/lib/rabbitmq/bin/rabbitmq-server || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server rabbitmq-server; \
+	else \
+		echo "nats-server or rabbitmq-server is not installed (apt-get install nats-server rabbitmq-server): the sink tests fail in CI, skip here"; \
 	fi
 
 ## chromium: Debian's Chromium, which tests/test_docs.py runs headless (as root; else say so)
@@ -101,10 +111,10 @@ clean:
 	rm -rf $(VENV) .gateway-data .mypy_cache .ruff_cache .pytest_cache build
 
 ## bench: the benchmarks (table on stdout, JSON in bench/results/)
-bench: $(STAMP) bench-tools postgres
+bench: $(STAMP) bench-tools postgres brokers
 	$(BIN)/python -m bench
 
-bench-smoke: $(STAMP) bench-tools postgres
+bench-smoke: $(STAMP) bench-tools postgres brokers
 	$(BIN)/python -m bench --smoke
 
 # wrk (the load generator), nginx (an upstream that is not the bottleneck) and valgrind (counts

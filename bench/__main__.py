@@ -16,13 +16,30 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, fanout_postgres, instructions, proxy, scaling, store_scale, uploads
+from bench import (
+    fanout,
+    fanout_postgres,
+    fanout_sink,
+    instructions,
+    proxy,
+    scaling,
+    store_scale,
+    uploads,
+)
+
+
+async def fanout_with_sink(workdir: Path, *, smoke: bool) -> dict[str, Any]:
+    """`fanout`'s HTTP figures, then its sink case (NATS JetStream) in a gateway of its own."""
+    results = await fanout.run(workdir, smoke=smoke)
+    results.update(await fanout_sink.run(workdir, smoke=smoke))
+    return results
+
 
 BENCHES = {
     "proxy": proxy.run,
     "proxy-instructions": instructions.run,
     "uploads": uploads.run,
-    "fanout": fanout.run,
+    "fanout": fanout_with_sink,
     "fanout-postgres": fanout_postgres.run,
     "scaling": scaling.run,
     "store-scale": store_scale.run,

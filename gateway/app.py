@@ -23,6 +23,7 @@ from gateway.middleware import MB, MIDDLEWARES
 from gateway.owners import Owners
 from gateway.payloads import SubscriptionDisabledData
 from gateway.plugins import PluginHost
+from gateway.redaction import shown_url
 from gateway.routes import add_routes
 from gateway.settings import Settings, StoreSettings, structure_backend_configs
 from gateway.state import (
@@ -62,7 +63,7 @@ def create_app(
     metrics = Metrics()
 
     async def announce_disabled(subscription: Subscription, reason: str) -> None:
-        disabled = SubscriptionDisabledData(subscription.id, subscription.url, reason)
+        disabled = SubscriptionDisabledData(subscription.id, shown_url(subscription.url), reason)
         data = wire.unstructure(disabled)
         event = Event.new(SUBSCRIPTION_DISABLED, data, tenant=subscription.tenant, backend=None)
         await plugins.publish_event(event)
@@ -105,6 +106,7 @@ def create_app(
     app.cleanup_ctx.append(_purger)
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(_callbacks)
+    app.cleanup_ctx.append(_sinks)
     app.cleanup_ctx.append(_webhooks)
     app.cleanup_ctx.append(_recoveries)
     add_routes(app, app[CONTRACT])
@@ -202,6 +204,18 @@ async def _callbacks(app: web.Application) -> AsyncIterator[None]:
     registrar.start()
     yield
     await registrar.stop()
+
+
+async def _sinks(app: web.Application) -> AsyncIterator[None]:
+    """Each installed sink, built once for the app and handed to the delivery worker; closed
+    after the worker has stopped (its attempts under way finished first)."""
+    transports = app[EVENTS].transports
+    built = [sink_type(transports.sink_context()) for sink_type in app[PLUGINS].sinks.values()]
+    for sink in built:
+        transports.add_sink(sink)
+    yield
+    for sink in built:
+        await sink.aclose()
 
 
 async def _webhooks(app: web.Application) -> AsyncIterator[None]:

@@ -1,7 +1,8 @@
 """The hooks: discovery and broadcast only. A backend's own work is its object's methods.
 
-A plugin is registered under the entry point group `gateway.backends` (or passed to
-`create_app(..., extra_plugins=...)`) and implements these hooks with `gateway.plugin_api.hookimpl`.
+A plugin is registered under the entry point group `gateway.backends` or `gateway.sinks` (or
+passed to `create_app(..., extra_plugins=...)`) and implements these hooks with
+`gateway.plugin_api.hookimpl`.
 Hooks are called with keyword arguments only; an implementation may return a value or an
 awaitable of it, and the core awaits it.
 """
@@ -15,6 +16,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from gateway.backend import Backend, Sandbox
+    from gateway.sink import Sink
     from gateway.values import Event
 
 _spec = pluggy.HookspecMarker("gateway")
@@ -27,6 +29,16 @@ def gateway_register_backends(register: Callable[[type[Backend[Any]]], None]) ->
     Fires once per app, when the plugins are loaded. The core reads the class's declaration
     (name, capabilities, config class) at once and builds one instance per app at start-up. Two
     backends of one name stop the start-up with an error.
+    """
+
+
+@_spec
+def gateway_register_sinks(register: Callable[[type[Sink]], None]) -> None:
+    """Register the sinks this plugin provides: `register(MySink)`, a `Sink` subclass.
+
+    Fires once per app, when the plugins are loaded. The core reads the class's declaration (name,
+    URL schemes) at once and builds one instance per app at start-up. Two sinks of one name, or
+    serving one scheme, stop the start-up with an error.
     """
 
 

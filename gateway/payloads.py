@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from gateway import store, values
+from gateway.redaction import shown_url
 from gateway.wire import omit_if_none
 
 # --- operations ----------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ class SubscriptionWithSecret(Subscription):
 def _subscription_fields(s: store.Subscription) -> dict[str, Any]:
     return {
         "id": s.id,
-        "url": s.url,
+        "url": shown_url(s.url),
         "event_types": s.event_types,
         "description": s.description,
         "enabled": s.enabled,

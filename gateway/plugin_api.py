@@ -1,11 +1,13 @@
-"""The plugin API: everything a backend plugin may use of the core, and nothing else.
+"""The plugin API: everything a backend or sink plugin may use of the core, and nothing else.
 
-A backend plugin imports from this module only, its tests included (a test holds every plugin to
-it), so `__all__` below is the whole contract with third-party backends and a change to it is a
-change to that contract. It gathers, from the modules that define them:
+A backend or sink plugin imports from this module only, its tests included (a test holds every
+plugin to it), so `__all__` below is the whole contract with third-party plugins and a change to
+it is a change to that contract. It gathers, from the modules that define them:
 
 - the backend object and what the core hands it (`gateway.backend`): `Backend`, `OperationCall`,
   `CallbackCall`, `CallbackRegistration`, `Sandbox`, `hookimpl`, ...;
+- the sink object and what the core hands it (`gateway.sink`): `Sink`, `SinkContext`,
+  `SendOutcome`, and the `ConnectionPool` a sink keeps its broker connections in;
 - values and errors: `Reply`, `Credentials`, `Secret`, `Event`, `ProblemError` and its helpers;
   replies' and events' bodies may be frozen attrs values, written in camelCase by the one
   converter (`gateway.wire`), `omit_if_none()` marking a field left out while None
@@ -66,6 +68,7 @@ from gateway.sandbox_kit import (
     switch_knob,
     update_faults,
 )
+from gateway.sink import ConnectionPool, SendOutcome, Sink, SinkContext
 from gateway.store import ResourceRecord
 from gateway.testing import (
     ContractCheck,
@@ -103,6 +106,7 @@ __all__ = [
     "BoundUpstream",
     "CallbackCall",
     "CallbackRegistration",
+    "ConnectionPool",
     "ContractCheck",
     "Credentials",
     "CredentialsRequest",
@@ -124,7 +128,10 @@ __all__ = [
     "SandboxGateway",
     "SandboxProblem",
     "Secret",
+    "SendOutcome",
     "SimulatorState",
+    "Sink",
+    "SinkContext",
     "StartGateway",
     "TtlCache",
     "UploadedFile",

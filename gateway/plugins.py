@@ -1,16 +1,16 @@
 """The plugin manager, built per app: which backends are installed, and the broadcast hooks.
 
 Load order is deterministic (as tox does it): blocked names from the configuration, the core's own
-plugins, the `gateway.backends` entry points, the `extra_plugins` given to `create_app`, then
-`check_pending()` so that a misspelled hook fails at start-up instead of being silently ignored.
-Backends are registered as classes (`gateway_register_backends`); the app builds one of each
-(`app._backends`).
+plugins, the `gateway.backends` then `gateway.sinks` entry points, the `extra_plugins` given to
+`create_app`, then `check_pending()` so that a misspelled hook fails at start-up instead of being
+silently ignored. Backends and sinks are registered as classes (`gateway_register_backends`,
+`gateway_register_sinks`); the app builds one of each (`app._backends`, `app._sinks`).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import pluggy
@@ -20,9 +20,12 @@ from gateway import hookspecs
 from gateway.backend import Backend, Sandbox
 from gateway.contract import Contract, ContractError
 from gateway.fragments import merged_contract
+from gateway.sink import Sink
 from gateway.values import Event
 
 ENTRY_POINT_GROUP = "gateway.backends"
+SINK_ENTRY_POINT_GROUP = "gateway.sinks"
+HTTP_SCHEMES = frozenset({"http", "https"})  # the core's own transport
 PROJECT = "gateway"
 T = TypeVar("T")
 
@@ -51,6 +54,7 @@ def build_plugin_manager(
     for plugin in core:
         manager.register(plugin, name=f"gateway.core.{type(plugin).__name__}")
     manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    manager.load_setuptools_entrypoints(SINK_ENTRY_POINT_GROUP)
     for plugin in extra:
         manager.register(plugin)
     manager.check_pending()
@@ -66,24 +70,55 @@ def _check_declaration(backend: object, plugin: str) -> BackendType:
     return backend
 
 
+def _check_sink(sink: object, plugin: str) -> type[Sink]:
+    if not (inspect.isclass(sink) and issubclass(sink, Sink)):
+        raise PluginError(f"plugin {plugin} registered {sink!r}, not a Sink subclass")
+    schemes = getattr(sink, "schemes", None)
+    if not hasattr(sink, "name") or not isinstance(schemes, frozenset) or not schemes:
+        raise PluginError(f"sink {sink.__name__} of plugin {plugin} lacks a name or schemes")
+    if schemes & HTTP_SCHEMES:
+        raise PluginError(f"sink {sink.name} of plugin {plugin} claims http(s), the core's own")
+    return sink
+
+
+def _registered(manager: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str, object]]:
+    """What each plugin registers through `hook_name`, with the plugin's name, in load order."""
+    for name, plugin in manager.list_name_plugin():
+        if plugin is None:  # a blocked name
+            continue
+        registered: list[object] = []
+        hook = manager.subset_hook_caller(
+            hook_name, [p for p in manager.get_plugins() if p is not plugin]
+        )
+        hook(register=registered.append)
+        yield from ((name, item) for item in registered)
+
+
 class PluginHost:
-    """The installed backends' classes, by name, and typed access to the broadcast hooks."""
+    """The installed backends' and sinks' classes, by name, and typed access to the broadcast
+    hooks."""
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
         self.backends: dict[str, BackendType] = {}
-        for plugin in manager.get_plugins():
-            name = manager.get_name(plugin) or repr(plugin)
-            registered: list[object] = []
-            hook = manager.subset_hook_caller(
-                "gateway_register_backends", [p for p in manager.get_plugins() if p is not plugin]
-            )
-            hook(register=registered.append)
-            for backend in registered:
-                checked = _check_declaration(backend, name)
-                if checked.name in self.backends:
-                    raise PluginError(f"two plugins register the backend {checked.name!r}")
-                self.backends[checked.name] = checked
+        for name, backend in _registered(manager, "gateway_register_backends"):
+            checked = _check_declaration(backend, name)
+            if checked.name in self.backends:
+                raise PluginError(f"two plugins register the backend {checked.name!r}")
+            self.backends[checked.name] = checked
+        self.sinks: dict[str, type[Sink]] = {}
+        served: dict[str, str] = {}  # scheme: sink name
+        for name, sink in _registered(manager, "gateway_register_sinks"):
+            checked_sink = _check_sink(sink, name)
+            if checked_sink.name in self.sinks:
+                raise PluginError(f"two plugins register the sink {checked_sink.name!r}")
+            for scheme in sorted(checked_sink.schemes):
+                if scheme in served:
+                    raise PluginError(
+                        f"sinks {served[scheme]} and {checked_sink.name} both serve {scheme}:"
+                    )
+                served[scheme] = checked_sink.name
+            self.sinks[checked_sink.name] = checked_sink
 
     @classmethod
     def build(

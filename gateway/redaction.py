@@ -22,6 +22,7 @@ __all__ = [
     "SecretRegistry",
     "redact_credentials",
     "redact_url",
+    "shown_url",
     "strip_url_queries",
 ]
 
@@ -160,6 +161,18 @@ def redact_url(url: str | URL, secrets: Iterable[str] | SecretRegistry = ()) -> 
         out += "#" + quote(fragment, safe=_QUERY_SAFE + "?")
     # A secret may also sit in the user name, or in an encoded form the decoding above missed.
     return scrub(out)
+
+
+def shown_url(url: str) -> str:
+    """A subscription's URL as its owner is shown it (API answers, events): a broker URL's user
+    name and password are left out whole. A URL without credentials (every webhook's) is shown
+    as it is; a log line is `redact_url(shown_url(url))`."""
+    if "@" not in url:
+        return url
+    parsed = URL(url)
+    if parsed.raw_user is None and parsed.raw_password is None:
+        return url
+    return str(parsed.with_user(None))
 
 
 _URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]*)\?[^\s\"'<>]*")

@@ -24,6 +24,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import unused_port
 
+from tests.brokers import running
+
 SERVER_USER = "postgres"
 
 
@@ -125,14 +127,9 @@ def require_binaries() -> Path:
     return found
 
 
-@contextlib.contextmanager
-def running_server() -> Iterator[PostgresServer]:
-    server = PostgresServer(require_binaries())
-    try:
-        server.start()
-        yield server
-    finally:
-        server.remove()
+def running_server() -> contextlib.AbstractContextManager[PostgresServer]:
+    """A server started, and removed when the block ends."""
+    return running(PostgresServer(require_binaries()))
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
-"""The tree's boundaries: plugins reach the core through the plugin API alone, and no module
-imports itself back through others (an import circle)."""
+"""The tree's boundaries: plugins (backends and sinks) reach the core through the plugin API alone,
+and no module imports itself back through others (an import circle)."""
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_API = "gateway.plugin_api"
-# What backends are made of: every plugin distribution and its tests, and the test backend.
+# What plugins are made of: every plugin distribution (backends and sinks) and its tests, and the
+# test backend.
 PLUGIN_FILES = sorted(
     [
         *ROOT.glob("plugins/*/gateway_*/**/*.py"),
@@ -43,6 +45,24 @@ def test_plugins_import_the_core_only_through_the_plugin_api(path: Path) -> None
         and not (name == PLUGIN_API or name.startswith(PLUGIN_API + "."))
     ]
     assert not wrong, wrong
+
+
+PLUGIN_GROUPS = ("gateway.backends", "gateway.sinks")
+
+
+@pytest.mark.parametrize(
+    "pyproject", sorted(ROOT.glob("plugins/*/pyproject.toml")), ids=lambda p: p.parent.name
+)
+def test_every_plugin_entry_point_is_held_to_the_plugin_api(pyproject: Path) -> None:
+    """Each distribution's backends and sinks are in a `gateway_*` package of its own folder, so
+    the test above reads every file of them: a sink is held to the plugin API as a backend is."""
+    entry_points = tomllib.loads(pyproject.read_text())["project"]["entry-points"]
+    modules = [m for group in PLUGIN_GROUPS for m in entry_points.get(group, {}).values()]
+    assert modules, f"{pyproject} registers no backend and no sink"
+    for module in modules:
+        package = module.split(".")[0]
+        assert package.startswith("gateway_"), module
+        assert (pyproject.parent / package / "__init__.py") in PLUGIN_FILES, module
 
 
 def _module_name(path: Path, base: Path) -> str:

@@ -15,7 +15,7 @@ from yarl import URL
 
 from gateway import hookspecs
 from gateway.app import create_app
-from gateway.plugin_api import Backend, CredentialsRequest, Event, hookimpl
+from gateway.plugin_api import Backend, CredentialsRequest, Event, SendOutcome, Sink, hookimpl
 from gateway.plugins import PluginError, PluginHost
 from gateway.settings import load_settings
 from gateway.state import BACKENDS, STORE, TENANTS
@@ -70,6 +70,57 @@ def test_hook_gateway_register_backends_collects_each_plugin() -> None:
     assert {"pictofit", "artifi", "acme"} <= set(host.backends)
     assert host.backends["acme"] is AcmeBackend
     assert host.config_types["acme"] is AcmeConfig
+
+
+class _Declared(Sink):
+    """A sink declaration for the loader's checks; it is never built."""
+
+    name = "declared"
+    schemes = frozenset({"declared"})
+
+    async def send(self, target: URL, event_id: str, body: bytes, headers: Any) -> SendOutcome:
+        raise AssertionError("never built")
+
+
+def _registering(*sinks: object) -> object:
+    class Plugin:
+        @hookimpl
+        def gateway_register_sinks(self, register: Any) -> None:
+            for sink in sinks:
+                register(sink)
+
+    return Plugin()
+
+
+def test_hook_gateway_register_sinks_collects_each_plugin() -> None:
+    """Installed sinks come from the `gateway.sinks` entry points (the nats and rabbitmq
+    distributions), each by name with the schemes it serves; one passed in is registered beside
+    them."""
+    host = PluginHost.build(extra=[_registering(_Declared)])
+    assert host.sinks["declared"] is _Declared
+    assert host.sinks["nats"].schemes == frozenset({"nats"})
+    assert host.sinks["rabbitmq"].schemes == frozenset({"amqp", "amqps"})
+    assert "rabbitmq" not in PluginHost.build(blocked=["rabbitmq"]).sinks
+
+
+@pytest.mark.parametrize(
+    ("sinks", "message"),
+    [
+        ((_Declared, _Declared), "two plugins register the sink 'declared'"),
+        ((object,), "not a Sink subclass"),
+        ((type("Nameless", (Sink,), {}),), "lacks a name or schemes"),
+        ((type("Web", (_Declared,), {"name": "web", "schemes": frozenset({"https"})}),), "http(s)"),
+        (
+            (type("Nats2", (_Declared,), {"name": "nats2", "schemes": frozenset({"nats"})}),),
+            "sinks nats and nats2 both serve nats:",
+        ),
+    ],
+)
+def test_sink_declarations_are_checked_at_start(sinks: tuple[object, ...], message: str) -> None:
+    """A sink that is no Sink, lacks its declaration, claims the core's http(s), or serves a
+    scheme another sink serves stops the start-up, saying which."""
+    with pytest.raises(PluginError, match=re.escape(message)):
+        PluginHost.build(extra=[_registering(*sinks)])
 
 
 def test_blocked_plugins_are_not_loaded() -> None:

@@ -39,12 +39,19 @@ def _check_types(request: web.Request, types: list[str]) -> tuple[str, ...]:
 
 
 async def _check_url(request: web.Request, url: str) -> str:
+    worker = request.app[EVENTS]
     try:
-        return await request.app[EVENTS].targets.check_now(url)
+        checked = await worker.targets.check_now(url)
+        worker.transports.check_url(checked)  # a sink's own rules (a subject, an exchange ...)
     except TargetNotAllowed as exc:
         raise problems.invalid_input(
             f"the subscription URL is not allowed: {exc}", [FieldError("/url", str(exc))]
         ) from None
+    except ValueError as exc:
+        raise problems.invalid_input(
+            f"the subscription URL is not valid: {exc}", [FieldError("/url", str(exc))]
+        ) from None
+    return checked
 
 
 async def subscription_of(request: web.Request) -> Subscription:

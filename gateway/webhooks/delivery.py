@@ -3,7 +3,8 @@
 Every event is committed with one delivery row per matching subscription before anyone is told it
 was received. Workers lease due deliveries from the store (so a process killed at any moment loses
 nothing: its leases run out and another worker, or the restarted process, sends them again), send
-them signed with Standard Webhooks headers, and write the outcomes back in batches. Concurrency is
+them signed with Standard Webhooks headers (over HTTP, or to a message broker through an installed
+sink: `gateway.webhooks.transports`), and write the outcomes back in batches. Concurrency is
 bounded per process, per tenant and per subscription, so one slow or dead subscriber, or one
 tenant's, never holds up the others; where a delivery may go is checked at every attempt
 (`gateway.webhooks.targets`).
@@ -28,9 +29,11 @@ import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway import __version__, payloads, wire
-from gateway.redaction import redact_url
+from gateway import payloads, wire
+from gateway.logs import SECRETS
+from gateway.redaction import redact_url, shown_url
 from gateway.settings import EventsSettings
+from gateway.sink import SendOutcome
 from gateway.store import (
     Attempt,
     AttemptOutcome,
@@ -42,11 +45,10 @@ from gateway.store import (
 from gateway.values import Event
 from gateway.webhooks import signing
 from gateway.webhooks.targets import TargetNotAllowed, TargetPolicy
+from gateway.webhooks.transports import Transports
 
 log = structlog.get_logger("gateway.webhooks")
 
-EXCERPT_BYTES = 256
-RETRY_AFTER_STATUSES = frozenset({429, 502, 504})
 RECORD_RETRY = 0.5  # seconds between tries to record outcomes while the store is unavailable
 # Outcome labels of the attempts metric.
 SUCCEEDED, RETRYING, FAILED, DISABLED = "succeeded", "retrying", "failed", "disabled"
@@ -106,26 +108,17 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[AttemptOutcome] = []
         self._have_outcomes = asyncio.Event()
-        self._session: aiohttp.ClientSession | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._rng = random.Random()
         self.targets = TargetPolicy(settings.allowed_targets, resolver)
+        self.transports = Transports(settings, self.targets)
 
     def wake(self) -> None:
         """New deliveries were committed: look now rather than at the next poll."""
         self._wake.set()
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            # Names resolve through the policy at every new connection, never from a cache of
-            # the connector's: the connection goes to addresses checked then.
-            connector=aiohttp.TCPConnector(
-                limit=self.settings.concurrency, resolver=self.targets, use_dns_cache=False
-            ),
-            timeout=aiohttp.ClientTimeout(total=self.settings.attempt_timeout),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": f"integration-gateway/{__version__} (webhooks)"},
-        )
+        self.transports.http.start()
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="webhooks-claim"),
             asyncio.create_task(self._record_loop(), name="webhooks-record"),
@@ -144,8 +137,7 @@ class DeliveryWorker:
         self._loops[1].cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self._flush()  # unfinished ones keep their lease and go out again after it
-        if self._session is not None:
-            await self._session.close()
+        await self.transports.close()
         await self.targets.close()
 
     # -- claiming -------------------------------------------------------------------------------
@@ -243,7 +235,6 @@ class DeliveryWorker:
                     del counter[key]
 
     async def _attempt(self, item: ClaimedDelivery) -> None:
-        assert self._session is not None
         delivery, event, subscription = item.delivery, item.event, item.subscription
         number = delivery.attempts + 1
         body = event_payload(event)
@@ -251,35 +242,24 @@ class DeliveryWorker:
         headers = signing.headers(subscription.signing_secrets(now), event.id, int(now), body)
         headers["Content-Type"] = "application/json"
         started = time.perf_counter()
-        status: int | None = None
-        excerpt: str | None = None
-        error: str | None = None
-        retry_after: float | None = None
         try:
             self.targets.check(subscription.url)  # the list may have been narrowed since
-            async with self._session.post(
-                subscription.url, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                status = response.status
-                excerpt = (await response.content.read(EXCERPT_BYTES)).decode(errors="replace")
-                retry_after = wire.retry_after_seconds(response.headers.get("Retry-After"))
+            sent = await self.transports.send(subscription.url, body, headers)
         except TimeoutError:
-            error = f"timed out after {self.settings.attempt_timeout} s"
-        except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
+            sent = SendOutcome.failed(f"timed out after {self.settings.attempt_timeout} s")
         except TargetNotAllowed as exc:  # by the URL's host, or by what its name resolved to
-            error = f"refused by [events] allowed_targets: {exc}"[:300]
+            sent = SendOutcome.failed(f"refused by [events] allowed_targets: {exc}"[:300])
         except Exception as exc:
             # Whatever else went wrong still ends as a recorded attempt: an exception leaving
             # here would leave the delivery leased, unrecorded, and resent every lease forever.
             log.exception("webhook.attempt_error", delivery=delivery.id, event_id=event.id)
-            error = f"{type(exc).__name__}: {exc}"[:300]
+            sent = SendOutcome.failed(f"{type(exc).__name__}: {exc}"[:300])
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        ok = status is not None and 200 <= status < 300
-        if status is not None and not ok:
-            error = f"HTTP {status}"
-        attempt = Attempt(number, _iso(now), status, duration_ms, error, excerpt or None)
-        outcome, next_at = self._next(number, status, retry_after, ok)
+        ok, status = sent.ok, sent.status
+        # A broker's error may quote its URL: its credentials are secrets.
+        error = None if sent.error is None else SECRETS.scrub(sent.error)
+        attempt = Attempt(number, _iso(now), status, duration_ms, error, sent.excerpt)
+        outcome, next_at = self._next(number, status, sent.retry_after, ok)
         self._record(
             AttemptOutcome(
                 delivery_id=delivery.id,
@@ -305,7 +285,7 @@ class DeliveryWorker:
             delivery=delivery.id,
             event_id=event.id,
             event_type=event.type,
-            url=redact_url(subscription.url),
+            url=redact_url(shown_url(subscription.url)),
             attempt=number,
             status=status,
             duration_ms=duration_ms,
@@ -327,7 +307,7 @@ class DeliveryWorker:
             return "failed", None
         jitter = self.settings.jitter
         delay = schedule[number] * self._rng.uniform(1 - jitter, 1 + jitter)
-        if status in RETRY_AFTER_STATUSES and retry_after is not None:
+        if retry_after is not None:  # asked for by a 429, 502 or 504, or by a sink
             delay = max(delay, min(retry_after, self.settings.retry_after_cap))
         return "pending", time.time() + delay
 

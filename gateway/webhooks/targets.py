@@ -1,4 +1,5 @@
-"""Where webhooks may go: http(s) URLs whose host is allowed by `[events] allowed_targets`.
+"""Where webhooks may go: http(s) URLs, or URLs of an installed sink (`gateway.sink`: `nats://`,
+`amqp://` ...), whose host is allowed by `[events] allowed_targets`.
 
 The policy is checked when a subscription is created or changed, and again at every attempt (the
 list may have been narrowed since, and a name may resolve elsewhere by now):
@@ -47,6 +48,7 @@ ALWAYS_REFUSED: tuple[tuple[Network, str], ...] = tuple(
     )
 )
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+HTTP_SCHEMES = frozenset({"http", "https"})
 RESOLVE_TIMEOUT = 5.0  # a lookup when a subscription is made: slower, and it is left to the sends
 
 
@@ -76,6 +78,7 @@ class AllowedTargets:
     """Entries are CIDR ranges (`10.0.0.0/8`), exact host names, or `*.suffix` wildcards."""
 
     def __init__(self, entries: Sequence[str]) -> None:
+        self.sink_schemes: frozenset[str] = frozenset()
         self.networks: list[Network] = []
         self.hosts: set[str] = set()
         self.suffixes: list[str] = []
@@ -99,9 +102,14 @@ class AllowedTargets:
             parsed = URL(url)
         except ValueError:
             raise TargetNotAllowed("not a valid URL") from None
-        if parsed.scheme not in {"http", "https"} or not parsed.host:
-            raise TargetNotAllowed("must be an absolute http or https URL")
-        if parsed.user or parsed.password:
+        if parsed.scheme not in HTTP_SCHEMES | self.sink_schemes or not parsed.host:
+            served = ", ".join(sorted(self.sink_schemes))
+            raise TargetNotAllowed(
+                "must be an absolute http or https URL"
+                + (f", or one of an installed sink ({served})" if served else "")
+            )
+        # A broker's credentials belong in its URL (they are kept secret); a webhook's never do.
+        if parsed.scheme in HTTP_SCHEMES and (parsed.user or parsed.password):
             raise TargetNotAllowed("must not carry credentials")
         host = parsed.host.lower().rstrip(".")
         try:
@@ -139,6 +147,11 @@ class TargetPolicy(AbstractResolver):
         self.allowed = AllowedTargets(entries)
         self._resolver = resolver
         self._owned = resolver is None
+
+    def serve(self, schemes: frozenset[str]) -> None:
+        """Accept URLs of these schemes too (the installed sinks'), as of now."""
+        self.allowed.sink_schemes = frozenset(schemes)
+        self.allowed.check.cache_clear()
 
     def check(self, url: str) -> str:
         """The URL normalised, or TargetNotAllowed: is its host allowed, and a literal's address?

@@ -1,0 +1,1 @@
+"""Delivering the gateway's events to NATS JetStream: `nats://host:port/subject` subscriptions."""

@@ -1,0 +1,2 @@
+"""Delivering the gateway's events to RabbitMQ: `amqp://host:port/exchange/routing-key`
+subscriptions."""
