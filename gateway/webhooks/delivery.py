@@ -23,6 +23,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import aiohttp
 import structlog
@@ -50,6 +51,19 @@ RETRY_AFTER_STATUSES = frozenset({429, 502, 504})
 RECORD_RETRY = 0.5  # seconds between tries to record outcomes while the store is unavailable
 # Outcome labels of the attempts metric.
 SUCCEEDED, RETRYING, FAILED, DISABLED = "succeeded", "retrying", "failed", "disabled"
+
+Sent = tuple[int | None, str | None, str | None, float | None]
+"""An attempt's (status, response excerpt, error, Retry-After seconds)."""
+Send = Callable[[ClaimedDelivery, bytes, dict[str, str]], Awaitable[Sent]]
+
+
+class DeliveryAttemptTracer(Protocol):
+    """Runs an attempt's `send` in a span of its own (`gateway.telemetry.clients`)."""
+
+    async def attempt(
+        self, item: ClaimedDelivery, number: int, body: bytes, headers: dict[str, str], send: Send
+    ) -> Sent: ...
+
 
 DisabledCallback = Callable[[Subscription, str], Awaitable[None]]
 
@@ -110,6 +124,8 @@ class DeliveryWorker:
         self._loops: list[asyncio.Task[None]] = []
         self._rng = random.Random()
         self.targets = TargetPolicy(settings.allowed_targets, resolver)
+        # A span per attempt when the app traces ([telemetry]): gateway.telemetry.clients.
+        self.tracer: DeliveryAttemptTracer | None = None
 
     def wake(self) -> None:
         """New deliveries were committed: look now rather than at the next poll."""
@@ -243,7 +259,6 @@ class DeliveryWorker:
                     del counter[key]
 
     async def _attempt(self, item: ClaimedDelivery) -> None:
-        assert self._session is not None
         delivery, event, subscription = item.delivery, item.event, item.subscription
         number = delivery.attempts + 1
         body = event_payload(event)
@@ -251,29 +266,11 @@ class DeliveryWorker:
         headers = signing.headers(subscription.signing_secrets(now), event.id, int(now), body)
         headers["Content-Type"] = "application/json"
         started = time.perf_counter()
-        status: int | None = None
-        excerpt: str | None = None
-        error: str | None = None
-        retry_after: float | None = None
-        try:
-            self.targets.check(subscription.url)  # the list may have been narrowed since
-            async with self._session.post(
-                subscription.url, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                status = response.status
-                excerpt = (await response.content.read(EXCERPT_BYTES)).decode(errors="replace")
-                retry_after = wire.retry_after_seconds(response.headers.get("Retry-After"))
-        except TimeoutError:
-            error = f"timed out after {self.settings.attempt_timeout} s"
-        except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
-        except TargetNotAllowed as exc:  # by the URL's host, or by what its name resolved to
-            error = f"refused by [events] allowed_targets: {exc}"[:300]
-        except Exception as exc:
-            # Whatever else went wrong still ends as a recorded attempt: an exception leaving
-            # here would leave the delivery leased, unrecorded, and resent every lease forever.
-            log.exception("webhook.attempt_error", delivery=delivery.id, event_id=event.id)
-            error = f"{type(exc).__name__}: {exc}"[:300]
+        if self.tracer is None:
+            sent = await self._send(item, body, headers)
+        else:
+            sent = await self.tracer.attempt(item, number, body, headers, self._send)
+        status, excerpt, error, retry_after = sent
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         ok = status is not None and 200 <= status < 300
         if status is not None and not ok:
@@ -316,6 +313,37 @@ class DeliveryWorker:
             disabled = await self.store.disable_subscription(subscription.id, disable_reason)
             if disabled is not None:
                 await self.on_disabled(disabled, disable_reason)
+
+    async def _send(self, item: ClaimedDelivery, body: bytes, headers: dict[str, str]) -> Sent:
+        """POST the signed event: (status, excerpt, error, retry_after); never raises."""
+        assert self._session is not None
+        url = item.subscription.url
+        status: int | None = None
+        excerpt: str | None = None
+        error: str | None = None
+        retry_after: float | None = None
+        try:
+            self.targets.check(url)  # the list may have been narrowed since
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                status = response.status
+                excerpt = (await response.content.read(EXCERPT_BYTES)).decode(errors="replace")
+                retry_after = wire.retry_after_seconds(response.headers.get("Retry-After"))
+        except TimeoutError:
+            error = f"timed out after {self.settings.attempt_timeout} s"
+        except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        except TargetNotAllowed as exc:  # by the URL's host, or by what its name resolved to
+            error = f"refused by [events] allowed_targets: {exc}"[:300]
+        except Exception as exc:
+            # Whatever else went wrong still ends as a recorded attempt: an exception leaving
+            # here would leave the delivery leased, unrecorded, and resent every lease forever.
+            log.exception(
+                "webhook.attempt_error", delivery=item.delivery.id, event_id=item.event.id
+            )
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        return status, excerpt, error, retry_after
 
     def _next(
         self, number: int, status: int | None, retry_after: float | None, ok: bool
