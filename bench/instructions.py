@@ -6,11 +6,13 @@ instructions are the same to a fraction of a percent, so this is the figure to c
 with. Each process runs once with `FEW` and once with `MANY` sequential requests; the difference,
 divided by the extra requests, leaves out start-up and shut-down. The ratio is the share of the
 floor's requests per second the gateway would keep if both were bound by the same CPU, instruction
-for instruction (cache misses and system calls are not counted).
+for instruction (cache misses and system calls are not counted). With `BENCH_TELEMETRY=1` the
+gateway traces every request ([telemetry], its spans exported to nginx): what tracing costs.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -21,6 +23,7 @@ import aiohttp
 from bench import proxy
 from bench.common import nginx, process
 
+TELEMETRY_ENV = "BENCH_TELEMETRY"  # set (=1): the gateway runs with [telemetry] on
 _TOTALS = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
 
 
@@ -71,12 +74,18 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
     if not (shutil.which("valgrind") and shutil.which("nginx")):
         raise RuntimeError("this benchmark needs valgrind and nginx: run `make bench`")
     few, many = (10, 30) if smoke else (100, 300)
+    traced = bool(os.environ.get(TELEMETRY_ENV))
     path = f"/products/{proxy.PRODUCT}/configurations"
     per_request: dict[str, float] = {}
     async with nginx(workdir, proxy.LOCATIONS) as upstream_port:
         upstream = f"http://127.0.0.1:{upstream_port}"
         config = workdir / "gateway.toml"
         proxy.write_config(config, workdir, upstream)
+        if traced:
+            # Every request traced and exported (OTLP/HTTP, batched) to nginx, which answers 200:
+            # what tracing costs the process, the exporter's thread included.
+            with config.open("a") as toml:
+                toml.write(f'\n[telemetry]\nendpoint = "{upstream}"\n')
         targets = {
             "gateway": (
                 ("gateway.cli", "serve", "--config", str(config), "--port"),
@@ -103,4 +112,5 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
         "gateway_vs_minimal_proxy_instructions": round(floor / gateway, 3),
         "requests_counted": many - few,
         "operation": "listConfigurations",
+        "telemetry": "on (every request traced, OTLP export)" if traced else "off",
     }

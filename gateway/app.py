@@ -12,12 +12,13 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway import wire
 from gateway.backend import BackendContext
 from gateway.callbacks import CallbackRegistrar
 from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
-from gateway.logs import SECRETS
+from gateway.logs import SECRETS, add_processor, remove_processor
 from gateway.metrics import Metrics
 from gateway.middleware import MB, MIDDLEWARES
 from gateway.owners import Owners
@@ -44,6 +45,9 @@ from gateway.state import (
 from gateway.store import Store, Subscription
 from gateway.store.opening import open_store
 from gateway.store.retention import Purger, RetentionPolicy
+from gateway.telemetry.clients import DeliveryTracer
+from gateway.telemetry.provider import TELEMETRY, Telemetry, add_trace_ids
+from gateway.telemetry.server import server_middleware
 from gateway.tenants import TenantDirectory
 from gateway.upstream import CredentialsRequest, UpstreamClient
 from gateway.values import Credentials, Event
@@ -56,11 +60,15 @@ def create_app(
     *,
     extra_plugins: Iterable[object] = (),
     resolver: AbstractResolver | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> web.Application:
     """The gateway as an aiohttp app; resources open on start-up and close on clean-up.
-    `resolver` looks up webhook targets' names (the system's by default)."""
+    `resolver` looks up webhook targets' names (the system's by default); `span_exporter`
+    receives the spans instead of `[telemetry]`'s collector (tests)."""
     store = _open_store(settings.store)
     metrics = Metrics()
+    # [telemetry]: spans, and trace ids in the logs; without it, nothing of tracing runs.
+    telemetry = Telemetry(settings.telemetry, span_exporter) if settings.telemetry else None
 
     async def announce_disabled(subscription: Subscription, reason: str) -> None:
         disabled = SubscriptionDisabledData(subscription.id, shown_url(subscription.url), reason)
@@ -75,6 +83,8 @@ def create_app(
         on_disabled=announce_disabled,
         resolver=resolver,
     )
+    if telemetry is not None:
+        worker.tracer = DeliveryTracer(telemetry.tracer, store)
     plugins = PluginHost.build(
         blocked=settings.plugins.blocked,
         core=[CoreEvents(store, settings.events, worker)],
@@ -86,7 +96,11 @@ def create_app(
     configs = structure_backend_configs(settings, plugins.config_types)
 
     app = web.Application(
-        middlewares=MIDDLEWARES,
+        middlewares=(
+            MIDDLEWARES
+            if telemetry is None
+            else (server_middleware(telemetry, store), *MIDDLEWARES)  # outermost
+        ),
         client_max_size=settings.server.max_upload_mb * MB,
     )
     app[SETTINGS] = settings
@@ -100,6 +114,9 @@ def create_app(
     app[EVENTS] = worker
     app[RECOVERER] = Recoverer(store, owner=worker.owner, wake_workers=worker.wake)
     app[OWNERS] = Owners(store)
+    if telemetry is not None:
+        app[TELEMETRY] = telemetry
+        app.cleanup_ctx.append(_telemetry)  # first: it flushes the spans of all the others
 
     app.cleanup_ctx.append(_uploads)
     app.cleanup_ctx.append(_store)
@@ -150,6 +167,15 @@ def _sweep_dead_uploads(root: Path) -> None:
             continue  # alive under another user, or gone meanwhile
 
 
+async def _telemetry(app: web.Application) -> AsyncIterator[None]:
+    """Trace ids on the log lines while the app runs; the spans still queued exported at the
+    end (the other contexts have stopped by then: theirs are in)."""
+    add_processor(add_trace_ids)
+    yield
+    remove_processor(add_trace_ids)
+    await app[TELEMETRY].shutdown()
+
+
 async def _store(app: web.Application) -> AsyncIterator[None]:
     await app[STORE].open()
     yield
@@ -181,6 +207,7 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
             metrics=app[METRICS].upstream,
             secrets=SECRETS,
         )
+        client.tracer = app[TELEMETRY].upstream if TELEMETRY in app else None
         await client.start()
         app[UPSTREAMS][name] = client
         backend = backend_type(BackendContext(name=name, upstream=client))

@@ -23,6 +23,7 @@ from gateway import wire
 from gateway.forms import Form
 from gateway.problems import not_found, not_implemented
 from gateway.store import ResourceRecord, Store
+from gateway.telemetry.traced import current as telemetry_current
 from gateway.upstream import BoundUpstream, CredentialsRequest, UpstreamClient
 from gateway.values import Credentials, Event, Reply
 
@@ -65,7 +66,11 @@ class ResourceBook:
 
     async def get(self, kind: str, resource_id: str) -> ResourceRecord | None:
         record = await self._store.get_resource(kind, resource_id)
-        return record if record is not None and record.tenant == self._tenant else None
+        if record is None or record.tenant != self._tenant:
+            return None
+        if (traced := telemetry_current()) is not None:
+            await traced.read((record,))  # a callback links to the job that wrote it
+        return record
 
     async def put(
         self,
@@ -93,6 +98,8 @@ class ResourceBook:
         if record.tenant != self._tenant:
             raise not_found(f"{kind} {resource_id} does not exist")
         self.recorded[(kind, resource_id)] = record
+        if (traced := telemetry_current()) is not None:
+            await traced.recorded(kind, resource_id)  # its callback will continue this trace
         return Recorded(record, created)
 
     async def claim(self, kind: str, resource_id: str, *, parent_id: str | None = None) -> bool:
@@ -103,11 +110,16 @@ class ResourceBook:
             record = await self._store.claim_resource(
                 kind, resource_id, tenant=self._tenant, backend=self._backend, parent_id=parent_id
             )
+            if record.tenant == self._tenant and (traced := telemetry_current()) is not None:
+                await traced.recorded(kind, resource_id)
         return record.tenant == self._tenant
 
     async def children(self, kind: str, parent_id: str) -> list[ResourceRecord]:
         """The records of `kind` under `parent_id`, oldest first."""
-        return list(await self._store.list_resources(self._tenant, kind, (parent_id,)))
+        found = list(await self._store.list_resources(self._tenant, kind, (parent_id,)))
+        if (traced := telemetry_current()) is not None:
+            await traced.read(found)
+        return found
 
     async def children_of(
         self, kind: str, parent_ids: Iterable[str]
@@ -115,9 +127,12 @@ class ResourceBook:
         """The records of `kind` under each of `parent_ids` (every one a key, oldest first), in
         one read however many parents there are."""
         found: dict[str, list[ResourceRecord]] = {parent: [] for parent in parent_ids}
-        for record in await self._store.list_resources(self._tenant, kind, tuple(found)):
+        records = await self._store.list_resources(self._tenant, kind, tuple(found))
+        for record in records:
             if record.parent_id is not None:
                 found[record.parent_id].append(record)
+        if (traced := telemetry_current()) is not None:
+            await traced.read(records)
         return found
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.backend import hookimpl
 from gateway.settings import EventsSettings
 from gateway.store import Store
+from gateway.telemetry.traced import current as telemetry_current
 from gateway.values import Event
 from gateway.webhooks.delivery import DeliveryWorker
 
@@ -26,6 +27,9 @@ class CoreEvents:
 
     @hookimpl(trylast=True)
     async def gateway_publish_event(self, event: Event) -> bool:
+        if (traced := telemetry_current()) is not None:
+            # Kept before the event is: a worker that claims a delivery finds its context.
+            await traced.published(event.id)
         new = await self.store.record_event(event, dedupe_window=self.settings.dedupe_window)
         if new:
             self.worker.wake()

@@ -166,3 +166,37 @@ def configure_logging(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # asyncpg's debug output can carry query arguments: data, never for logs.
     logging.getLogger("asyncpg").setLevel(logging.WARNING)
+
+
+_ADDED: dict[Any, int] = {}  # processor -> apps that asked for it
+
+
+def add_processor(processor: structlog.types.Processor) -> None:
+    """Run `processor` on every line from now on, ours and the stdlib's, before it is rendered:
+    for a feature the configuration turned on (`[telemetry]`'s trace ids). In place, so that
+    loggers already cached see it; `remove_processor` undoes it once every caller has."""
+    _ADDED[processor] = _ADDED.get(processor, 0) + 1
+    if _ADDED[processor] > 1:
+        return
+    processors = structlog.get_config()["processors"]
+    processors.insert(len(processors) - 1, processor)  # the renderer stays last
+    for formatter in _formatters():
+        formatter.foreign_pre_chain = [*(formatter.foreign_pre_chain or ()), processor]
+
+
+def remove_processor(processor: structlog.types.Processor) -> None:
+    _ADDED[processor] = _ADDED.get(processor, 1) - 1
+    if _ADDED[processor] > 0:
+        return
+    del _ADDED[processor]
+    processors = structlog.get_config()["processors"]
+    if processor in processors:
+        processors.remove(processor)
+    for formatter in _formatters():
+        chain = formatter.foreign_pre_chain or ()
+        formatter.foreign_pre_chain = [p for p in chain if p is not processor]
+
+
+def _formatters() -> list[_ScrubbingFormatter]:
+    handlers = logging.getLogger().handlers
+    return [h.formatter for h in handlers if isinstance(h.formatter, _ScrubbingFormatter)]

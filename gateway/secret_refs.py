@@ -55,6 +55,16 @@ def unreadable_secrets(config: object, path: str) -> list[str]:
     ]
 
 
+def unreadable_named(secrets: Mapping[str, Secret], path: str) -> list[str]:
+    """`path.name: reason` for each of a table of secret references (headers by name) that
+    cannot be read now."""
+    return [
+        f"{path}.{name}: {problem}"
+        for name, secret in secrets.items()
+        if (problem := _unreadable(secret))
+    ]
+
+
 def _unreadable(secret: Secret) -> str | None:
     try:
         return None if secret.reveal() else f"{secret.ref} is empty"

@@ -31,6 +31,7 @@ from gateway.config_reading import (
 from gateway.contract import default_contract
 from gateway.secret_refs import (
     secret_settings as secret_settings,
+    unreadable_named,
     unreadable_refs,
     unreadable_secrets as unreadable_secrets,
 )
@@ -157,6 +158,29 @@ class EventsSettings:
 
 
 @attrs.frozen
+class TelemetrySettings:
+    """`[telemetry]`: spans exported over OTLP (HTTP/protobuf); absent, nothing is traced."""
+
+    # The collector's OTLP/HTTP base URL (http://collector:4318): spans go to {endpoint}/v1/traces
+    # unless the path already ends so.
+    endpoint: str
+    service_name: str = attrs.field(
+        default="integration-gateway", validator=attrs.validators.min_len(1)
+    )
+    # The share of new traces recorded; a caller's sampled flag decides for the traces it starts.
+    sampling_ratio: float = attrs.field(
+        default=1.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+    )
+    # Sent with every export (a collector's API key): secret references only, never values.
+    headers: Mapping[str, Secret] = attrs.field(factory=dict)
+    export_timeout: float = attrs.field(default=10.0, validator=_positive)
+
+    def traces_url(self) -> str:
+        base = self.endpoint.rstrip("/")
+        return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+
+
+@attrs.frozen
 class PluginSettings:
     blocked: tuple[str, ...] = ()
 
@@ -179,6 +203,7 @@ class Settings:
     plugins: PluginSettings = attrs.field(factory=PluginSettings)
     idempotency: IdempotencySettings = attrs.field(factory=IdempotencySettings)
     events: EventsSettings = attrs.field(factory=EventsSettings)
+    telemetry: TelemetrySettings | None = None  # tracing, only when configured
     tenants: tuple[TenantSettings, ...] = ()
 
     def tenant(self, tenant_id: str) -> TenantSettings | None:
@@ -211,7 +236,7 @@ def _core_settings(raw: Mapping[str, Any], problems: list[str]) -> Settings | No
     for name, field in sections.items():
         if name not in raw or name == "tenants":
             continue
-        values[name] = structure_into(raw[name], typing.cast(type, field.type), name, problems)
+        values[name] = structure_into(raw[name], _section_type(field.type), name, problems)
     tenants = raw.get("tenants", [])
     if isinstance(tenants, list):
         structured = [
@@ -226,6 +251,8 @@ def _core_settings(raw: Mapping[str, Any], problems: list[str]) -> Settings | No
         )
     if (server := values.get("server")) is not None and not 0 <= server.port <= 65535:
         problems.append("server.port: must be a port number, 0 to 65535 (0: any free port)")
+    if (telemetry := values.get("telemetry")) is not None:
+        problems.extend(_telemetry_problems(telemetry))
     if (store := values.get("store")) is not None:
         problems.extend(_store_problems(store))
         window = values.get("events", EventsSettings()).dedupe_window
@@ -238,6 +265,20 @@ def _core_settings(raw: Mapping[str, Any], problems: list[str]) -> Settings | No
     if len(problems) > before or any(v is None for v in values.values()):
         return None
     return Settings(**values)
+
+
+def _section_type(declared: Any) -> type[Any]:
+    """A table's class: an optional section (`TelemetrySettings | None`) is read as its class,
+    so that its unknown keys are named as any other table's."""
+    args = [a for a in typing.get_args(declared) if a is not type(None)]
+    return typing.cast(type, args[0] if len(args) == 1 else declared)
+
+
+def _telemetry_problems(telemetry: TelemetrySettings) -> list[str]:
+    parts = urllib.parse.urlsplit(telemetry.endpoint)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return ["telemetry.endpoint: expected the collector's http(s)://HOST:PORT (OTLP/HTTP)"]
+    return []
 
 
 def _tenant_problems(tenants: Sequence[TenantSettings | None]) -> list[str]:
@@ -351,6 +392,8 @@ def check_config(
             problems.extend(unreadable_refs(table, config_type, where))
     if settings is not None:
         problems.extend(unreadable_secrets(_store_secrets(settings.store), "store"))
+        if settings.telemetry is not None:
+            problems.extend(unreadable_named(settings.telemetry.headers, "telemetry.headers"))
     if problems or settings is None:
         raise ConfigError(problems)
     return settings, configs

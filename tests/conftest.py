@@ -182,20 +182,27 @@ async def make_gateway(
 ) -> MakeGateway:
     """Start the Acme simulator and a gateway in front of it; `events` tunes [events], other
     keyword arguments [upstream]; `store_url` replaces the test's SQLite file, `resolver` the
-    system's name lookups for webhook targets."""
+    system's name lookups for webhook targets; `telemetry` is a [telemetry] table, with
+    `span_exporter` receiving its spans."""
 
     async def make(
         *,
         events: dict[str, Any] | None = None,
         store_url: str | None = None,
         resolver: AbstractResolver | None = None,
+        telemetry: dict[str, Any] | None = None,
+        span_exporter: Any = None,
         **upstream: Any,
     ) -> Gateway:
         server: TestServer = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
         url = str(server.make_url("")).rstrip("/")
         config = gateway_config(tmp_path, url, events=events, store_url=store_url, **upstream)
+        if telemetry is not None:
+            config["telemetry"] = telemetry
         settings = load_settings(config)
-        app = create_app(settings, extra_plugins=[AcmePlugin()], resolver=resolver)
+        app = create_app(
+            settings, extra_plugins=[AcmePlugin()], resolver=resolver, span_exporter=span_exporter
+        )
         client = await aiohttp_client(contract_check.install(app))
         # Start-up registers callbacks upstream; let it finish so tests own the simulator.
         registrar = client.app[CALLBACKS]

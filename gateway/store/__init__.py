@@ -389,6 +389,12 @@ class Store(Protocol):
     async def queue_depth(self) -> int:
         """Deliveries not yet final."""
 
+    async def save_trace_context(self, subject: str, context: str, *, now: float) -> None:
+        """Keep `context` (`gateway.telemetry`'s text) for `subject`, replacing any before."""
+
+    async def trace_contexts(self, subjects: Sequence[str]) -> dict[str, str]:
+        """The contexts kept for those of `subjects` that have one."""
+
     async def get_event(self, tenant: str, event_id: str) -> Event | None: ...
 
     async def purge(self, *, now: float, keep_events: float | None, batch: int) -> Purged | None:

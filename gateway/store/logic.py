@@ -32,6 +32,7 @@ from gateway.store import (
     retention,
     rows,
     steps,
+    traces,
 )
 from gateway.store.rows import to_json
 from gateway.store.sql import Claim, Db, timestamp
@@ -45,7 +46,7 @@ DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
 SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
 
 
-class SQLStore(retention.Purging, recovery.Recovering):
+class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
     """Every data operation of `Store`; a subclass adds open, close and listen."""
 
     @abc.abstractmethod

@@ -172,6 +172,8 @@ async def _events_batch(
         # its event.
         among, args = db.any_of("id", doomed)
         counts["events"] = await db.count(f"DELETE FROM events WHERE {among}", args)
+        among, args = db.any_of("subject", [f"event:{event_id}" for event_id in doomed])
+        await db.count(f"DELETE FROM trace_contexts WHERE {among}", args)  # tracing's, if any
         among, args = db.any_of("event_id", doomed)
         delivery_ids = [
             r[0] for r in await db.rows(f"SELECT id FROM deliveries WHERE {among}", args)

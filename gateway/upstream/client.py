@@ -13,7 +13,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Final, Literal, overload
+from typing import Any, Final, Literal, Protocol, overload
 
 import aiohttp
 import attrs
@@ -38,7 +38,7 @@ from gateway.upstream.policy import UpstreamPolicy
 from gateway.upstream.values import UpstreamCall, UpstreamResponse
 from gateway.values import Credentials
 
-__all__ = ["StreamAttempt", "UpstreamClient"]
+__all__ = ["AttemptTracer", "StreamAttempt", "UpstreamClient"]
 
 _log = structlog.get_logger("gateway.upstream")
 
@@ -57,6 +57,23 @@ class StreamAttempt:
     stats: AttemptStats
     started: float
     seconds: float  # the attempt's timeout, which also bounds reading the body
+
+
+class AttemptTracer(Protocol):
+    """Runs `client._attempt` in a span of its own (`gateway.telemetry.clients.UpstreamTracer`);
+    `after` is the previous attempt's outcome."""
+
+    async def attempt(
+        self,
+        client: UpstreamClient,
+        bound: BoundUpstream,
+        call: UpstreamCall,
+        attempt: int,
+        *,
+        refused: Credentials | None,
+        streaming: bool,
+        after: UpstreamResponse | StreamAttempt | Failure | None,
+    ) -> UpstreamResponse | StreamAttempt | Failure: ...
 
 
 class UpstreamClient:
@@ -78,6 +95,8 @@ class UpstreamClient:
         self.credentials = credentials
         self._metrics = metrics
         self._secrets = secrets
+        # A span per attempt when the app traces ([telemetry]): gateway.telemetry.clients.
+        self.tracer: AttemptTracer | None = None
         self._session: aiohttp.ClientSession | None = None
         # URL -> (the secrets' version, its redacted text): a backend calls a few URLs over and
         # over, and redacting one (str() and a scan for every known secret) costs each attempt.
@@ -175,13 +194,19 @@ class UpstreamClient:
         tries = 0  # of the retry budget: the re-send after a 401 does not spend one
         refused: Credentials | None = None
         refreshed = False
+        outcome: UpstreamResponse | StreamAttempt | Failure | None = None
         while True:
             attempt += 1
             if refused is None:
                 tries += 1
-            outcome = await self._attempt(
-                bound, call, attempt, refused=refused, streaming=streaming
-            )
+            if self.tracer is None:
+                outcome = await self._attempt(
+                    bound, call, attempt, refused=refused, streaming=streaming
+                )
+            else:
+                outcome = await self.tracer.attempt(
+                    self, bound, call, attempt, refused=refused, streaming=streaming, after=outcome
+                )
             refused = None
             if not isinstance(outcome, Failure):
                 return outcome

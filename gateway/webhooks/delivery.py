@@ -24,6 +24,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import aiohttp
 import structlog
@@ -52,6 +53,17 @@ log = structlog.get_logger("gateway.webhooks")
 RECORD_RETRY = 0.5  # seconds between tries to record outcomes while the store is unavailable
 # Outcome labels of the attempts metric.
 SUCCEEDED, RETRYING, FAILED, DISABLED = "succeeded", "retrying", "failed", "disabled"
+
+Send = Callable[[ClaimedDelivery, bytes, dict[str, str]], Awaitable[SendOutcome]]
+
+
+class DeliveryAttemptTracer(Protocol):
+    """Runs an attempt's `send` in a span of its own (`gateway.telemetry.clients`)."""
+
+    async def attempt(
+        self, item: ClaimedDelivery, number: int, body: bytes, headers: dict[str, str], send: Send
+    ) -> SendOutcome: ...
+
 
 DisabledCallback = Callable[[Subscription, str], Awaitable[None]]
 
@@ -112,6 +124,8 @@ class DeliveryWorker:
         self._rng = random.Random()
         self.targets = TargetPolicy(settings.allowed_targets, resolver)
         self.transports = Transports(settings, self.targets)
+        # A span per attempt when the app traces ([telemetry]): gateway.telemetry.clients.
+        self.tracer: DeliveryAttemptTracer | None = None
 
     def wake(self) -> None:
         """New deliveries were committed: look now rather than at the next poll."""
@@ -242,18 +256,10 @@ class DeliveryWorker:
         headers = signing.headers(subscription.signing_secrets(now), event.id, int(now), body)
         headers["Content-Type"] = "application/json"
         started = time.perf_counter()
-        try:
-            self.targets.check(subscription.url)  # the list may have been narrowed since
-            sent = await self.transports.send(subscription.url, body, headers)
-        except TimeoutError:
-            sent = SendOutcome.failed(f"timed out after {self.settings.attempt_timeout} s")
-        except TargetNotAllowed as exc:  # by the URL's host, or by what its name resolved to
-            sent = SendOutcome.failed(f"refused by [events] allowed_targets: {exc}"[:300])
-        except Exception as exc:
-            # Whatever else went wrong still ends as a recorded attempt: an exception leaving
-            # here would leave the delivery leased, unrecorded, and resent every lease forever.
-            log.exception("webhook.attempt_error", delivery=delivery.id, event_id=event.id)
-            sent = SendOutcome.failed(f"{type(exc).__name__}: {exc}"[:300])
+        if self.tracer is None:
+            sent = await self._send(item, body, headers)
+        else:
+            sent = await self.tracer.attempt(item, number, body, headers, self._send)
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         ok, status = sent.ok, sent.status
         # A broker's error may quote its URL: its credentials are secrets.
@@ -296,6 +302,26 @@ class DeliveryWorker:
             disabled = await self.store.disable_subscription(subscription.id, disable_reason)
             if disabled is not None:
                 await self.on_disabled(disabled, disable_reason)
+
+    async def _send(
+        self, item: ClaimedDelivery, body: bytes, headers: dict[str, str]
+    ) -> SendOutcome:
+        """Send the signed event by the transport of its URL's scheme; never raises."""
+        url = item.subscription.url
+        try:
+            self.targets.check(url)  # the list may have been narrowed since
+            return await self.transports.send(url, body, headers)
+        except TimeoutError:
+            return SendOutcome.failed(f"timed out after {self.settings.attempt_timeout} s")
+        except TargetNotAllowed as exc:  # by the URL's host, or by what its name resolved to
+            return SendOutcome.failed(f"refused by [events] allowed_targets: {exc}"[:300])
+        except Exception as exc:
+            # Whatever else went wrong still ends as a recorded attempt: an exception leaving
+            # here would leave the delivery leased, unrecorded, and resent every lease forever.
+            log.exception(
+                "webhook.attempt_error", delivery=item.delivery.id, event_id=item.event.id
+            )
+            return SendOutcome.failed(f"{type(exc).__name__}: {exc}"[:300])
 
     def _next(
         self, number: int, status: int | None, retry_after: float | None, ok: bool

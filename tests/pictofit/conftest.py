@@ -193,7 +193,9 @@ async def make_pictofit(
 
     `tenant_a` and `tenant_b` replace the tenants' tables (functions of the sandbox URL),
     `sandbox` tunes the simulator and `faults` its fault knobs from the start, `upstream` the
-    [upstream] policy; `wait_synced` waits for tenant A's callbacks.
+    [upstream] policy; `wait_synced` waits for tenant A's callbacks; `store_url` replaces the
+    test's SQLite file, `telemetry` is a [telemetry] table; `behind` starts another gateway in
+    front of that one's sandbox (give it the same `store_url`: a replica, or a restart).
     """
 
     async def make(
@@ -204,24 +206,31 @@ async def make_pictofit(
         faults: Mapping[str, Any] | None = None,
         upstream: Mapping[str, Any] | None = None,
         wait_synced: bool = True,
+        store_url: str | None = None,
+        telemetry: Mapping[str, Any] | None = None,
+        behind: Pictofit | None = None,
     ) -> Pictofit:
-        sandbox_settings = PictofitSandboxSettings(
-            **{
-                "api_keys": frozenset({PICTOFIT_KEY_A, PICTOFIT_KEY_B}),
-                "token_users": {TOKEN_USER: TOKEN_PASSWORD},
-                "client_secret": TOKEN_CLIENT_SECRET,
-                "processing_delay_s": 0.05,
-                **(sandbox or {}),
-            }
-        )
-        server: TestServer = await aiohttp_server(create_sandbox_app(sandbox_settings))
-        sandbox_url = str(server.make_url("")).rstrip("/")
-        for knob, value in (faults or {}).items():
-            setattr(server.app[SANDBOX_STATE].faults, knob, value)
+        if behind is None:
+            sandbox_settings = PictofitSandboxSettings(
+                **{
+                    "api_keys": frozenset({PICTOFIT_KEY_A, PICTOFIT_KEY_B}),
+                    "token_users": {TOKEN_USER: TOKEN_PASSWORD},
+                    "client_secret": TOKEN_CLIENT_SECRET,
+                    "processing_delay_s": 0.05,
+                    **(sandbox or {}),
+                }
+            )
+            server: TestServer = await aiohttp_server(create_sandbox_app(sandbox_settings))
+            sandbox_url = str(server.make_url("")).rstrip("/")
+            state = server.app[SANDBOX_STATE]
+            for knob, value in (faults or {}).items():
+                setattr(state.faults, knob, value)
+        else:  # another gateway (a replica, a restart) in front of the same sandbox
+            sandbox_url, state = behind.sandbox_url, behind.sandbox
         port = unused_port()
         public_url = f"http://127.0.0.1:{port}"
         raw = {
-            "store": {"url": f"sqlite:///{tmp_path}/gateway.db"},
+            "store": {"url": store_url or f"sqlite:///{tmp_path}/gateway.db"},
             "server": {"public_url": public_url},
             "upstream": {"backoff_base": 0.001, "backoff_cap": 0.01, **(upstream or {})},
             "tenants": [
@@ -237,9 +246,11 @@ async def make_pictofit(
                 },
             ],
         }
+        if telemetry is not None:
+            raw["telemetry"] = dict(telemetry)
         app = contract_check.install(create_app(load_settings(raw)))
         client = await aiohttp_client(TestServer(app, host="127.0.0.1", port=port))
-        gateway = Pictofit(client, server.app[SANDBOX_STATE], sandbox_url, public_url)
+        gateway = Pictofit(client, state, sandbox_url, public_url)
         if wait_synced:
             await wait_for(lambda: client.app[CALLBACKS].states[("tenant-a", "pictofit")].state)
         return gateway
