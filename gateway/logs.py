@@ -39,14 +39,17 @@ class _UtcTimestamp:
     def __call__(
         self, _: Any, __: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
+        event_dict["timestamp"] = self.now()
+        return event_dict
+
+    def now(self) -> str:
         now = time.time()
         second, prefix = self._second
         if int(now) != second:
             second = int(now)
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = (second, prefix)
-        event_dict["timestamp"] = f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
-        return event_dict
+        return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
 _REQUEST_CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -95,6 +98,22 @@ def _exc_info(
 
 def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
     return orjson.dumps(event_dict, default=repr).decode()
+
+
+class _JsonLine:
+    """The JSON format's whole chain (`_annotate`, the timestamp, `_exc_info`, `_render_json`)
+    as one processor: structlog calls each processor of its chain in a loop, and two lines a
+    request made those calls show in a profile. The same fields, in the same order."""
+
+    def __init__(self, timestamp: _UtcTimestamp) -> None:
+        self._timestamp = timestamp
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+        _annotate(logger, method_name, event_dict)
+        event_dict["timestamp"] = self._timestamp.now()
+        if "exc_info" in event_dict:
+            structlog.processors.format_exc_info(logger, method_name, event_dict)
+        return orjson.dumps(event_dict, default=repr).decode()
 
 
 class _Sink:
@@ -147,8 +166,10 @@ def configure_logging(
         if format == "console"
         else _render_json
     )
+    # The same chain, in one call for JSON (the stdlib's records below still take the long one).
+    chain = [_JsonLine(timestamp)] if renderer is _render_json else [*shared, renderer]
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=chain,
         logger_factory=_SinkFactory(output),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         cache_logger_on_first_use=cache,
