@@ -109,11 +109,15 @@ class _JsonLine:
         self._timestamp = timestamp
 
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
-        _annotate(logger, method_name, event_dict)
-        event_dict["timestamp"] = self._timestamp.now()
-        if "exc_info" in event_dict:
-            structlog.processors.format_exc_info(logger, method_name, event_dict)
-        return orjson.dumps(event_dict, default=repr).decode()
+        # The request's context first, then the line's own values (which win, as with setdefault).
+        context = _REQUEST_CONTEXT.get()
+        line = {**context, **event_dict} if context else event_dict
+        line["level"] = _LEVEL_NAMES.get(method_name, method_name)
+        line["logger"] = logger.name  # always a `_Sink`: the stdlib's records take the long chain
+        line["timestamp"] = self._timestamp.now()
+        if "exc_info" in line:
+            structlog.processors.format_exc_info(logger, method_name, line)
+        return orjson.dumps(line, default=repr).decode()
 
 
 class _Sink:
