@@ -61,6 +61,16 @@ async def _instructions(
     return max(int(n) for n in _TOTALS.findall(out.read_text(errors="replace")))
 
 
+# The webhook workers look for due retries once a second by the clock; under valgrind a process
+# runs ~50 times slower, so the slower the machine at the time (other work on it), the more idle
+# polls a run made and counted per request (1.23M to 1.65M on one commit). No events are due
+# here: poll once an hour, and the count is the requests' alone.
+_QUIET_EVENTS = """
+[events]
+poll_interval = 3600.0
+"""
+
+
 def _forget_store(workdir: Path) -> None:
     """Each run starts from the same empty store."""
     for old in workdir.glob("gateway.db*"):
@@ -77,6 +87,8 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
         upstream = f"http://127.0.0.1:{upstream_port}"
         config = workdir / "gateway.toml"
         proxy.write_config(config, workdir, upstream)
+        with config.open("a") as extra:
+            extra.write(_QUIET_EVENTS)
         targets = {
             "gateway": (
                 ("gateway.cli", "serve", "--config", str(config), "--port"),
