@@ -16,10 +16,11 @@ from aiohttp.abc import AbstractResolver
 from gateway import wire
 from gateway.backend import BackendContext
 from gateway.callbacks import CallbackRegistrar
+from gateway.dispatch import wire_dispatch
 from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
 from gateway.logs import SECRETS
 from gateway.metrics import Metrics
-from gateway.middleware import MB, MIDDLEWARES
+from gateway.middleware import MB, MIDDLEWARES, wire_edge
 from gateway.owners import Owners
 from gateway.payloads import SubscriptionDisabledData
 from gateway.plugins import PluginHost
@@ -104,6 +105,8 @@ def create_app(
     app.cleanup_ctx.append(_callbacks)
     app.cleanup_ctx.append(_webhooks)
     add_routes(app, app[CONTRACT])
+    wire_edge(app)
+    wire_dispatch(app)
     return app
 
 
