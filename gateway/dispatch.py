@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -65,7 +65,7 @@ WIRING = web.AppKey("dispatch_wiring", Wiring)
 
 
 def wire_dispatch(app: web.Application) -> None:
-    """Read once what `backend_operation` needs of `app`; call when its state is set."""
+    """Read once what serving a backend's call needs of `app`; call when its state is set."""
     settings = app[SETTINGS]
     backends = app[BACKENDS]
     upstreams = app[UPSTREAMS]
@@ -175,19 +175,24 @@ async def _owned_backend(
     return owner_backend, to_create
 
 
-async def backend_operation(request: web.Request) -> web.StreamResponse:
+def handler_for(operation: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The route's handler, chosen once: an operation that creates nothing goes straight to
+    `operate` (a coroutine less each request)."""
+    return _creating if operation.creates else operate
+
+
+async def _creating(request: web.Request) -> web.StreamResponse:
     operation = request[OPERATION]
-    if not operation.creates:
-        return await _operate(request)
     path = request[INPUT].path
     # Creates of one id take turns in this process, from the check to the backend's record.
     async with request.app[WIRING].owners.creating(
         [(r.kind, str(path[r.param])) for r in operation.creates]
     ):
-        return await _operate(request)
+        return await operate(request)
 
 
-async def _operate(request: web.Request) -> web.StreamResponse:
+async def operate(request: web.Request) -> web.StreamResponse:
+    """Serve a backend operation: check ownership, choose the backend, call it."""
     operation = request[OPERATION]
     tenant = request[TENANT]
     checked = request[INPUT]

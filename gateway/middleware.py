@@ -177,7 +177,15 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
                     tenant = _authenticate(request, edge.tenants)
                     request[TENANT] = tenant
                     log_context["tenant"] = tenant.id
-                response = await _validated(request, handler, operation, app, edge.upload_limit)
+                limit = edge.upload_limit
+                if _FORM in operation.body_validators:
+                    response = await _with_form(request, handler, operation, app, limit)
+                else:
+                    # No form, no files to spool: nothing to clean up either.
+                    request[INPUT] = await validate_request(
+                        request, operation, limit=limit, spool=None
+                    )
+                    response = await handler(request)
         except ProblemError as exc:
             response = problem_response(exc, request)
         except web.HTTPException as exc:
@@ -245,13 +253,9 @@ def _authenticate(request: web.Request, tenants: TenantDirectory) -> Tenant:
     return tenant
 
 
-async def _validated(
+async def _with_form(
     request: web.Request, handler: Handler, operation: Operation, app: web.Application, limit: int
 ) -> web.StreamResponse:
-    if _FORM not in operation.body_validators:
-        # No form, no files to spool: nothing to clean up either.
-        request[INPUT] = await validate_request(request, operation, limit=limit, spool=None)
-        return await handler(request)
     # Whatever ends the request (an answer, an error, a cancellation, the client gone), the files
     # its form spooled go with it.
     spool = Spool(app[UPLOADS])

@@ -88,6 +88,8 @@ async def validate_request(
         errors += header_errors
     if errors:
         raise problems.bad_request("the request's parameters are invalid", errors)
+    if not operation.body_validators:  # no body to read (most reads): no coroutine to await
+        return Input(path=path, query=query, headers=headers)
     body, form = await _body(request, operation, limit, spool)
     return Input(path=path, query=query, headers=headers, body=body, form=form)
 
