@@ -120,6 +120,40 @@ class _JsonLine:
         return orjson.dumps(line, default=repr).decode()
 
 
+def _lean_wrapper(level: int) -> type[structlog.typing.FilteringBoundLogger]:
+    """structlog's filtering bound logger for `level`, with its chain run in one call.
+
+    structlog's own goes method -> `_proxy_to_logger` -> `_process_event`, copying the bound
+    context into a new dict and then the line's values into it; here the line's values (a fresh
+    dict already) are the event dict when nothing is bound, and the chain's string goes straight
+    to the sink. Anything else a chain may end with takes structlog's own path.
+    """
+    base: Any = structlog.make_filtering_bound_logger(level)
+
+    class LeanBoundLogger(base):  # type: ignore[misc]
+        def _proxy_to_logger(
+            self, method_name: str, event: str | None = None, **event_kw: Any
+        ) -> Any:
+            line: Any = {**self._context, **event_kw} if self._context else event_kw
+            if event is not None:
+                line["event"] = event
+            try:
+                for processor in self._processors:
+                    line = processor(self._logger, method_name, line)
+            except structlog.DropEvent:
+                return None
+            if isinstance(line, str | bytes | bytearray):
+                return getattr(self._logger, method_name)(line)
+            if isinstance(line, tuple):
+                args, kw = line
+                return getattr(self._logger, method_name)(*args, **kw)
+            if isinstance(line, dict):
+                return getattr(self._logger, method_name)(**line)
+            raise ValueError("the last processor returned neither a string, a tuple nor a dict")
+
+    return LeanBoundLogger
+
+
 class _Sink:
     """A structlog logger that writes each rendered line to a text stream.
 
@@ -175,7 +209,7 @@ def configure_logging(
     structlog.configure(
         processors=chain,
         logger_factory=_SinkFactory(output),
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        wrapper_class=_lean_wrapper(_LEVELS[level]),
         cache_logger_on_first_use=cache,
     )
     formatter = _ScrubbingFormatter(
