@@ -43,7 +43,7 @@ async def _instructions(
             health=health,
             env={**env, "PYTHONHASHSEED": "0"},  # the same dict layouts in every run
             wrapper=wrapper,
-            start_seconds=300,
+            start_seconds=900,  # under valgrind, on a loaded machine: minutes
             log=workdir / f"{args[0]}.log",
         ) as child,
         aiohttp.ClientSession() as http,
