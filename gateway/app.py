@@ -17,10 +17,11 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from gateway import wire
 from gateway.backend import BackendContext
 from gateway.callbacks import CallbackRegistrar
+from gateway.dispatch import wire_dispatch
 from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
 from gateway.logs import SECRETS, add_processor, remove_processor
 from gateway.metrics import Metrics
-from gateway.middleware import MB, MIDDLEWARES
+from gateway.middleware import MB, MIDDLEWARES, wire_edge
 from gateway.owners import Owners
 from gateway.payloads import SubscriptionDisabledData
 from gateway.plugins import PluginHost
@@ -127,6 +128,8 @@ def create_app(
     app.cleanup_ctx.append(_webhooks)
     app.cleanup_ctx.append(_recoveries)
     add_routes(app, app[CONTRACT])
+    wire_edge(app)
+    wire_dispatch(app)
     return app
 
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 import functools
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from gateway import idempotency, problems, wire
-from gateway.backend import CallbackCall, GatewayServices, OperationCall, ResourceBook
+from gateway.backend import Backend, CallbackCall, GatewayServices, OperationCall, ResourceBook
 from gateway.contract import Operation
 from gateway.middleware import REQUEST_ID_HEADER
 from gateway.owners import Owners
+from gateway.plugins import PluginHost
+from gateway.settings import IdempotencySettings
 from gateway.state import (
     BACKENDS,
     CALLBACKS,
@@ -34,20 +37,58 @@ from gateway.state import (
     TENANTS,
     UPSTREAMS,
 )
+from gateway.store import Store
 from gateway.tenants import Tenant, choose_backend
-from gateway.upstream import BoundUpstream
+from gateway.upstream import BoundUpstream, UpstreamClient
 from gateway.validation import read_body
 from gateway.values import Reply
 
 MAX_CALLBACK_BYTES = 1024 * 1024
 
 
+@attrs.frozen
+class Wiring:
+    """What dispatch reads of the app for every call, looked up once when the app is built:
+    `request.app` walks the match info and each `app[KEY]` is a call, a dozen of them a call."""
+
+    public_url: str | None
+    paths: Mapping[str, str]  # operationId -> its path template
+    store: Store
+    plugins: PluginHost
+    owners: Owners
+    backends: Mapping[str, Backend[Any]]  # filled as the app starts
+    upstreams: Mapping[str, UpstreamClient]  # the same
+    idempotency: IdempotencySettings
+
+
+WIRING = web.AppKey("dispatch_wiring", Wiring)
+
+
+def wire_dispatch(app: web.Application) -> None:
+    """Read once what serving a backend's call needs of `app`; call when its state is set."""
+    settings = app[SETTINGS]
+    backends = app[BACKENDS]
+    upstreams = app[UPSTREAMS]
+    app[WIRING] = Wiring(
+        public_url=settings.server.public_url,
+        paths={op.operation_id: op.path for op in app[CONTRACT].operations.values()},
+        store=app[STORE],
+        plugins=app[PLUGINS],
+        owners=app[OWNERS],
+        backends=backends,
+        upstreams=upstreams,
+        idempotency=settings.idempotency,
+    )
+
+
 def url_for(request: web.Request, operation_id: str, /, **path: str) -> str:
-    app = request.app
-    base = app[SETTINGS].server.public_url or f"{request.scheme}://{request.host}"
-    template = app[CONTRACT].operations[operation_id].path
+    return _url_for(request.app[WIRING], request, operation_id, **path)
+
+
+def _url_for(wiring: Wiring, request: web.Request, operation_id: str, /, **path: str) -> str:
+    base = wiring.public_url or f"{request.scheme}://{request.host}"
     quoted = {name: _quote(str(value)) for name, value in path.items()}
-    return base.rstrip("/") + template.format_map(quoted)
+    return base.rstrip("/") + wiring.paths[operation_id].format_map(quoted)
 
 
 # What `quote(text, safe="")` leaves as it is: ids usually are only this, and need no quoting.
@@ -76,13 +117,16 @@ async def start_stream(
 
 
 def services(
-    request: web.Request, tenant: str, backend: str, resources: ResourceBook | None = None
+    wiring: Wiring,
+    request: web.Request,
+    tenant: str,
+    backend: str,
+    resources: ResourceBook | None = None,
 ) -> GatewayServices:
-    app = request.app  # a property that walks the match info: read once
     return GatewayServices(
-        resources=resources or ResourceBook(app[STORE], tenant=tenant, backend=backend),
-        publish=app[PLUGINS].publish_event,
-        url_for=functools.partial(url_for, request),
+        resources=resources or ResourceBook(wiring.store, tenant=tenant, backend=backend),
+        publish=wiring.plugins.publish_event,
+        url_for=functools.partial(_url_for, wiring, request),
         start_stream=functools.partial(start_stream, request),
         tenant=tenant,
         backend=backend,
@@ -90,11 +134,10 @@ def services(
 
 
 def bound_upstream(
-    request: web.Request, tenant: str, backend: str, config: Any, operation: str
+    wiring: Wiring, request_id: str, tenant: str, backend: str, config: Any, operation: str
 ) -> BoundUpstream:
-    client = request.app[UPSTREAMS][backend]
-    return client.bind(
-        tenant=tenant, config=config, request_id=request[REQUEST_ID], operation=operation
+    return wiring.upstreams[backend].bind(
+        tenant=tenant, config=config, request_id=request_id, operation=operation
     )
 
 
@@ -132,32 +175,37 @@ async def _owned_backend(
     return owner_backend, to_create
 
 
-async def backend_operation(request: web.Request) -> web.StreamResponse:
+def handler_for(operation: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The route's handler, chosen once: an operation that creates nothing goes straight to
+    `operate` (a coroutine less each request)."""
+    return _creating if operation.creates else operate
+
+
+async def _creating(request: web.Request) -> web.StreamResponse:
     operation = request[OPERATION]
-    if not operation.creates:
-        return await _operate(request)
     path = request[INPUT].path
     # Creates of one id take turns in this process, from the check to the backend's record.
-    async with request.app[OWNERS].creating(
+    async with request.app[WIRING].owners.creating(
         [(r.kind, str(path[r.param])) for r in operation.creates]
     ):
-        return await _operate(request)
+        return await operate(request)
 
 
-async def _operate(request: web.Request) -> web.StreamResponse:
+async def operate(request: web.Request) -> web.StreamResponse:
+    """Serve a backend operation: check ownership, choose the backend, call it."""
     operation = request[OPERATION]
     tenant = request[TENANT]
     checked = request[INPUT]
-    app = request.app  # a property that walks the match info: read once
-    store = app[STORE]
-    plugins = app[PLUGINS]
-    owners = app[OWNERS]
+    request_id = request[REQUEST_ID]
+    wiring = request.app[WIRING]
+    store = wiring.store
+    owners = wiring.owners
     owner, to_create = await _owned_backend(owners, operation, tenant, checked.path)
     body_backend = checked.body.get("backend") if isinstance(checked.body, dict) else None
     backend = choose_backend(
         tenant,
         operation.operation_id,
-        serves=plugins.serves,
+        serves=wiring.plugins.serves,
         owner=owner,
         requested=body_backend or checked.query.get("backend"),
         requested_at="/backend" if body_backend else "backend",
@@ -169,21 +217,23 @@ async def _operate(request: web.Request) -> web.StreamResponse:
         backend=backend,
         tenant=tenant.id,
         config=config,
-        request_id=request[REQUEST_ID],
+        request_id=request_id,
         path=checked.path,
         query=checked.query,
         headers=checked.headers,
         body=checked.body,
         form=checked.form,
-        upstream=bound_upstream(request, tenant.id, backend, config, operation.operation_id),
-        services=services(request, tenant.id, backend, book),
+        upstream=bound_upstream(
+            wiring, request_id, tenant.id, backend, config, operation.operation_id
+        ),
+        services=services(wiring, request, tenant.id, backend, book),
     )
-    serve = app[BACKENDS][backend].operation
+    serve = wiring.backends[backend].operation
     key = checked.headers.get(idempotency.HEADER)
     if key is None:
         result = await serve(call)
     else:
-        policy = app[SETTINGS].idempotency
+        policy = wiring.idempotency
         result = await idempotency.run_once(
             store,
             tenant=tenant.id,
@@ -215,7 +265,8 @@ async def _record_created(
 async def receive_callback(request: web.Request) -> web.StreamResponse:
     path = request[INPUT].path
     backend, tenant_id = path["backend"], path["tenantId"]
-    receiver = request.app[BACKENDS].get(backend)
+    wiring = request.app[WIRING]
+    receiver = wiring.backends.get(backend)
     if receiver is None or not receiver.receives_callbacks():
         raise problems.not_found(f"no installed backend {backend!r} receives callbacks")
     body = await read_body(request, limit=MAX_CALLBACK_BYTES)
@@ -227,7 +278,7 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
         tenants, account = registration.configs, registration.account
     else:
         tenants, account = ({tenant_id: config} if config is not None else {}), None
-    store = request.app[STORE]
+    store = wiring.store
 
     async def owner_of(kind: str, resource_id: str) -> str | None:
         record = await store.get_resource(kind, resource_id)
@@ -241,11 +292,13 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
         request_id=request[REQUEST_ID],
         headers=request.headers,
         body=body,
-        upstream=bound_upstream(request, tenant_id, backend, config, "receiveBackendCallback"),
-        services=services(request, tenant_id, backend),
+        upstream=bound_upstream(
+            wiring, request[REQUEST_ID], tenant_id, backend, config, "receiveBackendCallback"
+        ),
+        services=services(wiring, request, tenant_id, backend),
         account=account,
         tenants=tenants,
-        services_for=lambda other: services(request, other, backend),
+        services_for=lambda other: services(wiring, request, other, backend),
         owner_of=owner_of,
     )
     return to_response(await receiver.callback(call))

@@ -11,8 +11,10 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Mapping
 from urllib.parse import quote
 
+import attrs
 import orjson
 import structlog
 from aiohttp import web
@@ -23,6 +25,7 @@ from gateway import problems
 from gateway.contract import Operation
 from gateway.forms import Spool
 from gateway.logs import bind_request_context
+from gateway.metrics import Metrics
 from gateway.problems import PROBLEM_CONTENT_TYPE, ProblemError
 from gateway.secret_health import secret_unavailable, setting_of
 from gateway.state import (
@@ -37,7 +40,7 @@ from gateway.state import (
     UPLOADS,
 )
 from gateway.store import StoreUnavailable
-from gateway.tenants import Tenant
+from gateway.tenants import Tenant, TenantDirectory
 from gateway.validation import validate_request
 from gateway.values import SecretUnavailable
 
@@ -118,6 +121,30 @@ def new_request_id() -> str:
 _VARIANT = {f"{n:x}": f"{8 + n % 4:x}" for n in range(16)}
 
 
+@attrs.frozen
+class Edge:
+    """What the middleware reads of the app for every request, looked up once when the app is
+    built (each `app[KEY]` is a call)."""
+
+    operations: Mapping[str, Operation]
+    tenants: TenantDirectory
+    metrics: Metrics
+    upload_limit: int  # bytes
+
+
+EDGE = web.AppKey("edge", Edge)
+
+
+def wire_edge(app: web.Application) -> None:
+    """Read once what `gateway_middleware` needs of `app`; call when its state is set."""
+    app[EDGE] = Edge(
+        operations=app[CONTRACT].operations,
+        tenants=app[TENANTS],
+        metrics=app[METRICS],
+        upload_limit=app[SETTINGS].server.max_upload_mb * MB,
+    )
+
+
 @web.middleware
 async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The edge, as one middleware: each aiohttp middleware layer costs a coroutine and a call
@@ -135,8 +162,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
         request[REQUEST_ID] = request_id
         app = request.app
+        edge = app[EDGE]
         route = request.match_info.route.name or "unmatched"
-        operation = app[CONTRACT].operations.get(route)
+        operation = edge.operations.get(route)
         log_context = bind_request_context(request_id=request_id)
         tenant: Tenant | None = None
         response: web.StreamResponse
@@ -146,10 +174,18 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             else:
                 request[OPERATION] = operation
                 if not operation.public:
-                    tenant = _authenticate(request, app)
+                    tenant = _authenticate(request, edge.tenants)
                     request[TENANT] = tenant
                     log_context["tenant"] = tenant.id
-                response = await _validated(request, handler, operation, app)
+                limit = edge.upload_limit
+                if _FORM in operation.body_validators:
+                    response = await _with_form(request, handler, operation, app, limit)
+                else:
+                    # No form, no files to spool: nothing to clean up either.
+                    request[INPUT] = await validate_request(
+                        request, operation, limit=limit, spool=None
+                    )
+                    response = await handler(request)
         except ProblemError as exc:
             response = problem_response(exc, request)
         except web.HTTPException as exc:
@@ -161,7 +197,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if not response.prepared:
             response.headers[REQUEST_ID_HEADER] = request_id
         seconds = time.perf_counter() - started
-        app[METRICS].observe(route, request.method, response.status, seconds)
+        edge.metrics.observe(route, request.method, response.status, seconds)
         log.info(
             "http.request",
             method=request.method,
@@ -206,25 +242,20 @@ def _unexpected(exc: Exception, route: str, request: web.Request) -> web.Respons
     return problem_response(internal, request)
 
 
-def _authenticate(request: web.Request, app: web.Application) -> Tenant:
+def _authenticate(request: web.Request, tenants: TenantDirectory) -> Tenant:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise problems.unauthorized("send your caller key as `Authorization: Bearer <key>`")
-    tenant = app[TENANTS].authenticate(key)
+    tenant = tenants.authenticate(key)
     if tenant is None:
         raise problems.unauthorized("the caller key is not valid")
     return tenant
 
 
-async def _validated(
-    request: web.Request, handler: Handler, operation: Operation, app: web.Application
+async def _with_form(
+    request: web.Request, handler: Handler, operation: Operation, app: web.Application, limit: int
 ) -> web.StreamResponse:
-    limit = app[SETTINGS].server.max_upload_mb * MB
-    if _FORM not in operation.body_validators:
-        # No form, no files to spool: nothing to clean up either.
-        request[INPUT] = await validate_request(request, operation, limit=limit, spool=None)
-        return await handler(request)
     # Whatever ends the request (an answer, an error, a cancellation, the client gone), the files
     # its form spooled go with it.
     spool = Spool(app[UPLOADS])

@@ -47,7 +47,10 @@ CORE_HANDLERS: Mapping[str, Handler] = {
 
 def route_table(contract: Contract) -> Mapping[str, Handler]:
     """Each operation's handler: the core's own, or dispatch to a backend (`x-gateway-backend`)."""
-    backend = dict.fromkeys(contract.backend_operations, dispatch.backend_operation)
+    backend = {
+        name: dispatch.handler_for(contract.operations[name])
+        for name in contract.backend_operations
+    }
     both = set(backend) & set(CORE_HANDLERS)
     if both:
         raise RuntimeError(f"operations both the core's and a backend's: {', '.join(sorted(both))}")

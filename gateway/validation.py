@@ -74,13 +74,22 @@ async def validate_request(
     """The request's parts checked and coerced; a form's files go into `spool`, which the caller
     empties when the request ends (also when this raises). `spool` may be None for an operation
     that takes no form."""
+    # A location without parameters is not looked at: parsing the query costs every request.
+    by_location = operation.by_location
     path, errors = _parameters(operation, "path", request.match_info)
-    query, query_errors = _parameters(operation, "query", request.query)
-    # Header parameter names are lower case; the request's headers are looked up case-blind.
-    headers, header_errors = _parameters(operation, "header", request.headers)
-    errors += query_errors + header_errors
+    query: dict[str, Any] = {}
+    headers: dict[str, Any] = {}
+    if by_location["query"]:
+        query, query_errors = _parameters(operation, "query", request.query)
+        errors += query_errors
+    if by_location["header"]:
+        # Header parameter names are lower case; the request's headers are looked up case-blind.
+        headers, header_errors = _parameters(operation, "header", request.headers)
+        errors += header_errors
     if errors:
         raise problems.bad_request("the request's parameters are invalid", errors)
+    if not operation.body_validators:  # no body to read (most reads): no coroutine to await
+        return Input(path=path, query=query, headers=headers)
     body, form = await _body(request, operation, limit, spool)
     return Input(path=path, query=query, headers=headers, body=body, form=form)
 

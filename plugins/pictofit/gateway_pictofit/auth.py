@@ -46,6 +46,10 @@ class Auth:
 
     def __init__(self) -> None:
         self._tokens: dict[str, TokenCache] = {}
+        # tenant -> (its config, the key read, the other secrets, the credentials made of them):
+        # an API key's credentials stay the same from attempt to attempt, so they are made once
+        # and made again only when the key (a rotated secret) or the configuration changes.
+        self._keyed: dict[str, tuple[PictofitConfig, str, frozenset[str], Credentials]] = {}
 
     def _cache(self, tenant: str) -> TokenCache:
         return self._tokens.setdefault(tenant, TokenCache())
@@ -67,7 +71,12 @@ class Auth:
         if config.api_key is not None:
             # No token to renew: a refusal changes nothing, and a second 401 is the core's 502.
             key = config.api_key.reveal()
-            return Credentials(headers={"Authorization": _BEARER + key}, secrets=extra | {key})
+            known = self._keyed.get(request.tenant)
+            if known is not None and known[0] is config and known[1] == key and known[2] == extra:
+                return known[3]
+            made = Credentials(headers={"Authorization": _BEARER + key}, secrets=extra | {key})
+            self._keyed[request.tenant] = (config, key, extra, made)
+            return made
         refused = request.refused.headers.get("Authorization", "") if request.refused else ""
         drop = refused.removeprefix(_BEARER) if refused.startswith(_BEARER) else None
         value = await self._token(request.tenant, config, request.upstream, drop=drop)

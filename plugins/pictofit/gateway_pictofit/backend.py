@@ -64,7 +64,8 @@ class PictofitBackend(Backend[PictofitConfig]):
         self, tenant: str, config: PictofitConfig, upstream: BoundUpstream
     ) -> PictofitClient:
         """The tenant's client for one call, its token fetched first if one is due."""
-        await self.auth.prepare(tenant, config, upstream)
+        if config.token is not None:  # an API key needs nothing fetched: no coroutine to await
+            await self.auth.prepare(tenant, config, upstream)
         return PictofitClient(upstream, config, self.types)
 
     async def credentials(self, request: CredentialsRequest) -> Credentials:
