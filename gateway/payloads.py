@@ -9,6 +9,7 @@ written as null.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -240,6 +241,8 @@ class Subscription:
     disabled_reason: str | None
     created_at: str
     updated_at: str
+    max_per_second: float | None
+    throttled_until: str | None  # while its subscriber's 429 or 503 holds it back
 
     @classmethod
     def of(cls, s: store.Subscription) -> Subscription:
@@ -267,6 +270,12 @@ def _subscription_fields(s: store.Subscription) -> dict[str, Any]:
         "disabled_reason": s.disabled_reason,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
+        "max_per_second": s.max_per_second,
+        "throttled_until": (
+            iso_seconds(s.throttled_until)
+            if s.throttled_until is not None and s.throttled_until > time.time()
+            else None
+        ),
     }
 
 
@@ -281,6 +290,7 @@ class SubscriptionInput:
     url: str
     event_types: list[str]
     description: str | None = None
+    max_per_second: float | None = None
 
 
 @attrs.frozen

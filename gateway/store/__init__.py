@@ -95,6 +95,8 @@ class Subscription:
     failing_since: float | None
     created_at: str
     updated_at: str
+    max_per_second: float | None = None  # deliveries a second at most (None: as fast as it goes)
+    throttled_until: float | None = None  # unix seconds: held by the subscriber's 429 or 503
 
     def matches(self, event_type: str) -> bool:
         return WILDCARD in self.event_types or event_type in self.event_types
@@ -126,6 +128,7 @@ class SubscriptionChanges:
     secret: str | Unset = UNSET
     previous_secret: str | Unset | None = UNSET
     previous_expires_at: float | Unset | None = UNSET
+    max_per_second: float | Unset | None = UNSET
 
     def items(self) -> Iterator[tuple[str, object]]:
         """(column, value) of each field that is set, in declaration order."""
@@ -223,6 +226,9 @@ class AttemptOutcome:
     status: str  # succeeded, failed (final) or pending (retry at next_attempt_at)
     next_attempt_at: float | None
     subscription_succeeded: bool
+    # The subscriber asked that none of the subscription's deliveries go before this (unix
+    # seconds): a 429 or 503 with Retry-After.
+    hold_until: float | None = None
 
 
 @attrs.frozen

@@ -32,6 +32,7 @@ from gateway.store import (
     retention,
     rows,
     steps,
+    throttle,
     traces,
 )
 from gateway.store.rows import to_json
@@ -337,6 +338,8 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         values = [to_json(list(v)) if isinstance(v, tuple) else v for _, v in changed]  # types
         if changes.enabled is True:
             sets += ["disabled_reason = NULL", "failing_since = NULL"]
+        if "max_per_second" in dict(changed):  # a new rate starts with a full bucket
+            sets += ["tokens = NULL", "tokens_at = NULL", "held_until = throttled_until"]
 
         async def op(db: Db) -> Subscription | None:
             await db.count(
@@ -395,7 +398,12 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         most = limit if per_tenant is None else per_tenant
         claim = Claim(owner, now, lease, limit, exclude, most, busy or {})
         found = await self._write(lambda db: db.claim(claim), single=True)
-        return [rows.claimed(row) for row in found]
+        claimed = [rows.claimed(row) for row in found]
+        if any(c.subscription.max_per_second is not None for c in claimed):
+            # Their buckets, in a transaction of their own: a claim without throttled
+            # subscriptions (nearly all) stays one statement.
+            return await self._write(lambda db: throttle.take(db, claimed, owner, now))
+        return claimed
 
     async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:
         if outcomes:

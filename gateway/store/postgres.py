@@ -338,7 +338,7 @@ class PostgresDb(Db):
         # seq is an identity column: PostgreSQL numbers it.
         await self.conn.execute(
             f"INSERT INTO subscriptions ({rows.SUBSCRIPTION}) VALUES ($1, $2, $3, $4, $5, $6,"
-            " $7, $8, $9, $10, $11, $12, $13)",
+            " $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             *args,
         )
 
@@ -382,19 +382,23 @@ class PostgresDb(Db):
         # Each tenant's oldest due deliveries up to its room (one index range each) and the
         # leases that ended (few), then turns: every tenant's first, every tenant's second, ...
         # SKIP LOCKED: replicas claiming at the same moment take different rows, never wait;
-        # rows locked here but not taken are free again when the statement ends.
+        # rows locked here but not taken are free again when the statement ends. Subscriptions
+        # held back (throttled: `gateway.store.throttle`) are skipped.
         return await self.conn.fetch(
-            "WITH rooms AS (SELECT t.tenant, LEAST($5, $6 - COALESCE(b.n, 0)) AS room"
+            "WITH held AS (SELECT id FROM subscriptions WHERE held_until > $1),"
+            " rooms AS (SELECT t.tenant, LEAST($5, $6 - COALESCE(b.n, 0)) AS room"
             " FROM (SELECT DISTINCT tenant FROM subscriptions) AS t"
             " LEFT JOIN unnest($7::text[], $8::int[]) AS b (tenant, n) USING (tenant)),"
             " pending AS (SELECT r.tenant, c.id, c.next_attempt_at FROM rooms AS r"
             " CROSS JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries"
             " WHERE tenant = r.tenant AND status = 'pending' AND next_attempt_at <= $1"
             " AND subscription_id <> ALL($4::text[])"
+            " AND subscription_id NOT IN (SELECT id FROM held)"
             " ORDER BY next_attempt_at LIMIT GREATEST(r.room, 0) FOR UPDATE SKIP LOCKED) AS c),"
             " expired AS (SELECT tenant, id, next_attempt_at FROM deliveries"
             " WHERE status = 'delivering' AND lease_until < $1"
-            " AND subscription_id <> ALL($4::text[]) FOR UPDATE SKIP LOCKED),"
+            " AND subscription_id <> ALL($4::text[])"
+            " AND subscription_id NOT IN (SELECT id FROM held) FOR UPDATE SKIP LOCKED),"
             " picked AS (SELECT u.id, u.next_attempt_at, r.room, row_number() OVER"
             " (PARTITION BY u.tenant ORDER BY u.next_attempt_at) AS turn"
             " FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired) AS u"

@@ -40,6 +40,8 @@ JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 # Rows ANALYZE samples per index (SQLite's advice for `PRAGMA optimize`): milliseconds at any size.
 ANALYSIS_LIMIT = 1000
 T = TypeVar("T")
+# Not a delivery of a subscription held back (throttled): the few held are one index range.
+HELD = "subscription_id NOT IN (SELECT id FROM subscriptions WHERE held_until > ?)"
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -305,8 +307,9 @@ class SQLiteDb(Db):
         self.conn.execute(
             "INSERT INTO subscriptions (id, tenant, url, event_types, description, enabled,"
             " disabled_reason, secret, previous_secret, previous_expires_at, failing_since,"
-            " seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?)",
+            " seq, created_at, updated_at, max_per_second, throttled_until)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?, ?, ?)",
             args,
         )
 
@@ -342,8 +345,8 @@ class SQLiteDb(Db):
         due: dict[str, list[tuple[float, str]]] = {}
         for tenant, delivery_id, next_at in db.execute(
             "SELECT tenant, id, next_attempt_at FROM deliveries WHERE status = 'delivering'"
-            f" AND lease_until < ? AND subscription_id NOT IN ({skip})",
-            (now, *exclude),
+            f" AND lease_until < ? AND subscription_id NOT IN ({skip}) AND {HELD}",
+            (now, *exclude, now),
         ):
             due.setdefault(tenant, []).append((next_at or 0.0, delivery_id))
         tenants = {row[0] for row in db.execute("SELECT DISTINCT tenant FROM subscriptions")}
@@ -356,8 +359,9 @@ class SQLiteDb(Db):
             pending = db.execute(
                 "SELECT next_attempt_at, id FROM deliveries WHERE tenant = ?"
                 " AND status = 'pending' AND next_attempt_at <= ?"
-                f" AND subscription_id NOT IN ({skip}) ORDER BY next_attempt_at LIMIT ?",
-                (tenant, now, *exclude, room),
+                f" AND subscription_id NOT IN ({skip}) AND {HELD}"
+                " ORDER BY next_attempt_at LIMIT ?",
+                (tenant, now, *exclude, now, room),
             ).fetchall()
             oldest = sorted([*due.get(tenant, ()), *pending])[:room]
             turns.extend((turn, at, i) for turn, (at, i) in enumerate(oldest))

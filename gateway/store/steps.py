@@ -18,6 +18,7 @@ from gateway.store import (
     ResourceRecord,
     Subscription,
     rows,
+    throttle,
 )
 from gateway.store.sql import Db, Row
 
@@ -110,6 +111,7 @@ async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> No
             (now, *args),
         )
         await db.notify()
+    await throttle.hold(db, outcomes)
     if made:
         # A stable sort: one subscription's outcomes keep their order (the last one counts).
         # Only a change of state writes the row: a success clears `failing_since` if it was set,

@@ -12,7 +12,14 @@ from gateway import cursors, payloads, problems, wire
 from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
 from gateway.problems import FieldError
 from gateway.state import EVENTS, INPUT, PLUGINS, SETTINGS, STORE, TENANT
-from gateway.store import UNSET, WILDCARD, EventFilter, Subscription, SubscriptionChanges
+from gateway.store import (
+    UNSET,
+    WILDCARD,
+    EventFilter,
+    Subscription,
+    SubscriptionChanges,
+    Unset,
+)
 from gateway.values import Event
 from gateway.webhooks import signing
 from gateway.webhooks.targets import TargetNotAllowed
@@ -54,6 +61,11 @@ async def _check_url(request: web.Request, url: str) -> str:
     return checked
 
 
+def _rate(given: float | Unset | None) -> float | Unset | None:
+    """maxPerSecond as given (a JSON integer too), stored as a float."""
+    return given if given is None or given is UNSET else float(given)
+
+
 async def subscription_of(request: web.Request) -> Subscription:
     subscription_id = request[INPUT].path["subscriptionId"]
     found = await request.app[STORE].get_subscription(request[TENANT].id, subscription_id)
@@ -79,6 +91,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         failing_since=None,
         created_at=now,
         updated_at=now,
+        max_per_second=given.max_per_second,
     )
     most = request.app[SETTINGS].events.max_subscriptions_per_tenant
     if not await request.app[STORE].create_subscription(subscription, limit=most):
@@ -114,6 +127,7 @@ async def update_subscription(request: web.Request) -> web.Response:
         event_types=_check_types(request, body["eventTypes"]) if "eventTypes" in body else UNSET,
         description=body.get("description", UNSET),
         enabled=body.get("enabled", UNSET),
+        max_per_second=_rate(body.get("maxPerSecond", UNSET)),
     )
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
     if updated is None:
