@@ -243,6 +243,7 @@ class Subscription:
     updated_at: str
     max_per_second: float | None
     throttled_until: str | None  # while its subscriber's 429 or 503 holds it back
+    order_by: str | None
 
     @classmethod
     def of(cls, s: store.Subscription) -> Subscription:
@@ -276,6 +277,7 @@ def _subscription_fields(s: store.Subscription) -> dict[str, Any]:
             if s.throttled_until is not None and s.throttled_until > time.time()
             else None
         ),
+        "order_by": s.order_by,
     }
 
 
@@ -291,6 +293,7 @@ class SubscriptionInput:
     event_types: list[str]
     description: str | None = None
     max_per_second: float | None = None
+    order_by: str | None = None
 
 
 @attrs.frozen

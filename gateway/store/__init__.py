@@ -97,6 +97,7 @@ class Subscription:
     updated_at: str
     max_per_second: float | None = None  # deliveries a second at most (None: as fast as it goes)
     throttled_until: float | None = None  # unix seconds: held by the subscriber's 429 or 503
+    order_by: str | None = None  # "resource": one at a time per resource (`store.ordering`)
 
     def matches(self, event_type: str) -> bool:
         return WILDCARD in self.event_types or event_type in self.event_types
@@ -129,6 +130,7 @@ class SubscriptionChanges:
     previous_secret: str | Unset | None = UNSET
     previous_expires_at: float | Unset | None = UNSET
     max_per_second: float | Unset | None = UNSET
+    order_by: str | Unset | None = UNSET
 
     def items(self) -> Iterator[tuple[str, object]]:
         """(column, value) of each field that is set, in declaration order."""

@@ -28,6 +28,7 @@ from gateway.store import (
     Subscription,
     SubscriptionChanges,
     SubscriptionPage,
+    ordering,
     recovery,
     retention,
     rows,
@@ -45,6 +46,7 @@ Op = Callable[[Db], Coroutine[Any, Any, T]]
 # Lock classes of `Db.lock` (PostgreSQL's advisory locks: keep the numbers, replicas share them).
 DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
 SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
+ORDER_LOCK = 3  # (tenant, an event's key): its events recorded one after another
 
 
 class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
@@ -228,11 +230,21 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
                 # two of them at once is stored once. The lock comes first so that the check
                 # sees what the lock's previous holder committed.
                 await db.lock(DEDUPE_LOCK, f"{len(event.tenant)}:{event.tenant}:{event.dedupe_key}")
+            key = ordering.resource_key(event.data) if only_subscription is None else None
+            if key is not None:
+                # One key's events recorded one after another: their positions are the order
+                # they commit in, which ordered deliveries follow (`gateway.store.ordering`).
+                await db.lock(ORDER_LOCK, f"{len(event.tenant)}:{event.tenant}:{key}")
             now = time.time()
             if not await db.insert_event(event, now, now - dedupe_window):
                 return False
             if only_subscription is not None:
                 await db.queue(event.id, event.tenant, [only_subscription], now)
+            elif key is not None:
+                seq = await db.value(
+                    "SELECT seq FROM events WHERE tenant = ? AND id = ?", (event.tenant, event.id)
+                )
+                await db.queue_matching(event, now, (key, int(seq)))
             else:
                 await db.queue_matching(event, now)
             return True

@@ -24,7 +24,7 @@ EVENT = "id, type, tenant, backend, occurred_at, data, dedupe_key"
 SUBSCRIPTION = (
     "id, tenant, url, event_types, description, enabled, disabled_reason, secret,"
     " previous_secret, previous_expires_at, failing_since, created_at, updated_at,"
-    " max_per_second, throttled_until"
+    " max_per_second, throttled_until, order_by"
 )
 DELIVERY = (
     "id, event_id, subscription_id, tenant, status, attempts, next_attempt_at, last_error,"
@@ -42,7 +42,7 @@ DELIVERY_JOINED = (
     " e.id, e.type, e.tenant, e.backend, e.occurred_at, e.data, e.dedupe_key, e.received_epoch,"
     " s.id, s.tenant, s.url, s.event_types, s.description, s.enabled, s.disabled_reason,"
     " s.secret, s.previous_secret, s.previous_expires_at, s.failing_since, s.created_at,"
-    " s.updated_at, s.max_per_second, s.throttled_until"
+    " s.updated_at, s.max_per_second, s.throttled_until, s.order_by"
 )
 
 
@@ -97,16 +97,16 @@ def subscription_values(s: Subscription) -> tuple[object, ...]:
     return (
         s.id, s.tenant, s.url, to_json(list(s.event_types)), s.description, s.enabled,
         s.disabled_reason, s.secret, s.previous_secret, s.previous_expires_at, s.failing_since,
-        s.created_at, s.updated_at, s.max_per_second, s.throttled_until,
+        s.created_at, s.updated_at, s.max_per_second, s.throttled_until, s.order_by,
     )  # fmt: skip
 
 
 def subscription(row: Any) -> Subscription:
     (sid, tenant, url, types, description, enabled, reason, secret, previous, expires, failing,
-     created, updated, most, throttled) = row  # fmt: skip
+     created, updated, most, throttled, order_by) = row  # fmt: skip
     return Subscription(
         sid, tenant, url, tuple(orjson.loads(types)), description, bool(enabled), reason,
-        secret, previous, expires, failing, created, updated, most, throttled,
+        secret, previous, expires, failing, created, updated, most, throttled, order_by,
     )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from typing import Any, TypeVar, cast
 
 from gateway.store import retention, rows, sql
 from gateway.store.logic import Op, SQLStore
+from gateway.store.ordering import HEAD
 from gateway.store.sql import Claim, Db, Row
 from gateway.values import Event
 
@@ -307,9 +308,9 @@ class SQLiteDb(Db):
         self.conn.execute(
             "INSERT INTO subscriptions (id, tenant, url, event_types, description, enabled,"
             " disabled_reason, secret, previous_secret, previous_expires_at, failing_since,"
-            " seq, created_at, updated_at, max_per_second, throttled_until)"
+            " seq, created_at, updated_at, max_per_second, throttled_until, order_by)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?, ?, ?)",
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?, ?, ?, ?)",
             args,
         )
 
@@ -327,15 +328,19 @@ class SQLiteDb(Db):
         )
         return ids
 
-    async def queue_matching(self, event: Event, now: float) -> None:
+    async def queue_matching(
+        self, event: Event, now: float, order: tuple[str, int] | None = None
+    ) -> None:
         # Subscription.matches, in SQL: one statement queues them all (ids as random as uuid4's).
+        key, seq = order or (None, None)
         self.conn.execute(
             "INSERT INTO deliveries (id, event_id, subscription_id, tenant, status, attempts,"
-            " next_attempt_at, created_at, updated_at)"
-            " SELECT 'dlv_' || lower(hex(randomblob(16))), ?, id, tenant, 'pending', 0, ?, ?, ?"
+            " next_attempt_at, created_at, updated_at, order_key, order_seq)"
+            " SELECT 'dlv_' || lower(hex(randomblob(16))), ?, id, tenant, 'pending', 0, ?, ?, ?,"
+            " CASE WHEN order_by IS NOT NULL THEN ? END, CASE WHEN order_by IS NOT NULL THEN ? END"
             " FROM subscriptions WHERE tenant = ? AND enabled = TRUE"
             " AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value IN ('*', ?))",
-            (event.id, now, now, now, event.tenant, event.type),
+            (event.id, now, now, now, key, seq, event.tenant, event.type),
         )
 
     async def claim(self, claim: Claim) -> Sequence[Row]:
@@ -345,7 +350,7 @@ class SQLiteDb(Db):
         due: dict[str, list[tuple[float, str]]] = {}
         for tenant, delivery_id, next_at in db.execute(
             "SELECT tenant, id, next_attempt_at FROM deliveries WHERE status = 'delivering'"
-            f" AND lease_until < ? AND subscription_id NOT IN ({skip}) AND {HELD}",
+            f" AND lease_until < ? AND subscription_id NOT IN ({skip}) AND {HELD} AND {HEAD}",
             (now, *exclude, now),
         ):
             due.setdefault(tenant, []).append((next_at or 0.0, delivery_id))
@@ -359,7 +364,7 @@ class SQLiteDb(Db):
             pending = db.execute(
                 "SELECT next_attempt_at, id FROM deliveries WHERE tenant = ?"
                 " AND status = 'pending' AND next_attempt_at <= ?"
-                f" AND subscription_id NOT IN ({skip}) AND {HELD}"
+                f" AND subscription_id NOT IN ({skip}) AND {HELD} AND {HEAD}"
                 " ORDER BY next_attempt_at LIMIT ?",
                 (tenant, now, *exclude, now, room),
             ).fetchall()

@@ -67,7 +67,7 @@ async def get_subscription(
 async def fail_undelivered(db: Db, subscription_id: str, reason: str) -> None:
     await db.count(
         "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, last_error = ?,"
-        " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+        " lease_owner = NULL, lease_until = NULL, order_key = NULL, updated_at = ?"
         " WHERE subscription_id = ? AND status IN ('pending', 'delivering')",
         (reason, time.time(), subscription_id),
     )
@@ -97,11 +97,23 @@ async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> No
             ],
         )
         # Only a delivery still leased moves on: one failed by a disable stays failed.
+        # A final one leaves its key's order (`gateway.store.ordering`): the next one is the head.
         await db.many(
             "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
-            " last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
-            " WHERE id = ? AND status = 'delivering'",
-            [(o.status, a.number, o.next_attempt_at, a.error, now, o.delivery_id) for o, a in made],
+            " last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?,"
+            " order_key = CASE WHEN ? THEN order_key END WHERE id = ? AND status = 'delivering'",
+            [
+                (
+                    o.status,
+                    a.number,
+                    o.next_attempt_at,
+                    a.error,
+                    now,
+                    o.status == "pending",
+                    o.delivery_id,
+                )
+                for o, a in made
+            ],
         )
     if handed_back:
         among, args = db.any_of("id", handed_back)

@@ -92,6 +92,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         created_at=now,
         updated_at=now,
         max_per_second=given.max_per_second,
+        order_by=given.order_by,
     )
     most = request.app[SETTINGS].events.max_subscriptions_per_tenant
     if not await request.app[STORE].create_subscription(subscription, limit=most):
@@ -128,6 +129,7 @@ async def update_subscription(request: web.Request) -> web.Response:
         description=body.get("description", UNSET),
         enabled=body.get("enabled", UNSET),
         max_per_second=_rate(body.get("maxPerSecond", UNSET)),
+        order_by=body.get("orderBy", UNSET),
     )
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
     if updated is None:
