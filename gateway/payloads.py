@@ -235,6 +235,7 @@ class Subscription:
     id: str
     url: str
     event_types: Sequence[str]
+    filter: str | None
     description: str | None
     enabled: bool
     disabled_reason: str | None
@@ -262,6 +263,7 @@ def _subscription_fields(s: store.Subscription) -> dict[str, Any]:
         "id": s.id,
         "url": shown_url(s.url),
         "event_types": s.event_types,
+        "filter": s.filter,
         "description": s.description,
         "enabled": s.enabled,
         "disabled_reason": s.disabled_reason,
@@ -281,6 +283,7 @@ class SubscriptionInput:
     url: str
     event_types: list[str]
     description: str | None = None
+    filter: str | None = None
 
 
 @attrs.frozen
