@@ -4,6 +4,8 @@ made to a real receiver, every answer checked against the contract."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,7 +14,7 @@ import pytest
 from gateway.state import PLUGINS, STORE
 from gateway.values import Event
 from gateway.webhooks import filters
-from tests.conftest import CALLER_KEY_B, Gateway, MakeGateway, eventually
+from tests.conftest import CALLER_KEY_B, Gateway, LogLines, MakeGateway, eventually
 from tests.test_webhooks import Receiver, make_events_gateway, receiver
 
 __all__ = ["receiver"]  # the fixture, for this module's tests
@@ -165,13 +167,17 @@ async def test_a_bad_filter_is_a_422_pointing_at_it(
 
 
 async def test_an_evaluation_error_does_not_break_ingest(
-    gateway: Gateway, receiver: Receiver
+    gateway: Gateway, receiver: Receiver, logs: LogLines
 ) -> None:
     """A filter that fails on an event (`starts_with` given a number) does not match it, the
-    event is recorded, the other subscriptions get it, and the failure is counted."""
+    event is recorded, the other subscriptions get it, and the failure is logged (with the
+    subscription's id, not the data) and counted."""
     failing = await subscribe(gateway, receiver.url("failing"), "starts_with(data.sku, 'A')")
     other = await subscribe(gateway, receiver.url("other"), None)
     event_id = await publish(gateway, {"sku": 12345})
+    [failed] = logs.events("subscription.filter_failed")
+    assert failed["subscription_id"] == failing["id"]
+    assert "12345" not in str(failed)  # the data stays out of the logs
     found = await gateway.client.get(f"/v1/events/{event_id}", headers=gateway.auth())
     assert found.status == 200
     assert await delivered_to(gateway, event_id) == {other["id"]}
@@ -235,3 +241,18 @@ def test_a_filter_is_compiled_once_per_text() -> None:
         checker.matches("sub_x", "data.n > `10`", {"data": {"n": n}})
     info = filters.compiled.cache_info()
     assert (info.misses, info.hits) == (1, 49)
+
+
+def test_the_readme_examples_are_filters() -> None:
+    """Every filter the README's section shows (its table's last column) passes the check."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Filtering what a subscription receives", 1)[1].split("\n#", 1)[0]
+    examples = [
+        re.sub(r"^`+ ?| ?`+$", "", line.rsplit("|", 2)[1].strip())
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith(("| receive", "| ---"))
+    ]
+    assert len(examples) == 5
+    for example in examples:
+        filters.check(example)
+    assert filters.truthy(filters.compiled(examples[4]).search({"data": {"count": 4}}))

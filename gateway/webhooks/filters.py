@@ -119,7 +119,7 @@ class Filters:
             # The subscription and the kind of failure only: JMESPath's messages quote the
             # values they were given, which are the event's data.
             log.warning(
-                "subscription filter failed; event not matched",
+                "subscription.filter_failed",  # the event is not matched
                 subscription_id=subscription_id,
                 error=type(exc).__name__,
             )
