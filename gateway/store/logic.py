@@ -22,6 +22,7 @@ from gateway.store import (
     Delivery,
     EventPage,
     IdempotentRecord,
+    PayloadPurged,
     Position,
     ResourceRecord,
     Subscription,
@@ -378,12 +379,16 @@ class SQLStore(retention.Purging):
         async def op(db: Db) -> list[Delivery]:
             # Locked: a purge deleting the event waits for the deliveries queued here, and takes
             # them with it (never leaves them without their event).
-            event_type = await db.value(
-                f"SELECT type FROM events WHERE tenant = ? AND id = ?{db.for_update}",
+            found = await db.row(
+                f"SELECT type, {retention.PAYLOAD_GONE} FROM events WHERE tenant = ? AND id = ?"
+                f"{db.for_update}",
                 (tenant, event_id),
             )
-            if event_type is None:
+            if found is None:
                 return []
+            event_type, purged = found
+            if purged:
+                raise PayloadPurged(event_id)
             targets = [
                 s.id
                 for s in await steps.subscriptions(db, tenant, enabled_only=True)
