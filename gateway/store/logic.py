@@ -253,10 +253,16 @@ class SQLStore(retention.Purging):
         if after is not None:
             query += " AND seq < ?"
             args.append(after.seq)
+        order = "seq DESC"
         if event_type:
-            query += " AND type = ?"
-            args.append(event_type)
-        query += " ORDER BY seq DESC LIMIT ?"
+            # A range that holds one type, in the (tenant, type, seq) index's order: the one
+            # index that reads it in order. With `type = ?` PostgreSQL took tenant and type for
+            # independent shares of the table and walked its primary key backwards filtering
+            # both: to the very end for a type the tenant never had (1.6 s at 1M events).
+            query += " AND type >= ? AND type <= ?"
+            args += [event_type, event_type]
+            order = "type DESC, seq DESC"
+        query += f" ORDER BY {order} LIMIT ?"
         args.append(limit + 1)
         found, next_position = rows.page(await self._read(lambda db: db.rows(query, args)), limit)
         return EventPage([rows.event(row) for row in found], next_position)
