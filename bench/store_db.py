@@ -6,6 +6,8 @@ from pathlib import Path
 
 import asyncpg
 
+from tests.store_fill import analyze
+
 MB = 1024 * 1024
 
 
@@ -22,15 +24,10 @@ async def store_mb(url: str) -> float:
         await conn.close()
 
 
-async def analyze(url: str) -> None:
+async def analyze_postgres(url: str) -> None:
     """PostgreSQL: statistics for a bulk fill, as autovacuum gathers them within a minute of one
     (its naptime): without them the planner takes a tenant's events of one type for a handful and
     reads them all with a bitmap scan, then sorts (300 ms at 100k events). SQLite: nothing (its
     plans are the same either way; the store refreshes them at open and after each purge)."""
-    if url.startswith("sqlite:"):
-        return
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("ANALYZE")
-    finally:
-        await conn.close()
+    if not url.startswith("sqlite:"):
+        await analyze(url)

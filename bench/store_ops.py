@@ -19,7 +19,7 @@ import attrs
 
 from gateway.store import Attempt, AttemptOutcome, ClaimedDelivery, Position, Store
 from gateway.values import Event
-from tests.store_fill import PAYLOAD, TENANTS
+from tests.store_fill import PAYLOAD, TENANTS, loop_gaps
 
 PAGE = 50
 CLAIM = 10  # deliveries a claim leases (a worker's free slots)
@@ -256,21 +256,8 @@ async def longest_stall(store: Store, size: int, *, rounds: int = 5) -> float:
     """Milliseconds the event loop was held at most while 20 listings ran at once (10 first
     pages, 10 deep cursors half-way down a history of `size` events, both tenants), `rounds`
     times: a 1 ms ticker's longest gap."""
-    gaps: list[float] = []
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not done.is_set():
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
     sizes: list[Any] = []
-    ticking = asyncio.create_task(ticker())
-    try:
-        await asyncio.sleep(0.01)
+    async with loop_gaps() as gaps:
         for _ in range(rounds):
             pages = await asyncio.gather(
                 *(
@@ -281,8 +268,5 @@ async def longest_stall(store: Store, size: int, *, rounds: int = 5) -> float:
                 )
             )
             sizes.extend(len(page.items) for page in pages)
-    finally:
-        done.set()
-        await ticking
     assert all(n == PAGE for n in sizes)
     return max(gaps) * 1000

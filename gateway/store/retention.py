@@ -168,6 +168,16 @@ async def _subscription_batch(db: Db, *, subscription_id: str, batch: int) -> tu
     return await _deliveries(db, [row[0] for row in found]), True
 
 
+async def _being_delivered(db: Db, event_ids: Sequence[str]) -> set[str]:
+    """Those of the events with a delivery pending or delivering."""
+    among, args = db.any_of("event_id", event_ids)
+    found = await db.rows(
+        f"SELECT event_id FROM deliveries WHERE {among} AND status IN ('pending', 'delivering')",
+        args,
+    )
+    return {row[0] for row in found}
+
+
 async def _events_batch(
     db: Db, *, after: int, cutoff: float, batch: int
 ) -> tuple[Counts, int | None]:
@@ -181,15 +191,7 @@ async def _events_batch(
     old = list(itertools.takewhile(lambda row: row[2] < cutoff, found))
     if not old:
         return {}, None
-    among, args = db.any_of("event_id", [row[1] for row in old])
-    busy = {
-        row[0]
-        for row in await db.rows(
-            f"SELECT event_id FROM deliveries WHERE {among}"
-            " AND status IN ('pending', 'delivering')",
-            args,
-        )
-    }
+    busy = await _being_delivered(db, [row[1] for row in old])
     doomed = [row[1] for row in old if row[1] not in busy]
     counts: Counts = {}
     if doomed:
@@ -262,15 +264,7 @@ async def _payloads_batch(db: Db, *, after: int, cutoff: float, batch: int) -> W
     # below, which then sees its deliveries under way; one starting after sees the payload gone.
     among, args = db.any_of("id", list(due))
     await db.rows(f"SELECT id FROM events WHERE {among}{db.for_update}", args)
-    among, args = db.any_of("event_id", list(due))
-    busy = {
-        row[0]
-        for row in await db.rows(
-            f"SELECT event_id FROM deliveries WHERE {among}"
-            " AND status IN ('pending', 'delivering')",
-            args,
-        )
-    }
+    busy = await _being_delivered(db, list(due))
     doomed = [event_id for event_id in due if event_id not in busy]
     blanked = 0
     if doomed:
