@@ -33,6 +33,7 @@ from gateway.state import (
     METRICS,
     OWNERS,
     PLUGINS,
+    RECOVERER,
     SETTINGS,
     STORE,
     TENANTS,
@@ -46,6 +47,7 @@ from gateway.tenants import TenantDirectory
 from gateway.upstream import CredentialsRequest, UpstreamClient
 from gateway.values import Credentials, Event
 from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
+from gateway.webhooks.recovery import Recoverer
 
 
 def create_app(
@@ -95,6 +97,7 @@ def create_app(
     app[UPSTREAMS] = {}
     app[BACKENDS] = {}
     app[EVENTS] = worker
+    app[RECOVERER] = Recoverer(store, owner=worker.owner, wake_workers=worker.wake)
     app[OWNERS] = Owners(store)
 
     app.cleanup_ctx.append(_uploads)
@@ -103,6 +106,7 @@ def create_app(
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(_callbacks)
     app.cleanup_ctx.append(_webhooks)
+    app.cleanup_ctx.append(_recoveries)
     add_routes(app, app[CONTRACT])
     return app
 
@@ -207,3 +211,11 @@ async def _webhooks(app: web.Application) -> AsyncIterator[None]:
     await app[EVENTS].start()
     yield
     await app[EVENTS].stop()
+
+
+async def _recoveries(app: web.Application) -> AsyncIterator[None]:
+    """Bulk recoveries, carried out in the background (those a previous process left too);
+    stopped before the workers, which then send what the last batch queued."""
+    app[RECOVERER].start()
+    yield
+    await app[RECOVERER].stop()

@@ -131,6 +131,12 @@ def iso_seconds(moment: float) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat(timespec="seconds")
 
 
+def iso_millis(moment: float) -> str:
+    """A unix time as the contract's date-time, to the millisecond (a time a caller gave back
+    as a bound, or one compared with such bounds)."""
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat(timespec="milliseconds")
+
+
 @attrs.frozen
 class DeliveryAttempt:
     number: int
@@ -156,6 +162,8 @@ class Delivery:
     status: str
     attempts: Sequence[DeliveryAttempt]
     next_attempt_at: str | None
+    created_at: str
+    requeued_as: str | None = omit_if_none()
 
     @classmethod
     def of(cls, delivery: store.Delivery) -> Delivery:
@@ -167,12 +175,48 @@ class Delivery:
             status=delivery.status,
             attempts=[DeliveryAttempt.of(a) for a in delivery.attempt_log],
             next_attempt_at=None if due is None else iso_seconds(due),
+            created_at=iso_millis(delivery.created_at),
+            requeued_as=delivery.requeued_as,
         )
 
 
 @attrs.frozen
 class DeliveryList:
     items: Sequence[Delivery]
+
+
+@attrs.frozen
+class DeliveryPage:
+    items: Sequence[Delivery]
+    next_cursor: str | None
+
+
+@attrs.frozen
+class RecoveryInput:
+    since: str
+    until: str | None = None
+
+
+@attrs.frozen
+class Recovery:
+    id: str
+    subscription_id: str
+    status: str
+    since: str
+    until: str
+    requeued: int
+    total: int | None
+    created_at: str
+    finished_at: str | None
+    reason: str | None = omit_if_none()
+
+    @classmethod
+    def of(cls, r: store.Recovery) -> Recovery:
+        finished = None if r.finished_at is None else iso_millis(r.finished_at)
+        return cls(
+            r.id, r.subscription_id, r.status, iso_millis(r.since), iso_millis(r.until),
+            r.requeued, r.total, iso_millis(r.created_at), finished, r.reason,
+        )  # fmt: skip
 
 
 @attrs.frozen

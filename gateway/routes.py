@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway import dispatch, handlers
 from gateway.contract import Contract
-from gateway.webhooks import api as webhooks
+from gateway.webhooks import api as webhooks, recovery_api as recovery
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -38,6 +38,9 @@ CORE_HANDLERS: Mapping[str, Handler] = {
     "deleteSubscription": webhooks.delete_subscription,
     "rotateSubscriptionSecret": webhooks.rotate_subscription_secret,
     "sendTestEvent": webhooks.send_test_event,
+    "listSubscriptionDeliveries": recovery.list_subscription_deliveries,
+    "recoverSubscription": recovery.recover_subscription,
+    "getRecovery": recovery.get_recovery,
     "receiveBackendCallback": dispatch.receive_callback,
 }
 

@@ -19,6 +19,7 @@ from gateway.tenants import Tenant, TenantDirectory
 from gateway.upstream import UpstreamClient
 from gateway.validation import Input
 from gateway.webhooks.delivery import DeliveryWorker
+from gateway.webhooks.recovery import Recoverer
 
 SETTINGS = web.AppKey("settings", Settings)
 CONTRACT = web.AppKey("contract", Contract)
@@ -30,6 +31,7 @@ UPSTREAMS = web.AppKey("upstreams", dict[str, UpstreamClient])
 BACKENDS = web.AppKey("backends", dict[str, Backend[Any]])  # built once per app
 CALLBACKS = web.AppKey("callbacks", CallbackRegistrar)
 EVENTS = web.AppKey("events", DeliveryWorker)
+RECOVERER = web.AppKey("recoverer", Recoverer)
 OWNERS = web.AppKey("owners", Owners)
 UPLOADS = web.AppKey("uploads", Path)  # the folder multipart file parts are spooled into
 

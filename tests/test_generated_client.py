@@ -14,6 +14,7 @@ an answer that breaks the contract fails here too.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import importlib
 import io
 import os
@@ -309,6 +310,77 @@ async def test_subscription_test_event_is_delivered_and_verifies(
     [delivery] = await until(succeeded)
     assert delivery.subscription_id == subscription.id
     assert delivery.attempts[0].status == 204
+
+
+@pytest.fixture
+async def gone_then_back(aiohttp_server: Any) -> tuple[TestServer, list[int]]:
+    """A subscriber that answers 410 Gone to its first delivery (the gateway gives up and
+    disables the subscription), then 204: the statuses it answered, in order."""
+    answered: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        answered.append(410 if not answered else 204)
+        return web.Response(status=answered[-1])
+
+    app = web.Application()
+    app.router.add_post("/hooks", handle)
+    server: TestServer = await aiohttp_server(app)
+    return server, answered
+
+
+async def test_failed_deliveries_are_listed_and_recovered_through_the_generated_client(
+    client_package: ModuleType, api: Any, gone_then_back: tuple[TestServer, list[int]]
+) -> None:
+    """A subscriber gone (410) during a test event: its failed delivery is listed by status and
+    time, a recovery of the disabled subscription is refused (409), and once it is enabled again
+    the recovery queues the delivery again, shows its progress to done, and the event arrives."""
+    g = Generated(client_package)
+    server, answered = gone_then_back
+    since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5)
+    body = g.models.SubscriptionInput(url=str(server.make_url("/hooks")), event_types=["*"])
+    subscription = (
+        await g.op("subscriptions", "create_subscription").asyncio_detailed(client=api, body=body)
+    ).parsed
+    await g.op("subscriptions", "send_test_event").asyncio_detailed(subscription.id, client=api)
+
+    async def failed() -> Any:
+        page = await g.op("subscriptions", "list_subscription_deliveries").asyncio(
+            subscription.id, client=api, status=g.models.DeliveryStatus.FAILED, since=since
+        )
+        return page.items
+
+    [delivery] = await until(failed)
+    assert delivery.attempts[0].status == 410
+    recover = g.op("subscriptions", "recover_subscription")
+    refused = await recover.asyncio_detailed(
+        subscription.id, client=api, body=g.models.RecoveryInput(since=since)
+    )
+    assert refused.status_code == 409
+    await g.op("subscriptions", "update_subscription").asyncio_detailed(
+        subscription.id, client=api, body=g.models.SubscriptionPatch(enabled=True)
+    )
+    started = await recover.asyncio_detailed(
+        subscription.id, client=api, body=g.models.RecoveryInput(since=since)
+    )
+    assert started.status_code == 202
+    recovery = started.parsed
+
+    async def done() -> Any:
+        now = await g.op("subscriptions", "get_recovery").asyncio(
+            subscription.id, recovery.id, client=api
+        )
+        return now if now.status == g.models.RecoveryStatus.DONE else None
+
+    finished = await until(done)
+    assert (finished.requeued, finished.total) == (1, 1)
+
+    async def delivered() -> bool:
+        return answered == [410, 204]
+
+    await until(delivered)
+    [again] = await failed()
+    assert again.requeued_as
 
 
 def test_make_client_generates_from_gateway_spec(tmp_path: Path) -> None:

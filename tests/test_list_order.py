@@ -118,6 +118,24 @@ async def probe_deliveries(gateway: Gateway) -> tuple[list[str], list[str]]:
     return created, [d["id"] for d in listed["items"]]
 
 
+async def probe_subscription_deliveries(gateway: Gateway) -> tuple[list[str], list[str]]:
+    """Three events' deliveries to one subscription, one after the other."""
+    subscription = await _subscribe(gateway, 1)
+    created = []
+    for n in range(3):
+        await _callback(gateway, f"done/s{n}")
+        page = await _ok(await gateway.client.get("/v1/events", headers=gateway.auth()))
+        [event] = [e["id"] for e in page["items"] if e["data"]["path"] == f"done/s{n}"]
+        url = f"/v1/events/{event}/deliveries"
+        created += [
+            d["id"]
+            for d in (await _ok(await gateway.client.get(url, headers=gateway.auth())))["items"]
+        ]
+    url = f"/v1/subscriptions/{subscription}/deliveries"
+    listed = await _ok(await gateway.client.get(url, headers=gateway.auth()))
+    return created, [d["id"] for d in listed["items"]]
+
+
 async def probe_user_photos(gateway: ArtifiGateway) -> tuple[list[str], list[str]]:
     created = []
     for n in range(3):
@@ -132,6 +150,7 @@ PROBES: dict[str, tuple[Probe, str]] = {
     "listEvents": (probe_events, "gateway"),
     "listSubscriptions": (probe_subscriptions, "gateway"),
     "listEventDeliveries": (probe_deliveries, "gateway"),
+    "listSubscriptionDeliveries": (probe_subscription_deliveries, "gateway"),
     "listUserPhotos": (probe_user_photos, "artifi"),
 }
 

@@ -60,6 +60,20 @@ class EventPage:
     next_position: Position | None
 
 
+@attrs.frozen
+class EventFilter:
+    """Which of a tenant's events `list_events` keeps beyond their type: those received from
+    the first event at or after `since` up to the first one at or after `until` (unix seconds,
+    each taken to a position in the events' order, as a log's offsets for times are: events are
+    stored in the order they are received, so this is the time filter, as one range), and those
+    concerning `product_id` or `user_id` (the `productId` or `userId` of their data)."""
+
+    since: float | None = None
+    until: float | None = None
+    product_id: str | None = None
+    user_id: str | None = None
+
+
 WILDCARD = "*"
 
 
@@ -149,6 +163,43 @@ class Delivery:
     last_error: str | None
     created_at: float
     attempt_log: tuple[Attempt, ...] = ()
+    requeued_as: str | None = None  # the delivery a recovery queued in its place
+
+
+@attrs.frozen
+class DeliveryPosition:
+    """Where a page of a subscription's deliveries ended: its last delivery's creation time and
+    id (deliveries are listed by both, newest first). Opaque to callers (`gateway.cursors`)."""
+
+    created_at: float
+    id: str
+
+
+@attrs.frozen
+class DeliveryPage:
+    items: Sequence[Delivery]
+    next_position: DeliveryPosition | None
+
+
+RECOVERY_STATUSES = ("running", "done", "failed")
+
+
+@attrs.frozen
+class Recovery:
+    """A bulk recovery of a subscription's failed deliveries created in [`since`, `until`) (unix
+    seconds): each is queued again once, in batches, by whichever process holds its lease."""
+
+    id: str
+    tenant: str
+    subscription_id: str
+    status: str  # running, done or failed
+    since: float
+    until: float
+    requeued: int
+    total: int | None  # counted by the first batch
+    created_at: float
+    finished_at: float | None
+    reason: str | None  # why it failed
 
 
 @attrs.frozen
@@ -364,7 +415,53 @@ class Store(Protocol):
         older than `keep_payloads` are blanked (None: they go with their events)."""
 
     async def list_events(
-        self, tenant: str, *, event_type: str | None, after: Position | None, limit: int
+        self,
+        tenant: str,
+        *,
+        event_type: str | None,
+        after: Position | None,
+        limit: int,
+        where: EventFilter | None = None,
     ) -> EventPage:
-        """The tenant's events (of `event_type` only, when given), newest first, from after
-        `after` (None: the first page)."""
+        """The tenant's events (of `event_type` only, when given; as `where` filters them),
+        newest first, from after `after` (None: the first page)."""
+
+    async def list_subscription_deliveries(
+        self,
+        tenant: str,
+        subscription_id: str,
+        *,
+        status: str | None,
+        since: float | None,
+        until: float | None,
+        after: DeliveryPosition | None,
+        limit: int,
+    ) -> DeliveryPage:
+        """The subscription's deliveries (of `status` only, when given) created in [`since`,
+        `until`), newest first, each with its attempts, from after `after`; empty for another
+        tenant's subscription."""
+
+    async def start_recovery(
+        self, tenant: str, subscription_id: str, *, since: float, until: float, now: float
+    ) -> tuple[Recovery, bool] | None:
+        """A new running recovery of the subscription's failed deliveries in [`since`, `until`),
+        or the one already running for it (then False); None if the subscription is not the
+        tenant's."""
+
+    async def get_recovery(
+        self, tenant: str, subscription_id: str, recovery_id: str
+    ) -> Recovery | None: ...
+
+    async def claim_recovery(self, *, owner: str, now: float, lease: float) -> Recovery | None:
+        """Lease a running recovery no live process holds (oldest first) to `owner`."""
+
+    async def recover_step(
+        self, recovery_id: str, *, owner: str, now: float, lease: float, batch: int
+    ) -> Recovery | None:
+        """Queue again the next `batch` failed deliveries of a recovery `owner` holds, in one
+        transaction, and renew its lease; the recovery as it is now (done once none is left), or
+        None when `owner` no longer holds it."""
+
+    async def release_recovery(self, recovery_id: str, *, owner: str) -> None:
+        """Give up the lease (a process stopping): another process, or this one restarted,
+        continues at once."""

@@ -20,6 +20,7 @@ from gateway.store import (
     AttemptOutcome,
     ClaimedDelivery,
     Delivery,
+    EventFilter,
     EventPage,
     IdempotentRecord,
     PayloadPurged,
@@ -28,6 +29,7 @@ from gateway.store import (
     Subscription,
     SubscriptionChanges,
     SubscriptionPage,
+    recovery,
     retention,
     rows,
     steps,
@@ -44,7 +46,7 @@ DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
 SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
 
 
-class SQLStore(retention.Purging):
+class SQLStore(retention.Purging, recovery.Recovering):
     """Every data operation of `Store`; a subclass adds open, close and listen."""
 
     @abc.abstractmethod
@@ -245,27 +247,59 @@ class SQLStore(retention.Purging):
         return rows.event(row) if row else None
 
     async def list_events(
-        self, tenant: str, *, event_type: str | None, after: Position | None, limit: int
+        self,
+        tenant: str,
+        *,
+        event_type: str | None,
+        after: Position | None,
+        limit: int,
+        where: EventFilter | None = None,
     ) -> EventPage:
-        # Newest first: a later page continues below the position the last one ended at.
-        query = f"SELECT {rows.EVENT}, seq FROM events WHERE tenant = ?"
-        args: list[object] = [tenant]
-        if after is not None:
-            query += " AND seq < ?"
-            args.append(after.seq)
-        order = "seq DESC"
-        if event_type:
-            # A range that holds one type, in the (tenant, type, seq) index's order: the one
-            # index that reads it in order. With `type = ?` PostgreSQL took tenant and type for
-            # independent shares of the table and walked its primary key backwards filtering
-            # both: to the very end for a type the tenant never had (1.6 s at 1M events).
-            query += " AND type >= ? AND type <= ?"
-            args += [event_type, event_type]
-            order = "type DESC, seq DESC"
-        query += f" ORDER BY {order} LIMIT ?"
-        args.append(limit + 1)
-        found, next_position = rows.page(await self._read(lambda db: db.rows(query, args)), limit)
-        return EventPage([rows.event(row) for row in found], next_position)
+        where = where or EventFilter()
+
+        async def op(db: Db) -> EventPage:
+            # Newest first: a later page continues below the position the last one ended at.
+            # Each filter is the leading part of an index, so the read is one range from the
+            # highest position the filters allow, down to the page size.
+            query = f"SELECT {rows.EVENT}, seq FROM events WHERE tenant = ?"
+            args: list[object] = [tenant]
+            if where.since is not None or where.until is not None:
+                low = await _position_at(db, tenant, where.since)
+                high = await _position_at(db, tenant, where.until)
+                if where.since is not None and low is None:
+                    return EventPage([], None)  # nothing received since
+                if low is not None:
+                    query += " AND seq >= ?"
+                    args.append(low)
+                if high is not None:
+                    query += " AND seq < ?"
+                    args.append(high)
+            if after is not None:
+                query += " AND seq < ?"
+                args.append(after.seq)
+            order = "seq DESC"
+            if event_type and where.product_id is None and where.user_id is None:
+                # A range that holds one type, in the (tenant, type, seq) index's order: the one
+                # index that reads it in order. With `type = ?` PostgreSQL took tenant and type
+                # for independent shares of the table and walked its primary key backwards
+                # filtering both: to the very end for a type the tenant never had (1.6 s at 1M).
+                query += " AND type >= ? AND type <= ?"
+                args += [event_type, event_type]
+                order = "type DESC, seq DESC"
+            elif event_type:
+                query += " AND type = ?"
+                args.append(event_type)
+            for key, value in (("productId", where.product_id), ("userId", where.user_id)):
+                if value is not None:
+                    field = db.json_text("data", key)  # as the index on it spells it
+                    query += f" AND {field} = ? AND {field} IS NOT NULL"
+                    args.append(value)
+            query += f" ORDER BY {order} LIMIT ?"
+            args.append(limit + 1)
+            found, next_position = rows.page(await db.rows(query, args), limit)
+            return EventPage([rows.event(row) for row in found], next_position)
+
+        return await self._read(op)
 
     # -- subscriptions --------------------------------------------------------------------------
 
@@ -412,3 +446,16 @@ class SQLStore(retention.Purging):
             )
         )
         return int(count or 0)
+
+
+async def _position_at(db: Db, tenant: str, moment: float | None) -> int | None:
+    """The position (seq) of the tenant's first event received at or after `moment`; None
+    without one (or without a moment)."""
+    if moment is None:
+        return None
+    found = await db.value(
+        "SELECT seq FROM events WHERE tenant = ? AND received_epoch >= ?"
+        " ORDER BY received_epoch, seq LIMIT 1",
+        (tenant, moment),
+    )
+    return None if found is None else int(found)

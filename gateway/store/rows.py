@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import orjson
 
-from gateway.store import ClaimedDelivery, Delivery, Position, ResourceRecord, Subscription
+from gateway.store import (
+    ClaimedDelivery,
+    Delivery,
+    Position,
+    Recovery,
+    ResourceRecord,
+    Subscription,
+    sql,
+)
 from gateway.values import Event
 
 RESOURCE = "kind, id, tenant, backend, parent_id, attributes, created_at, updated_at"
@@ -20,7 +29,12 @@ DELIVERY = (
     "id, event_id, subscription_id, tenant, status, attempts, next_attempt_at, last_error,"
     " created_at"
 )
-ATTEMPT = "delivery_id, number, at, status, duration_ms, error, response_excerpt"
+DELIVERY_LISTED = f"{DELIVERY}, requeued_as"  # as the listings show it (claims need less)
+RECOVERY = (
+    "id, tenant, subscription_id, status, since, until, requeued, total, created_at, finished_at,"
+    " reason"
+)
+ATTEMPT = sql.ATTEMPT
 DELIVERY_JOINED = (
     "d.id, d.event_id, d.subscription_id, d.tenant, d.status, d.attempts, d.next_attempt_at,"
     " d.last_error, d.created_at,"
@@ -98,7 +112,14 @@ def subscription(row: Any) -> Subscription:
 
 
 def delivery(row: Any) -> Delivery:
+    """A delivery from the columns of DELIVERY (or DELIVERY_LISTED, its attempts then added)."""
+    if len(row) > 9:
+        return attrs.evolve(Delivery(*row[:9]), requeued_as=row[9])
     return Delivery(*row)
+
+
+def recovery(row: Any) -> Recovery:
+    return Recovery(*row)
 
 
 def claimed(row: Any) -> ClaimedDelivery:

@@ -22,6 +22,8 @@ import attrs
 
 from gateway.values import Event
 
+# The columns of an attempt (`rows.ATTEMPT`; rows imports this module).
+ATTEMPT = "delivery_id, number, at, status, duration_ms, error, response_excerpt"
 Row = Any  # a tuple (SQLite) or an asyncpg Record: indexable and sliceable alike
 
 
@@ -85,6 +87,19 @@ class Db(abc.ABC):
     @abc.abstractmethod
     async def many(self, query: str, args: Iterable[Sequence[object]]) -> None:
         """Run a write once per argument tuple."""
+
+    async def attempts_of(self, delivery_ids: Sequence[str]) -> Sequence[Row]:
+        """The attempts (columns of `rows.ATTEMPT`) of a page of deliveries, each delivery's in
+        order; looked up delivery by delivery in the primary key, statistics or none."""
+        among, args = self.any_of("delivery_id", delivery_ids)
+        return await self.rows(
+            f"SELECT {ATTEMPT} FROM attempts WHERE {among} ORDER BY delivery_id, number", args
+        )
+
+    @abc.abstractmethod
+    def json_text(self, column: str, key: str) -> str:
+        """The text of top-level `key` of the JSON in `column`, spelt as the expression indexes
+        on it are (`key` is a constant of the caller's, never input)."""
 
     @abc.abstractmethod
     def any_of(self, column: str, values: Sequence[str]) -> tuple[str, Sequence[object]]:

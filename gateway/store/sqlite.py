@@ -263,6 +263,9 @@ class SQLiteDb(Db):
     def any_of(self, column: str, values: Sequence[str]) -> tuple[str, Sequence[object]]:
         return f"{column} IN ({','.join('?' * len(values))})", values
 
+    def json_text(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
+
     async def apply_migration(self, version: int, script: str) -> None:
         # One transaction per migration: a crash leaves the schema at a known version.
         self.conn.executescript(

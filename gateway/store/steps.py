@@ -19,7 +19,7 @@ from gateway.store import (
     Subscription,
     rows,
 )
-from gateway.store.sql import Db
+from gateway.store.sql import Db, Row
 
 
 async def get_resource(db: Db, kind: str, resource_id: str) -> ResourceRecord | None:
@@ -129,22 +129,24 @@ async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> No
 
 async def list_deliveries(db: Db, tenant: str, event_id: str) -> list[Delivery]:
     """The event's deliveries in the tenant, oldest first, each with its attempts."""
-    deliveries = [
-        rows.delivery(row)
-        for row in await db.rows(
-            f"SELECT {rows.DELIVERY} FROM deliveries WHERE tenant = ? AND event_id = ?"
+    return await with_attempts(
+        db,
+        await db.rows(
+            f"SELECT {rows.DELIVERY_LISTED} FROM deliveries WHERE tenant = ? AND event_id = ?"
             f" ORDER BY created_at, id{db.binary}",
             (tenant, event_id),
-        )
-    ]
+        ),
+    )
+
+
+async def with_attempts(db: Db, found: Sequence[Row]) -> list[Delivery]:
+    """Deliveries from rows of `rows.DELIVERY_LISTED`, in their order, each with its attempts
+    (one read for them all)."""
+    deliveries = [rows.delivery(row) for row in found]
     if not deliveries:
         return []
-    among, args = db.any_of("delivery_id", [d.id for d in deliveries])
     attempts: dict[str, list[Attempt]] = {}
-    for row in await db.rows(
-        f"SELECT {rows.ATTEMPT} FROM attempts WHERE {among} ORDER BY number",
-        args,
-    ):
+    for row in await db.attempts_of([d.id for d in deliveries]):
         attempts.setdefault(row[0], []).append(Attempt(*row[1:]))
     return [attrs.evolve(d, attempt_log=tuple(attempts.get(d.id, ()))) for d in deliveries]
 

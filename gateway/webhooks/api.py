@@ -12,10 +12,18 @@ from gateway import cursors, payloads, problems, wire
 from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
 from gateway.problems import FieldError
 from gateway.state import EVENTS, INPUT, PLUGINS, SETTINGS, STORE, TENANT
-from gateway.store import UNSET, WILDCARD, PayloadPurged, Subscription, SubscriptionChanges
+from gateway.store import (
+    UNSET,
+    WILDCARD,
+    EventFilter,
+    PayloadPurged,
+    Subscription,
+    SubscriptionChanges,
+)
 from gateway.values import Event
 from gateway.webhooks import signing
 from gateway.webhooks.targets import TargetNotAllowed
+from gateway.webhooks.times import time_bounds
 
 
 def _known_types(request: web.Request) -> set[str]:
@@ -46,7 +54,7 @@ async def _check_url(request: web.Request, url: str) -> str:
         ) from None
 
 
-async def _subscription(request: web.Request) -> Subscription:
+async def subscription_of(request: web.Request) -> Subscription:
     subscription_id = request[INPUT].path["subscriptionId"]
     found = await request.app[STORE].get_subscription(request[TENANT].id, subscription_id)
     if found is None:
@@ -95,11 +103,11 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 
 
 async def get_subscription(request: web.Request) -> web.Response:
-    return wire.json_response(payloads.Subscription.of(await _subscription(request)))
+    return wire.json_response(payloads.Subscription.of(await subscription_of(request)))
 
 
 async def update_subscription(request: web.Request) -> web.Response:
-    current = await _subscription(request)
+    current = await subscription_of(request)
     body = request[INPUT].body
     changes = SubscriptionChanges(
         url=await _check_url(request, body["url"]) if "url" in body else UNSET,
@@ -114,13 +122,13 @@ async def update_subscription(request: web.Request) -> web.Response:
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
-    current = await _subscription(request)
+    current = await subscription_of(request)
     await request.app[STORE].delete_subscription(current.tenant, current.id)
     return web.Response(status=204)
 
 
 async def rotate_subscription_secret(request: web.Request) -> web.Response:
-    current = await _subscription(request)
+    current = await subscription_of(request)
     given = wire.structure(request[INPUT].body or {}, payloads.SecretRotationInput)
     default = request.app[SETTINGS].events.rotation_grace
     expires = time.time() + (default if given.grace_seconds is None else given.grace_seconds)
@@ -134,7 +142,7 @@ async def rotate_subscription_secret(request: web.Request) -> web.Response:
 
 
 async def send_test_event(request: web.Request) -> web.Response:
-    current = await _subscription(request)
+    current = await subscription_of(request)
     event = Event.new(
         TEST_EVENT,
         wire.unstructure(payloads.TestEventData(current.id, "a test event, sent on request")),
@@ -157,11 +165,15 @@ async def _event(request: web.Request) -> Event:
 
 async def list_events(request: web.Request) -> web.Response:
     query = request[INPUT].query
+    since, until = time_bounds(query)
     page = await request.app[STORE].list_events(
         request[TENANT].id,
         event_type=query.get("type"),
         after=cursors.EVENTS.decode(query.get("cursor")),
         limit=query.get("limit", 50),
+        where=EventFilter(
+            since=since, until=until, product_id=query.get("productId"), user_id=query.get("userId")
+        ),
     )
     items = [payloads.Event.of(e) for e in page.items]
     next_cursor = cursors.EVENTS.encode(page.next_position)
