@@ -355,3 +355,36 @@ def test_payload_retention_is_checked_by_path() -> None:
     forever = load_settings({"store": {"retention": {"events": 0, "payloads": DAY}}})
     assert forever.store.retention.payloads == DAY
     assert load_settings({}).store.retention.payloads is None  # as long as the events
+
+
+async def test_a_recovery_passes_over_an_event_whose_payload_is_gone(store: Store) -> None:
+    """A bulk recovery queues again the failed delivery whose event kept its payload, and not the
+    one whose payload the retention purged (it could only be sent without its data)."""
+    await store.create_subscription(subscription("s1"))
+    old, new = event(), event()
+    for e in (old, new):
+        await store.record_event(e, dedupe_window=60)
+        [claimed] = await store.claim_deliveries(
+            owner="w", now=time.time(), lease=30, limit=1, exclude=()
+        )
+        attempt = Attempt(1, "2026-01-01T00:00:00Z", 500, 2.0, "HTTP 500", None)
+        failed = AttemptOutcome(claimed.delivery.id, "s1", attempt, "failed", None, False)
+        await store.complete_attempts([failed], now=time.time())
+        if e is old:
+            purged = await store.purge(
+                now=time.time() + 2, keep_events=None, batch=10, keep_payloads=1
+            )
+            assert purged is not None
+            assert purged.payloads == 1
+    now = time.time() + 1
+    started = await store.start_recovery("t1", "s1", since=0, until=now, now=now)
+    assert started is not None
+    assert await store.claim_recovery(owner="r", now=now, lease=60) is not None
+    done = await store.recover_step(started[0].id, owner="r", now=now, lease=60, batch=10)
+    assert done is not None
+    assert done.requeued == 1
+    assert [d.status for d in await store.list_deliveries("t1", old.id)] == ["failed"]
+    assert sorted(d.status for d in await store.list_deliveries("t1", new.id)) == [
+        "failed",
+        "pending",
+    ]
