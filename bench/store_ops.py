@@ -17,7 +17,14 @@ from typing import Any
 
 import attrs
 
-from gateway.store import Attempt, AttemptOutcome, ClaimedDelivery, Position, Store
+from gateway.store import (
+    Attempt,
+    AttemptOutcome,
+    ClaimedDelivery,
+    EventFilter,
+    Position,
+    Store,
+)
 from gateway.values import Event
 from tests.store_fill import PAYLOAD, TENANTS, loop_gaps
 
@@ -92,6 +99,75 @@ async def list_by_type(ctx: Context) -> Timings:
         ctx.reads,
         lambda n: ctx.store.list_events(_tenant(n), event_type="acme.done", after=None, limit=PAGE),
     )
+
+
+async def list_by_resource(ctx: Context) -> Timings:
+    """A product's events (`tests.store_fill` gives event n the product p{n % 1000}: even ones
+    are t1's)."""
+
+    async def call(n: int) -> object:
+        where = EventFilter(product_id=f"p{(n % 500) * 2 + n % 2}")
+        return await ctx.store.list_events(
+            _tenant(n), event_type=None, after=None, limit=PAGE, where=where
+        )
+
+    return await timed(ctx.reads, call)
+
+
+def hour_ago(ctx: Context, n: int) -> float:
+    """The start of an hour in the middle of the history, a different one for each `n` (the fill
+    receives an event a second, ending now)."""
+    return time.time() - ctx.size / 2 - 3600.0 * (n + 1)
+
+
+async def list_by_time(ctx: Context) -> Timings:
+    """An hour's events, half-way down the history."""
+
+    async def call(n: int) -> object:
+        since = hour_ago(ctx, n % 10)
+        where = EventFilter(since=since, until=since + 3600.0)
+        return await ctx.store.list_events(
+            _tenant(n), event_type=None, after=None, limit=PAGE, where=where
+        )
+
+    return await timed(ctx.reads, call)
+
+
+async def list_subscription_deliveries(ctx: Context) -> Timings:
+    """A subscription's failed deliveries, newest first (1 % of its history failed)."""
+    return await timed(
+        ctx.reads,
+        lambda n: ctx.store.list_subscription_deliveries(
+            _tenant(n),
+            f"sub_{_tenant(n)}_{n % 5}",
+            status="failed",
+            since=None,
+            until=None,
+            after=None,
+            limit=PAGE,
+        ),
+    )
+
+
+async def recover(ctx: Context) -> Timings:
+    """A bulk recovery of a subscription's failed deliveries of an hour, start to done (batches
+    of 100 by one recoverer); the claims below drain what it queued."""
+
+    async def call(n: int) -> None:
+        tenant, now = _tenant(n), time.time()
+        since = hour_ago(ctx, n)
+        started = await ctx.store.start_recovery(
+            tenant, f"sub_{tenant}_{n % 5}", since=since, until=since + 3600.0, now=now
+        )
+        assert started is not None
+        claimed = await ctx.store.claim_recovery(owner="bench", now=now, lease=60.0)
+        assert claimed is not None
+        while claimed is not None and claimed.status == "running":
+            claimed = await ctx.store.recover_step(
+                claimed.id, owner="bench", now=now, lease=60.0, batch=100
+            )
+
+    return await timed(ctx.reads // 10, call)
 
 
 async def list_empty_tenant(ctx: Context) -> Timings:
@@ -228,22 +304,20 @@ async def claim_after_churn(ctx: Context) -> Timings:
     return times
 
 
-NOT_YET = "not yet measured: the store method has not landed"
-
 OPERATIONS: tuple[Operation, ...] = (
     Operation("list first page", True, list_first_page),
     Operation("list deep cursor", True, list_deep_cursor),
     Operation("list by type", True, list_by_type),
-    Operation("list by resource", True, None, NOT_YET),
-    Operation("list by time range", True, None, NOT_YET),
+    Operation("list by resource", True, list_by_resource),
+    Operation("list by time range", True, list_by_time),
     Operation("list empty tenant", True, list_empty_tenant),
     Operation("get event", True, get_event),
     Operation("list event deliveries", True, list_event_deliveries),
-    Operation("list subscription deliveries", True, None, NOT_YET),
+    Operation("list subscription deliveries", True, list_subscription_deliveries),
     Operation("list subscriptions", True, list_subscriptions),
     Operation("queue depth", False, queue_depth),
     Operation("redeliver", False, redeliver),
-    Operation("recover (bulk)", False, None, NOT_YET),
+    Operation("recover (bulk)", False, recover),
     Operation("record", False, record),
     Operation("claim", False, claim),
     Operation("complete", False, complete),
