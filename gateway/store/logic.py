@@ -23,6 +23,7 @@ from gateway.store import (
     EventFilter,
     EventPage,
     IdempotentRecord,
+    PayloadPurged,
     Position,
     ResourceRecord,
     Subscription,
@@ -277,7 +278,16 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             if after is not None:
                 query += " AND seq < ?"
                 args.append(after.seq)
-            if event_type:
+            order = "seq DESC"
+            if event_type and where.product_id is None and where.user_id is None:
+                # A range that holds one type, in the (tenant, type, seq) index's order: the one
+                # index that reads it in order. With `type = ?` PostgreSQL took tenant and type
+                # for independent shares of the table and walked its primary key backwards
+                # filtering both: to the very end for a type the tenant never had (1.6 s at 1M).
+                query += " AND type >= ? AND type <= ?"
+                args += [event_type, event_type]
+                order = "type DESC, seq DESC"
+            elif event_type:
                 query += " AND type = ?"
                 args.append(event_type)
             for key, value in (("productId", where.product_id), ("userId", where.user_id)):
@@ -285,7 +295,7 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
                     field = db.json_text("data", key)  # as the index on it spells it
                     query += f" AND {field} = ? AND {field} IS NOT NULL"
                     args.append(value)
-            query += " ORDER BY seq DESC LIMIT ?"
+            query += f" ORDER BY {order} LIMIT ?"
             args.append(limit + 1)
             found, next_position = rows.page(await db.rows(query, args), limit)
             return EventPage([rows.event(row) for row in found], next_position)
@@ -410,12 +420,16 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         async def op(db: Db) -> list[Delivery]:
             # Locked: a purge deleting the event waits for the deliveries queued here, and takes
             # them with it (never leaves them without their event).
-            event_type = await db.value(
-                f"SELECT type FROM events WHERE tenant = ? AND id = ?{db.for_update}",
+            found = await db.row(
+                f"SELECT type, {retention.PAYLOAD_GONE} FROM events WHERE tenant = ? AND id = ?"
+                f"{db.for_update}",
                 (tenant, event_id),
             )
-            if event_type is None:
+            if found is None:
                 return []
+            event_type, purged = found
+            if purged:
+                raise PayloadPurged(event_id)
             targets = [
                 s.id
                 for s in await steps.subscriptions(db, tenant, enabled_only=True)
