@@ -59,6 +59,11 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         """Run `op` in a transaction; its result once committed. `single`: it is one statement,
         atomic by itself, so a store may spare the transaction's round trips."""
 
+    async def _lookup(self, op: Op[T]) -> T:
+        """Run `op`, which reads at most one row by a unique key (one index probe, whatever the
+        store's size); a store may run it where a longer read would not be allowed to run."""
+        return await self._read(op)
+
     async def schema_version(self) -> int:
         version = await self._read(
             lambda db: db.value("SELECT MAX(version) FROM schema_migrations")
@@ -71,7 +76,7 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
     # -- resources ------------------------------------------------------------------------------
 
     async def get_resource(self, kind: str, resource_id: str) -> ResourceRecord | None:
-        return await self._read(lambda db: steps.get_resource(db, kind, resource_id))
+        return await self._lookup(lambda db: steps.get_resource(db, kind, resource_id))
 
     async def claim_resource(
         self, kind: str, resource_id: str, *, tenant: str, backend: str, parent_id: str | None
