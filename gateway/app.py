@@ -190,7 +190,9 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 async def _purger(app: web.Application) -> AsyncIterator[None]:
     """The store's retention, in the background from start-up (stopped before the store closes)."""
     retention = app[SETTINGS].store.retention
-    policy = RetentionPolicy(retention.events or None, retention.batch, retention.interval)
+    policy = RetentionPolicy(
+        retention.events or None, retention.batch, retention.interval, retention.payloads
+    )
     purger = Purger(app[STORE], policy, app[METRICS].store)
     purger.start()
     yield

@@ -93,11 +93,16 @@ class Event:
     tenant: str
     backend: str | None
     occurred_at: str
-    data: Mapping[str, Any]
+    # Both left out, or one: `data` until the store's retention purges it, then `payloadPurged`.
+    data: Mapping[str, Any] | None = omit_if_none()
+    payload_purged: bool | None = omit_if_none()
 
     @classmethod
     def of(cls, event: values.Event) -> Event:
-        return cls(event.id, event.type, event.tenant, event.backend, event.occurred_at, event.data)
+        e = event
+        if e.payload_purged:
+            return cls(e.id, e.type, e.tenant, e.backend, e.occurred_at, payload_purged=True)
+        return cls(e.id, e.type, e.tenant, e.backend, e.occurred_at, e.data)
 
 
 @attrs.frozen

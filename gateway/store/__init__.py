@@ -230,13 +230,14 @@ class AttemptOutcome:
 @attrs.frozen
 class Purged:
     """What one purge round deleted, by table, and when the oldest event kept was received (unix
-    seconds; None without events)."""
+    seconds; None without events); `payloads`: events whose payload it blanked."""
 
     events: int
     deliveries: int
     attempts: int
     idempotency_keys: int
     oldest_event: float | None
+    payloads: int = 0
 
     def by_table(self) -> dict[str, int]:
         return {
@@ -244,7 +245,16 @@ class Purged:
             "deliveries": self.deliveries,
             "attempts": self.attempts,
             "idempotency_keys": self.idempotency_keys,
+            "payloads": self.payloads,
         }
+
+
+class PayloadPurged(Exception):
+    """The event's payload is gone (the store's retention purged it): it cannot be delivered."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"the payload of event {event_id} was purged by the store's retention")
+        self.event_id = event_id
 
 
 class StoreUnavailable(Exception):
@@ -396,7 +406,8 @@ class Store(Protocol):
     async def redeliver(
         self, tenant: str, event_id: str, subscription_id: str | None
     ) -> Sequence[Delivery]:
-        """Queue fresh deliveries of a stored event (to enabled matching subscriptions)."""
+        """Queue fresh deliveries of a stored event (to enabled matching subscriptions); raises
+        `PayloadPurged` for one whose payload the retention purged."""
 
     async def queue_depth(self) -> int:
         """Deliveries not yet final."""
@@ -409,9 +420,17 @@ class Store(Protocol):
 
     async def get_event(self, tenant: str, event_id: str) -> Event | None: ...
 
-    async def purge(self, *, now: float, keep_events: float | None, batch: int) -> Purged | None:
+    async def purge(
+        self,
+        *,
+        now: float,
+        keep_events: float | None,
+        batch: int,
+        keep_payloads: float | None = None,
+    ) -> Purged | None:
         """One retention round as of `now` (`gateway.store.retention`), `batch` rows to a
-        transaction; None when another process's round holds the purge (PostgreSQL)."""
+        transaction; None when another process's round holds the purge (PostgreSQL). Payloads
+        older than `keep_payloads` are blanked (None: they go with their events)."""
 
     async def list_events(
         self,

@@ -24,6 +24,7 @@ from gateway.store import (
     EventPage,
     FilterCheck,
     IdempotentRecord,
+    PayloadPurged,
     Position,
     ResourceRecord,
     Subscription,
@@ -63,6 +64,11 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         """Run `op` in a transaction; its result once committed. `single`: it is one statement,
         atomic by itself, so a store may spare the transaction's round trips."""
 
+    async def _lookup(self, op: Op[T]) -> T:
+        """Run `op`, which reads at most one row by a unique key (one index probe, whatever the
+        store's size); a store may run it where a longer read would not be allowed to run."""
+        return await self._read(op)
+
     async def schema_version(self) -> int:
         version = await self._read(
             lambda db: db.value("SELECT MAX(version) FROM schema_migrations")
@@ -75,7 +81,7 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
     # -- resources ------------------------------------------------------------------------------
 
     async def get_resource(self, kind: str, resource_id: str) -> ResourceRecord | None:
-        return await self._read(lambda db: steps.get_resource(db, kind, resource_id))
+        return await self._lookup(lambda db: steps.get_resource(db, kind, resource_id))
 
     async def claim_resource(
         self, kind: str, resource_id: str, *, tenant: str, backend: str, parent_id: str | None
@@ -297,7 +303,16 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             if after is not None:
                 query += " AND seq < ?"
                 args.append(after.seq)
-            if event_type:
+            order = "seq DESC"
+            if event_type and where.product_id is None and where.user_id is None:
+                # A range that holds one type, in the (tenant, type, seq) index's order: the one
+                # index that reads it in order. With `type = ?` PostgreSQL took tenant and type
+                # for independent shares of the table and walked its primary key backwards
+                # filtering both: to the very end for a type the tenant never had (1.6 s at 1M).
+                query += " AND type >= ? AND type <= ?"
+                args += [event_type, event_type]
+                order = "type DESC, seq DESC"
+            elif event_type:
                 query += " AND type = ?"
                 args.append(event_type)
             for key, value in (("productId", where.product_id), ("userId", where.user_id)):
@@ -305,7 +320,7 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
                     field = db.json_text("data", key)  # as the index on it spells it
                     query += f" AND {field} = ? AND {field} IS NOT NULL"
                     args.append(value)
-            query += " ORDER BY seq DESC LIMIT ?"
+            query += f" ORDER BY {order} LIMIT ?"
             args.append(limit + 1)
             found, next_position = rows.page(await db.rows(query, args), limit)
             return EventPage([rows.event(row) for row in found], next_position)
@@ -436,12 +451,15 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             )
             if found is None:
                 return []
+            event = rows.event(found)
+            if event.payload_purged:
+                raise PayloadPurged(event_id)
             enabled = await steps.subscriptions(db, tenant, enabled_only=True)
             # One named subscription gets the event again whatever its filter: it was asked for.
             if subscription_id:
                 targets = [s.id for s in enabled if s.id == subscription_id]
             else:
-                targets = self._kept(rows.event(found), enabled)
+                targets = self._kept(event, enabled)
             ids = set(await db.queue(event_id, tenant, targets, time.time()))
             return [d for d in await steps.list_deliveries(db, tenant, event_id) if d.id in ids]
 

@@ -72,14 +72,16 @@ def resource(row: Any) -> ResourceRecord:
 
 def event(row: Any) -> Event:
     event_id, event_type, tenant, backend, occurred_at, data, dedupe_key = row
+    payload = orjson.loads(data)  # JSON null once the retention purged it (migration 0008)
     return Event(
         id=event_id,
         type=event_type,
         tenant=tenant,
         backend=backend,
         occurred_at=occurred_at,
-        data=orjson.loads(data),
+        data={} if payload is None else payload,
         dedupe_key=dedupe_key,
+        payload_purged=payload is None,
     )
 
 

@@ -12,7 +12,14 @@ from gateway import cursors, payloads, problems, wire
 from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
 from gateway.problems import FieldError
 from gateway.state import EVENTS, INPUT, PLUGINS, SETTINGS, STORE, TENANT
-from gateway.store import UNSET, WILDCARD, EventFilter, Subscription, SubscriptionChanges
+from gateway.store import (
+    UNSET,
+    WILDCARD,
+    EventFilter,
+    PayloadPurged,
+    Subscription,
+    SubscriptionChanges,
+)
 from gateway.values import Event
 from gateway.webhooks import filters, signing
 from gateway.webhooks.targets import TargetNotAllowed
@@ -208,8 +215,15 @@ async def list_event_deliveries(request: web.Request) -> web.Response:
     return wire.json_response(payloads.DeliveryList([payloads.Delivery.of(d) for d in deliveries]))
 
 
+def _payload_purged(event_id: str) -> problems.ProblemError:
+    detail = f"the payload of event {event_id} was purged by the store's retention"
+    return problems.ProblemError(409, "payload-purged", "Conflict", detail)
+
+
 async def redeliver_event(request: web.Request) -> web.Response:
     event = await _event(request)
+    if event.payload_purged:
+        raise _payload_purged(event.id)
     subscription_id = wire.structure(
         request[INPUT].body or {}, payloads.RedeliveryInput
     ).subscription_id
@@ -222,7 +236,10 @@ async def redeliver_event(request: web.Request) -> web.Response:
             raise problems.ProblemError(
                 409, "subscription-disabled", "Conflict", f"subscription {target.id} is disabled"
             )
-    deliveries = await store.redeliver(event.tenant, event.id, subscription_id)
+    try:
+        deliveries = await store.redeliver(event.tenant, event.id, subscription_id)
+    except PayloadPurged:  # by a purge round since it was read above
+        raise _payload_purged(event.id) from None
     request.app[EVENTS].wake()
     queued = payloads.RedeliveryResult([payloads.Delivery.of(d) for d in deliveries])
     return wire.json_response(queued, 202)
