@@ -240,6 +240,7 @@ class Subscription:
     id: str
     url: str
     event_types: Sequence[str]
+    filter: str | None
     description: str | None
     enabled: bool
     disabled_reason: str | None
@@ -267,6 +268,7 @@ def _subscription_fields(s: store.Subscription) -> dict[str, Any]:
         "id": s.id,
         "url": shown_url(s.url),
         "event_types": s.event_types,
+        "filter": s.filter,
         "description": s.description,
         "enabled": s.enabled,
         "disabled_reason": s.disabled_reason,
@@ -286,6 +288,7 @@ class SubscriptionInput:
     url: str
     event_types: list[str]
     description: str | None = None
+    filter: str | None = None
 
 
 @attrs.frozen

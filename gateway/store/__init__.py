@@ -95,6 +95,7 @@ class Subscription:
     failing_since: float | None
     created_at: str
     updated_at: str
+    filter: str | None = None  # a JMESPath expression on the event (gateway.webhooks.filters)
 
     def matches(self, event_type: str) -> bool:
         return WILDCARD in self.event_types or event_type in self.event_types
@@ -126,6 +127,7 @@ class SubscriptionChanges:
     secret: str | Unset = UNSET
     previous_secret: str | Unset | None = UNSET
     previous_expires_at: float | Unset | None = UNSET
+    filter: str | Unset | None = UNSET
 
     def items(self) -> Iterator[tuple[str, object]]:
         """(column, value) of each field that is set, in declaration order."""
@@ -260,7 +262,17 @@ class StoreUnavailable(Exception):
     was not acknowledged: the caller is answered 503 with Retry-After and may retry."""
 
 
+class FilterCheck(Protocol):
+    """Evaluates subscriptions' filters (`gateway.webhooks.filters.Filters`)."""
+
+    def matches(self, subscription_id: str, expression: str, doc: Any) -> bool:
+        """Whether the subscription's filter keeps the event `doc` (as subscribers get it)."""
+
+
 class Store(Protocol):
+    # Asked when an event's deliveries are recorded, for each subscription with a filter.
+    filters: FilterCheck
+
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
 

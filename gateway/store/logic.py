@@ -22,6 +22,7 @@ from gateway.store import (
     Delivery,
     EventFilter,
     EventPage,
+    FilterCheck,
     IdempotentRecord,
     PayloadPurged,
     Position,
@@ -38,6 +39,7 @@ from gateway.store import (
 from gateway.store.rows import to_json
 from gateway.store.sql import Claim, Db, timestamp
 from gateway.values import Event
+from gateway.webhooks.filters import Filters, document
 
 T = TypeVar("T")
 Op = Callable[[Db], Coroutine[Any, Any, T]]
@@ -49,6 +51,9 @@ SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
 
 class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
     """Every data operation of `Store`; a subclass adds open, close and listen."""
+
+    # Evaluates subscriptions' filters; the app sets one that counts failures in its metrics.
+    filters: FilterCheck = Filters()
 
     @abc.abstractmethod
     async def _read(self, op: Op[T]) -> T:
@@ -239,10 +244,25 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             if only_subscription is not None:
                 await db.queue(event.id, event.tenant, [only_subscription], now)
             else:
-                await db.queue_matching(event, now)
+                await db.queue_matching(event, now)  # the subscriptions without a filter
+                filtered = await steps.filtered_subscriptions(db, event.tenant)
+                await db.queue(event.id, event.tenant, self._kept(event, filtered), now)
             return True
 
         return await self._write(op)
+
+    def _kept(self, event: Event, subscriptions: Sequence[Subscription]) -> list[str]:
+        """The ids of `subscriptions` (enabled ones) whose types and filter keep `event`: each
+        filter evaluated once, on the event as subscribers receive it."""
+        candidates = [s for s in subscriptions if s.matches(event.type)]
+        if not candidates:
+            return []
+        doc = document(event)
+        return [
+            s.id
+            for s in candidates
+            if s.filter is None or self.filters.matches(s.id, s.filter, doc)
+        ]
 
     async def get_event(self, tenant: str, event_id: str) -> Event | None:
         row = await self._read(
@@ -426,20 +446,20 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             # Locked: a purge deleting the event waits for the deliveries queued here, and takes
             # them with it (never leaves them without their event).
             found = await db.row(
-                f"SELECT type, {retention.PAYLOAD_GONE} FROM events WHERE tenant = ? AND id = ?"
-                f"{db.for_update}",
+                f"SELECT {rows.EVENT} FROM events WHERE tenant = ? AND id = ?{db.for_update}",
                 (tenant, event_id),
             )
             if found is None:
                 return []
-            event_type, purged = found
-            if purged:
+            event = rows.event(found)
+            if event.payload_purged:
                 raise PayloadPurged(event_id)
-            targets = [
-                s.id
-                for s in await steps.subscriptions(db, tenant, enabled_only=True)
-                if (s.id == subscription_id if subscription_id else s.matches(event_type))
-            ]
+            enabled = await steps.subscriptions(db, tenant, enabled_only=True)
+            # One named subscription gets the event again whatever its filter: it was asked for.
+            if subscription_id:
+                targets = [s.id for s in enabled if s.id == subscription_id]
+            else:
+                targets = self._kept(event, enabled)
             ids = set(await db.queue(event_id, tenant, targets, time.time()))
             return [d for d in await steps.list_deliveries(db, tenant, event_id) if d.id in ids]
 

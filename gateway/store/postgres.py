@@ -338,7 +338,7 @@ class PostgresDb(Db):
         # seq is an identity column: PostgreSQL numbers it.
         await self.conn.execute(
             f"INSERT INTO subscriptions ({rows.SUBSCRIPTION}) VALUES ($1, $2, $3, $4, $5, $6,"
-            " $7, $8, $9, $10, $11, $12, $13)",
+            " $7, $8, $9, $10, $11, $12, $13, $14)",
             *args,
         )
 
@@ -363,13 +363,14 @@ class PostgresDb(Db):
         return ids
 
     async def queue_matching(self, event: Event, now: float) -> None:
-        # Subscription.matches, in SQL: one statement queues them all.
+        # Subscription.matches, in SQL: one statement queues all those without a filter.
         await self.conn.execute(
             "WITH queued AS (INSERT INTO deliveries (id, event_id, subscription_id,"
             " tenant, status, attempts, next_attempt_at, created_at, updated_at)"
             " SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), $1, id,"
             " tenant, 'pending', 0, $4, $4, $4 FROM subscriptions WHERE tenant = $2"
-            " AND enabled AND (event_types ? '*' OR event_types ? $3) RETURNING 1)"
+            " AND enabled AND filter IS NULL AND (event_types ? '*' OR event_types ? $3)"
+            " RETURNING 1)"
             f" {_notify_if_queued(5)}",
             event.id,
             event.tenant,

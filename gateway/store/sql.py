@@ -144,8 +144,8 @@ class Db(abc.ABC):
 
     @abc.abstractmethod
     async def queue_matching(self, event: Event, now: float) -> None:
-        """Queue one pending delivery of `event` to each enabled subscription of its tenant whose
-        filter matches (`Subscription.matches`)."""
+        """Queue one pending delivery of `event` to each enabled subscription of its tenant
+        without a filter whose event types match (`Subscription.matches`)."""
 
     @abc.abstractmethod
     async def claim(self, claim: Claim) -> Sequence[Row]:

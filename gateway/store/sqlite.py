@@ -323,8 +323,8 @@ class SQLiteDb(Db):
         self.conn.execute(
             "INSERT INTO subscriptions (id, tenant, url, event_types, description, enabled,"
             " disabled_reason, secret, previous_secret, previous_expires_at, failing_since,"
-            " seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?)",
+            " seq, created_at, updated_at, filter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?, ?)",
             args,
         )
 
@@ -343,12 +343,13 @@ class SQLiteDb(Db):
         return ids
 
     async def queue_matching(self, event: Event, now: float) -> None:
-        # Subscription.matches, in SQL: one statement queues them all (ids as random as uuid4's).
+        # Subscription.matches, in SQL: one statement queues all those without a filter (ids as
+        # random as uuid4's).
         self.conn.execute(
             "INSERT INTO deliveries (id, event_id, subscription_id, tenant, status, attempts,"
             " next_attempt_at, created_at, updated_at)"
             " SELECT 'dlv_' || lower(hex(randomblob(16))), ?, id, tenant, 'pending', 0, ?, ?, ?"
-            " FROM subscriptions WHERE tenant = ? AND enabled = TRUE"
+            " FROM subscriptions WHERE tenant = ? AND enabled = TRUE AND filter IS NULL"
             " AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value IN ('*', ?))",
             (event.id, now, now, now, event.tenant, event.type),
         )

@@ -21,7 +21,7 @@ from gateway.store import (
     SubscriptionChanges,
 )
 from gateway.values import Event
-from gateway.webhooks import signing
+from gateway.webhooks import filters, signing
 from gateway.webhooks.targets import TargetNotAllowed
 from gateway.webhooks.times import time_bounds
 
@@ -61,6 +61,22 @@ async def _check_url(request: web.Request, url: str) -> str:
     return checked
 
 
+def _check_filter(expression: str | None) -> str | None:
+    """The subscription's filter, if it is one the gateway evaluates (else a 422 on /filter)."""
+    if expression is None:
+        return None
+    try:
+        filters.check(expression)
+    except filters.FilterError as exc:
+        at = "" if exc.position is None else f" at column {exc.position}"
+        raise problems.invalid_input(
+            f"the filter is not a valid expression{at}: {exc.message}",
+            [FieldError("/filter", f"{exc.message}{at}")],
+            extra=None if exc.position is None else {"position": exc.position},
+        ) from None
+    return expression
+
+
 async def subscription_of(request: web.Request) -> Subscription:
     subscription_id = request[INPUT].path["subscriptionId"]
     found = await request.app[STORE].get_subscription(request[TENANT].id, subscription_id)
@@ -77,6 +93,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         tenant=request[TENANT].id,
         url=await _check_url(request, given.url),
         event_types=_check_types(request, given.event_types),
+        filter=_check_filter(given.filter),
         description=given.description,
         enabled=True,
         disabled_reason=None,
@@ -120,6 +137,7 @@ async def update_subscription(request: web.Request) -> web.Response:
         url=await _check_url(request, body["url"]) if "url" in body else UNSET,
         event_types=_check_types(request, body["eventTypes"]) if "eventTypes" in body else UNSET,
         description=body.get("description", UNSET),
+        filter=_check_filter(body["filter"]) if "filter" in body else UNSET,
         enabled=body.get("enabled", UNSET),
     )
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
