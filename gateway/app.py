@@ -53,6 +53,7 @@ from gateway.tenants import TenantDirectory
 from gateway.upstream import CredentialsRequest, UpstreamClient
 from gateway.values import Credentials, Event
 from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
+from gateway.webhooks.filters import Filters
 from gateway.webhooks.recovery import Recoverer
 
 
@@ -68,6 +69,7 @@ def create_app(
     receives the spans instead of `[telemetry]`'s collector (tests)."""
     store = _open_store(settings.store)
     metrics = Metrics()
+    store.filters = Filters(metrics.registry)
     # [telemetry]: spans, and trace ids in the logs; without it, nothing of tracing runs.
     telemetry = Telemetry(settings.telemetry, span_exporter) if settings.telemetry else None
 
@@ -188,7 +190,9 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 async def _purger(app: web.Application) -> AsyncIterator[None]:
     """The store's retention, in the background from start-up (stopped before the store closes)."""
     retention = app[SETTINGS].store.retention
-    policy = RetentionPolicy(retention.events or None, retention.batch, retention.interval)
+    policy = RetentionPolicy(
+        retention.events or None, retention.batch, retention.interval, retention.payloads
+    )
     purger = Purger(app[STORE], policy, app[METRICS].store)
     purger.start()
     yield

@@ -153,7 +153,7 @@ class StoreMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.rows = Counter(
             "gateway_store_purged_rows_total",
-            "Rows the retention purge deleted, by table.",
+            "Rows the retention purge deleted, by table (payloads: events it took the payload of).",
             ["table"],
             registry=registry,
         )

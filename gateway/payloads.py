@@ -94,11 +94,16 @@ class Event:
     tenant: str
     backend: str | None
     occurred_at: str
-    data: Mapping[str, Any]
+    # Both left out, or one: `data` until the store's retention purges it, then `payloadPurged`.
+    data: Mapping[str, Any] | None = omit_if_none()
+    payload_purged: bool | None = omit_if_none()
 
     @classmethod
     def of(cls, event: values.Event) -> Event:
-        return cls(event.id, event.type, event.tenant, event.backend, event.occurred_at, event.data)
+        e = event
+        if e.payload_purged:
+            return cls(e.id, e.type, e.tenant, e.backend, e.occurred_at, payload_purged=True)
+        return cls(e.id, e.type, e.tenant, e.backend, e.occurred_at, e.data)
 
 
 @attrs.frozen
@@ -236,6 +241,7 @@ class Subscription:
     id: str
     url: str
     event_types: Sequence[str]
+    filter: str | None
     description: str | None
     enabled: bool
     disabled_reason: str | None
@@ -266,6 +272,7 @@ def _subscription_fields(s: store.Subscription) -> dict[str, Any]:
         "id": s.id,
         "url": shown_url(s.url),
         "event_types": s.event_types,
+        "filter": s.filter,
         "description": s.description,
         "enabled": s.enabled,
         "disabled_reason": s.disabled_reason,
@@ -292,6 +299,7 @@ class SubscriptionInput:
     url: str
     event_types: list[str]
     description: str | None = None
+    filter: str | None = None
     max_per_second: float | None = None
     order_by: str | None = None
 

@@ -86,6 +86,12 @@ class RetentionSettings:
     # Seconds an event is kept, with its deliveries and attempts (30 days: a month of history to
     # list and redeliver); 0 keeps them forever. One still being delivered stays until it ends.
     events: float = attrs.field(default=30 * 86400.0, validator=attrs.validators.ge(0.0))
+    # Seconds an event keeps its payload (`data`), when that must go sooner than the event: it
+    # then lists without it (`payloadPurged`) and can no longer be redelivered. Unset: as long
+    # as the event.
+    payloads: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
     # Seconds between purge rounds, and events (each with its ~10 deliveries and attempts), or
     # other records, deleted per transaction: ~10 ms on SQLite, which ingest and delivery share.
     interval: float = attrs.field(default=300.0, validator=_positive)
@@ -261,6 +267,12 @@ def _core_settings(raw: Mapping[str, Any], problems: list[str]) -> Settings | No
             problems.append(
                 f"store.retention.events: must be at least events.dedupe_window ({window:g} s),"
                 " or 0 to keep events forever"
+            )
+        payloads = store.retention.payloads
+        if payloads is not None and 0 < store.retention.events < payloads:
+            problems.append(
+                "store.retention.payloads: must be at most store.retention.events"
+                f" ({store.retention.events:g} s): a payload goes with its event at the latest"
             )
     if len(problems) > before or any(v is None for v in values.values()):
         return None

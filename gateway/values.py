@@ -105,6 +105,9 @@ class Event:
     occurred_at: str
     data: Mapping[str, Any]
     dedupe_key: str | None = None
+    # The store's retention removed `data` (empty then) before the event itself: it still lists,
+    # and can no longer be delivered.
+    payload_purged: bool = False
 
     @classmethod
     def new(

@@ -7,9 +7,11 @@ retention) and by `python -m bench store-scale`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -159,3 +161,40 @@ async def fill(
         fill_sqlite(path, count, start=start, spacing=spacing, first=first)
     else:
         await fill_postgres(url, count, start=start, spacing=spacing, first=first)
+
+
+async def analyze(url: str) -> None:
+    """Statistics for every table of the store at `url` (`ANALYZE`)."""
+    if url.startswith("sqlite:"):
+        with sqlite3.connect(url.partition("://")[2][1:]) as db:
+            db.execute("ANALYZE")
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def loop_gaps() -> AsyncIterator[list[float]]:
+    """The gaps (seconds) between the ticks of a 1 ms ticker on the event loop while the block
+    runs: the longest is how long the loop was held."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        await asyncio.sleep(0.01)
+        yield gaps
+    finally:
+        done.set()
+        await ticking

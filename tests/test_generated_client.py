@@ -312,6 +312,46 @@ async def test_subscription_test_event_is_delivered_and_verifies(
     assert delivery.attempts[0].status == 204
 
 
+async def test_filtered_subscription_through_the_generated_client(
+    client_package: ModuleType,
+    api: Any,
+    receiver: tuple[TestServer, list[tuple[bytes, dict[str, str]]]],
+) -> None:
+    """A subscription created with a filter shows it; its test event arrives whatever the
+    filter; a bad filter is a 422 on /filter; null removes the filter."""
+    g = Generated(client_package)
+    server, got = receiver
+    expression = "data.productType == 'GARMENT_2D'"
+    body = g.models.SubscriptionInput(
+        url=str(server.make_url("/hooks")), event_types=["*"], filter_=expression
+    )
+    created = await g.op("subscriptions", "create_subscription").asyncio_detailed(
+        client=api, body=body
+    )
+    assert created.status_code == 201
+    subscription = created.parsed
+    assert subscription.filter_ == expression
+    shown = await g.op("subscriptions", "get_subscription").asyncio(subscription.id, client=api)
+    assert shown.filter_ == expression
+    await g.op("subscriptions", "send_test_event").asyncio_detailed(subscription.id, client=api)
+
+    async def received() -> bool:
+        return bool(got)
+
+    await until(received)
+    update = g.op("subscriptions", "update_subscription")
+    bad = await update.asyncio_detailed(
+        subscription.id, client=api, body=g.models.SubscriptionPatch(filter_="data.sku ==")
+    )
+    assert bad.status_code == 422
+    assert bad.parsed.errors[0].location == "/filter"
+    removed = await update.asyncio_detailed(
+        subscription.id, client=api, body=g.models.SubscriptionPatch(filter_=None)
+    )
+    assert removed.status_code == 200
+    assert removed.parsed.filter_ is None
+
+
 async def test_a_subscription_is_throttled_and_ordered_through_the_generated_client(
     client_package: ModuleType,
     api: Any,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -687,3 +689,40 @@ async def test_a_stopped_server_is_unavailable_and_the_store_recovers_by_itself(
             assert await store.queue_depth() == 1
         finally:
             await store.close()
+
+
+async def test_sqlite_looks_a_resource_up_on_the_loops_thread_and_hops_only_when_busy(
+    tmp_path: Path,
+) -> None:
+    """SQLite answers a lookup by key (the resource read of every proxied call) on the event
+    loop's thread, sparing the reader thread's hop; when SQLite cannot answer at once there (busy),
+    the same read goes to a reader thread instead of waiting on the loop."""
+    store = SQLiteStore(tmp_path / "gateway.db")
+    await store.open()
+    try:
+        await store.put_resource(
+            "product", "p1", tenant="t1", backend="acme", parent_id=None, attributes={}
+        )
+        threads: list[str] = []
+        reads = store._read
+
+        async def counted(op: Any) -> Any:
+            threads.append("reader")
+            return await reads(op)
+
+        store._read = counted  # type: ignore[method-assign]
+        found = await store.get_resource("product", "p1")
+        assert found is not None
+        assert found.tenant == "t1"
+        assert threads == []
+
+        async def busy_on_the_loop(db: Any) -> str:
+            if threading.current_thread() is threading.main_thread():
+                raise sqlite3.OperationalError("database is locked")
+            return threading.current_thread().name
+
+        answered_in = await store._lookup(busy_on_the_loop)
+        assert answered_in.startswith("sqlite-reader")
+        assert threads == ["reader"]
+    finally:
+        await store.close()

@@ -95,6 +95,7 @@ class Subscription:
     failing_since: float | None
     created_at: str
     updated_at: str
+    filter: str | None = None  # a JMESPath expression on the event (gateway.webhooks.filters)
     max_per_second: float | None = None  # deliveries a second at most (None: as fast as it goes)
     throttled_until: float | None = None  # unix seconds: held by the subscriber's 429 or 503
     order_by: str | None = None  # "resource": one at a time per resource (`store.ordering`)
@@ -129,6 +130,7 @@ class SubscriptionChanges:
     secret: str | Unset = UNSET
     previous_secret: str | Unset | None = UNSET
     previous_expires_at: float | Unset | None = UNSET
+    filter: str | Unset | None = UNSET
     max_per_second: float | Unset | None = UNSET
     order_by: str | Unset | None = UNSET
 
@@ -236,13 +238,14 @@ class AttemptOutcome:
 @attrs.frozen
 class Purged:
     """What one purge round deleted, by table, and when the oldest event kept was received (unix
-    seconds; None without events)."""
+    seconds; None without events); `payloads`: events whose payload it blanked."""
 
     events: int
     deliveries: int
     attempts: int
     idempotency_keys: int
     oldest_event: float | None
+    payloads: int = 0
 
     def by_table(self) -> dict[str, int]:
         return {
@@ -250,7 +253,16 @@ class Purged:
             "deliveries": self.deliveries,
             "attempts": self.attempts,
             "idempotency_keys": self.idempotency_keys,
+            "payloads": self.payloads,
         }
+
+
+class PayloadPurged(Exception):
+    """The event's payload is gone (the store's retention purged it): it cannot be delivered."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"the payload of event {event_id} was purged by the store's retention")
+        self.event_id = event_id
 
 
 class StoreUnavailable(Exception):
@@ -258,7 +270,17 @@ class StoreUnavailable(Exception):
     was not acknowledged: the caller is answered 503 with Retry-After and may retry."""
 
 
+class FilterCheck(Protocol):
+    """Evaluates subscriptions' filters (`gateway.webhooks.filters.Filters`)."""
+
+    def matches(self, subscription_id: str, expression: str, doc: Any) -> bool:
+        """Whether the subscription's filter keeps the event `doc` (as subscribers get it)."""
+
+
 class Store(Protocol):
+    # Asked when an event's deliveries are recorded, for each subscription with a filter.
+    filters: FilterCheck
+
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
 
@@ -392,7 +414,8 @@ class Store(Protocol):
     async def redeliver(
         self, tenant: str, event_id: str, subscription_id: str | None
     ) -> Sequence[Delivery]:
-        """Queue fresh deliveries of a stored event (to enabled matching subscriptions)."""
+        """Queue fresh deliveries of a stored event (to enabled matching subscriptions); raises
+        `PayloadPurged` for one whose payload the retention purged."""
 
     async def queue_depth(self) -> int:
         """Deliveries not yet final."""
@@ -405,9 +428,17 @@ class Store(Protocol):
 
     async def get_event(self, tenant: str, event_id: str) -> Event | None: ...
 
-    async def purge(self, *, now: float, keep_events: float | None, batch: int) -> Purged | None:
+    async def purge(
+        self,
+        *,
+        now: float,
+        keep_events: float | None,
+        batch: int,
+        keep_payloads: float | None = None,
+    ) -> Purged | None:
         """One retention round as of `now` (`gateway.store.retention`), `batch` rows to a
-        transaction; None when another process's round holds the purge (PostgreSQL)."""
+        transaction; None when another process's round holds the purge (PostgreSQL). Payloads
+        older than `keep_payloads` are blanked (None: they go with their events)."""
 
     async def list_events(
         self,

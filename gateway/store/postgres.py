@@ -339,7 +339,7 @@ class PostgresDb(Db):
         # seq is an identity column: PostgreSQL numbers it.
         await self.conn.execute(
             f"INSERT INTO subscriptions ({rows.SUBSCRIPTION}) VALUES ($1, $2, $3, $4, $5, $6,"
-            " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             *args,
         )
 
@@ -366,7 +366,7 @@ class PostgresDb(Db):
     async def queue_matching(
         self, event: Event, now: float, order: tuple[str, int] | None = None
     ) -> None:
-        # Subscription.matches, in SQL: one statement queues them all.
+        # Subscription.matches, in SQL: one statement queues all those without a filter.
         key, seq = order or (None, None)
         await self.conn.execute(
             "WITH queued AS (INSERT INTO deliveries (id, event_id, subscription_id,"
@@ -375,7 +375,8 @@ class PostgresDb(Db):
             " SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), $1, id,"
             " tenant, 'pending', 0, $4, $4, $4, CASE WHEN order_by IS NOT NULL THEN $6::text END,"
             " CASE WHEN order_by IS NOT NULL THEN $7::bigint END FROM subscriptions"
-            " WHERE tenant = $2 AND enabled AND (event_types ? '*' OR event_types ? $3)"
+            " WHERE tenant = $2 AND enabled AND filter IS NULL"
+            " AND (event_types ? '*' OR event_types ? $3)"
             f" RETURNING 1) {_notify_if_queued(5)}",
             event.id,
             event.tenant,

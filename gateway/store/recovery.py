@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import attrs
 
 from gateway.store import DeliveryPage, DeliveryPosition, Recovery, rows, steps
+from gateway.store.retention import PAYLOAD_GONE
 from gateway.store.sql import Db
 
 T = TypeVar("T")
@@ -222,13 +223,17 @@ class Recovering(abc.ABC):
 
 
 async def _requeue(db: Db, found: list[Any], tenant: str, subscription_id: str, now: float) -> int:
-    """Queue a new delivery of each found one's event (locked: a purge deleting an event waits
-    for this, and takes the new delivery with it) and mark the found one; how many."""
+    """Queue a new delivery of each found one's event (locked: a purge deleting an event, or its
+    payload, waits for this, and then sees the new delivery) and mark the found one; how many.
+    An event whose payload the retention purged is passed over, as one deleted is."""
     if not found:
         return 0
     among, args = db.any_of("id", sorted({r[1] for r in found}))
     present = {
-        r[0] for r in await db.rows(f"SELECT id FROM events WHERE {among}{db.for_update}", args)
+        r[0]
+        for r in await db.rows(
+            f"SELECT id FROM events WHERE {among} AND NOT ({PAYLOAD_GONE}){db.for_update}", args
+        )
     }
     marks = []
     for delivery_id, event_id, _, _ in found:

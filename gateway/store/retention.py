@@ -5,8 +5,11 @@ never wait behind it for long): idempotency records past their TTL; the deliveri
 of deleted subscriptions; events older than the retention window, each with its deliveries and
 attempts. An event with a delivery still pending or delivering is kept until that delivery ends
 (its retries run their schedule, then the event goes at the next round): a purge never takes an
-event from under a worker. Across PostgreSQL replicas one round runs at a time (an advisory lock:
-`SQLStore._exclusive`).
+event from under a worker. With a shorter window for payloads, the events past it that are not
+being delivered lose their payload (`data` becomes JSON null), in arrival order from where the
+last round stopped (`retention_marks`): each round walks only the events that came of age since,
+and those kept back by a delivery then. Across PostgreSQL replicas one round runs at a time (an
+advisory lock: `SQLStore._exclusive`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ Counts = dict[str, int]
 # flight then (`events.attempt_timeout`, within its lease) has written its outcome by far.
 DELETED_GRACE = 3600.0
 TOMBSTONES_PER_ROUND = 100
+# A condition on an events row: its payload was purged (stored as JSON null; never an object).
+PAYLOAD_GONE = "CAST(data AS TEXT) = 'null'"
+PAYLOADS_MARK = "payloads"  # its row in retention_marks: the seq the payload purge got to
 
 log = structlog.get_logger("gateway.store")
 
@@ -56,11 +62,20 @@ class Purging(abc.ABC):
         holds the purge. One process per store by default: its rounds never overlap."""
         return _held(self._write)
 
-    async def purge(self, *, now: float, keep_events: float | None, batch: int) -> Purged | None:
+    async def purge(
+        self,
+        *,
+        now: float,
+        keep_events: float | None,
+        batch: int,
+        keep_payloads: float | None = None,
+    ) -> Purged | None:
         async with self._exclusive() as run:
             if run is None:
                 return None
-            return await purge(run, now=now, keep_events=keep_events, batch=batch)
+            return await purge(
+                run, now=now, keep_events=keep_events, batch=batch, keep_payloads=keep_payloads
+            )
 
 
 @contextlib.asynccontextmanager
@@ -68,8 +83,16 @@ async def _held(run: Runner) -> AsyncIterator[Runner | None]:
     yield run
 
 
-async def purge(run: Runner, *, now: float, keep_events: float | None, batch: int) -> Purged:
-    """One round, batch by batch (`run` commits each); `keep_events` None keeps every event."""
+async def purge(
+    run: Runner,
+    *,
+    now: float,
+    keep_events: float | None,
+    batch: int,
+    keep_payloads: float | None = None,
+) -> Purged:
+    """One round, batch by batch (`run` commits each); `keep_events` None keeps every event,
+    `keep_payloads` None keeps payloads as long as their events."""
     counts: Counts = {}
     while True:
         removed = await run(functools.partial(_idempotency_batch, now=now, batch=batch))
@@ -95,6 +118,8 @@ async def purge(run: Runner, *, now: float, keep_events: float | None, batch: in
         step = functools.partial(_events_batch, after=after, cutoff=now - keep_events, batch=batch)
         removed_counts, after = await run(step)
         _add(counts, removed_counts)
+    if keep_payloads is not None and (keep_events is None or keep_payloads < keep_events):
+        counts["payloads"] = await _purge_payloads(run, cutoff=now - keep_payloads, batch=batch)
     oldest = await run(
         lambda db: db.value("SELECT received_epoch FROM events ORDER BY seq LIMIT 1")
     )
@@ -104,6 +129,7 @@ async def purge(run: Runner, *, now: float, keep_events: float | None, batch: in
         attempts=counts.get("attempts", 0),
         idempotency_keys=counts.get("idempotency_keys", 0),
         oldest_event=None if oldest is None else float(oldest),
+        payloads=counts.get("payloads", 0),
     )
 
 
@@ -142,6 +168,16 @@ async def _subscription_batch(db: Db, *, subscription_id: str, batch: int) -> tu
     return await _deliveries(db, [row[0] for row in found]), True
 
 
+async def _being_delivered(db: Db, event_ids: Sequence[str]) -> set[str]:
+    """Those of the events with a delivery pending or delivering."""
+    among, args = db.any_of("event_id", event_ids)
+    found = await db.rows(
+        f"SELECT event_id FROM deliveries WHERE {among} AND status IN ('pending', 'delivering')",
+        args,
+    )
+    return {row[0] for row in found}
+
+
 async def _events_batch(
     db: Db, *, after: int, cutoff: float, batch: int
 ) -> tuple[Counts, int | None]:
@@ -155,15 +191,7 @@ async def _events_batch(
     old = list(itertools.takewhile(lambda row: row[2] < cutoff, found))
     if not old:
         return {}, None
-    among, args = db.any_of("event_id", [row[1] for row in old])
-    busy = {
-        row[0]
-        for row in await db.rows(
-            f"SELECT event_id FROM deliveries WHERE {among}"
-            " AND status IN ('pending', 'delivering')",
-            args,
-        )
-    }
+    busy = await _being_delivered(db, [row[1] for row in old])
     doomed = [row[1] for row in old if row[1] not in busy]
     counts: Counts = {}
     if doomed:
@@ -184,14 +212,80 @@ async def _events_batch(
     return counts, int(old[-1][0]) if more else None
 
 
+async def _purge_payloads(run: Runner, *, cutoff: float, batch: int) -> int:
+    """Blank the payloads of events received before `cutoff`, from the mark on; how many. The
+    mark then stays before the first event a delivery kept back, or moves past the last one
+    blanked."""
+    mark = await run(
+        lambda db: db.value("SELECT seq FROM retention_marks WHERE name = ?", (PAYLOADS_MARK,))
+    )
+    after: int | None = int(mark or 0)
+    reached, kept_back, blanked = after, None, 0
+    while after is not None:
+        step = functools.partial(_payloads_batch, after=after, cutoff=cutoff, batch=batch)
+        walked = await run(step)
+        blanked += walked.blanked
+        reached = max(reached or 0, walked.reached or 0)
+        kept_back = kept_back if kept_back is not None else walked.kept_back
+        after = walked.reached if walked.more else None
+    new_mark = reached if kept_back is None else kept_back - 1
+    if new_mark != int(mark or 0):
+        await run(
+            lambda db: db.count(
+                db.replace("retention_marks", "name, seq", "name"), (PAYLOADS_MARK, new_mark)
+            )
+        )
+    return blanked
+
+
+@attrs.frozen
+class Walked:
+    """One batch of the payload purge: payloads blanked, the last event it walked past (None:
+    none was old enough), whether more may follow, and the first event a delivery kept back."""
+
+    blanked: int
+    reached: int | None
+    more: bool
+    kept_back: int | None
+
+
+async def _payloads_batch(db: Db, *, after: int, cutoff: float, batch: int) -> Walked:
+    found = await db.rows(
+        f"SELECT seq, id, received_epoch, {PAYLOAD_GONE} FROM events WHERE seq > ?"
+        " ORDER BY seq LIMIT ?",
+        (after, batch),
+    )
+    old = list(itertools.takewhile(lambda row: row[2] < cutoff, found))
+    if not old:
+        return Walked(0, None, False, None)
+    more = len(old) == len(found) == batch
+    due = {row[1]: int(row[0]) for row in old if not row[3]}
+    if not due:
+        return Walked(0, int(old[-1][0]), more, None)
+    # Locked first: a redelivery holding one of them (`redeliver`) commits before the check
+    # below, which then sees its deliveries under way; one starting after sees the payload gone.
+    among, args = db.any_of("id", list(due))
+    await db.rows(f"SELECT id FROM events WHERE {among}{db.for_update}", args)
+    busy = await _being_delivered(db, list(due))
+    doomed = [event_id for event_id in due if event_id not in busy]
+    blanked = 0
+    if doomed:
+        among, args = db.any_of("id", doomed)
+        blanked = await db.count(f"UPDATE events SET data = 'null' WHERE {among}", args)
+    kept_back = min((due[event_id] for event_id in busy), default=None)
+    return Walked(blanked, int(old[-1][0]), more, kept_back)
+
+
 @attrs.frozen
 class RetentionPolicy:
     """What the purger keeps (`keep_events` seconds; None: forever), how many rows a batch
-    deletes, and how often a round runs (seconds)."""
+    deletes, and how often a round runs (seconds); `keep_payloads` (seconds; None: as long as
+    their events) how long events keep their payload."""
 
     keep_events: float | None
     batch: int
     interval: float
+    keep_payloads: float | None = None
 
 
 class PurgeMetrics(Protocol):
@@ -224,7 +318,10 @@ class Purger:
         now = time.time() if now is None else now
         policy = self._policy
         purged = await self._store.purge(
-            now=now, keep_events=policy.keep_events, batch=policy.batch
+            now=now,
+            keep_events=policy.keep_events,
+            batch=policy.batch,
+            keep_payloads=policy.keep_payloads,
         )
         if purged is None:
             return None

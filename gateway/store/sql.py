@@ -146,9 +146,10 @@ class Db(abc.ABC):
     async def queue_matching(
         self, event: Event, now: float, order: tuple[str, int] | None = None
     ) -> None:
-        """Queue one pending delivery of `event` to each enabled subscription of its tenant whose
-        filter matches (`Subscription.matches`); `order`, the event's key and position, goes on
-        the deliveries to subscriptions that order theirs (`gateway.store.ordering`)."""
+        """Queue one pending delivery of `event` to each enabled subscription of its tenant
+        without a filter whose event types match (`Subscription.matches`); `order`, the event's
+        key and position, goes on the deliveries to subscriptions that order theirs
+        (`gateway.store.ordering`)."""
 
     @abc.abstractmethod
     async def claim(self, claim: Claim) -> Sequence[Row]:

@@ -7,7 +7,10 @@ savepoint (one failing does not undo the others), and none returns before its tr
 committed. With `synchronous=FULL` a commit survives a crash of the machine, not only of the
 process, before the gateway answers 2xx for what it stored. Reads run on read-only connections,
 one per reader thread (WAL lets them read while the writer writes): never on the event loop's
-thread, where one long read would stall every request, callback and delivery of the process.
+thread, where one long read would stall every request, callback and delivery of the process. The
+one exception is a lookup of one row by its key (`_lookup`, e.g. a resource's owner on every
+proxied call): one index probe, a few microseconds at any size, costs less on the loop's thread
+than the hop to a reader and back would; if SQLite cannot answer at once, it takes the hop.
 
 The store keeps its own statistics (`PRAGMA optimize`, bounded by `analysis_limit`, at open, after
 each purge and at close) and its WAL file's size (`journal_size_limit`).
@@ -56,6 +59,7 @@ class SQLiteStore(SQLStore):
         self._db: SQLiteDb | None = None
         self._readers: asyncio.Queue[SQLiteDb] | None = None
         self._reader_threads: ThreadPoolExecutor | None = None
+        self._prober: SQLiteDb | None = None  # the loop thread's, for `_lookup`
         self._thread: ThreadPoolExecutor | None = None
         self._queued: list[tuple[Op[Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
@@ -80,6 +84,14 @@ class SQLiteStore(SQLStore):
             )
         finally:
             self._readers.put_nowait(reader)
+
+    async def _lookup(self, op: Op[T]) -> T:
+        if self._prober is None:
+            raise RuntimeError("the store is not open")
+        try:
+            return _run(op, self._prober)
+        except sqlite3.OperationalError:  # busy (WAL recovery, a checkpoint): never wait here
+            return await self._read(op)
 
     async def _in_thread(self, call: Callable[[SQLiteDb], T]) -> T:
         """Call `call` with the writer's connection, in its thread."""
@@ -133,6 +145,7 @@ class SQLiteStore(SQLStore):
         for _ in range(READERS):
             self._readers.put_nowait(SQLiteDb(_connect(self.path, read_only=True)))
         self._reader_threads = ThreadPoolExecutor(READERS, thread_name_prefix="sqlite-reader")
+        self._prober = SQLiteDb(_connect(self.path, read_only=True, busy_timeout=0))
 
     async def close(self) -> None:
         if self._committer is not None:
@@ -141,6 +154,9 @@ class SQLiteStore(SQLStore):
             self._reader_threads.shutdown(wait=True)
         while self._readers is not None and not self._readers.empty():
             self._readers.get_nowait().conn.close()
+        if self._prober is not None:
+            self._prober.conn.close()
+            self._prober = None
         if self._db is not None and self._thread is not None:
             await self._in_thread(_optimize)
             await self._in_thread(lambda db: db.conn.close())
@@ -176,9 +192,11 @@ def _create_private(path: Path) -> None:
         os.close(fd)
 
 
-def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+def _connect(
+    path: Path, *, read_only: bool = False, busy_timeout: int = 5000
+) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA busy_timeout=5000")
+    db.execute(f"PRAGMA busy_timeout={busy_timeout}")
     if read_only:
         db.execute("PRAGMA query_only=1")
     else:
@@ -308,9 +326,9 @@ class SQLiteDb(Db):
         self.conn.execute(
             "INSERT INTO subscriptions (id, tenant, url, event_types, description, enabled,"
             " disabled_reason, secret, previous_secret, previous_expires_at, failing_since,"
-            " seq, created_at, updated_at, max_per_second, throttled_until, order_by)"
+            " seq, created_at, updated_at, filter, max_per_second, throttled_until, order_by)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?, ?, ?, ?)",
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?, ?, ?, ?, ?)",
             args,
         )
 
@@ -331,14 +349,15 @@ class SQLiteDb(Db):
     async def queue_matching(
         self, event: Event, now: float, order: tuple[str, int] | None = None
     ) -> None:
-        # Subscription.matches, in SQL: one statement queues them all (ids as random as uuid4's).
+        # Subscription.matches, in SQL: one statement queues all those without a filter (ids as
+        # random as uuid4's).
         key, seq = order or (None, None)
         self.conn.execute(
             "INSERT INTO deliveries (id, event_id, subscription_id, tenant, status, attempts,"
             " next_attempt_at, created_at, updated_at, order_key, order_seq)"
             " SELECT 'dlv_' || lower(hex(randomblob(16))), ?, id, tenant, 'pending', 0, ?, ?, ?,"
             " CASE WHEN order_by IS NOT NULL THEN ? END, CASE WHEN order_by IS NOT NULL THEN ? END"
-            " FROM subscriptions WHERE tenant = ? AND enabled = TRUE"
+            " FROM subscriptions WHERE tenant = ? AND enabled = TRUE AND filter IS NULL"
             " AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value IN ('*', ?))",
             (event.id, now, now, now, key, seq, event.tenant, event.type),
         )

@@ -52,6 +52,18 @@ async def subscriptions(db: Db, tenant: str, *, enabled_only: bool) -> list[Subs
     return [rows.subscription(row) for row in await db.rows(query + " ORDER BY seq", (tenant,))]
 
 
+async def filtered_subscriptions(db: Db, tenant: str) -> list[Subscription]:
+    """The tenant's enabled subscriptions that have a filter, oldest first."""
+    return [
+        rows.subscription(row)
+        for row in await db.rows(
+            f"SELECT {rows.SUBSCRIPTION} FROM subscriptions WHERE tenant = ? AND enabled = TRUE"
+            " AND filter IS NOT NULL ORDER BY seq",
+            (tenant,),
+        )
+    ]
+
+
 async def get_subscription(
     db: Db, subscription_id: str, tenant: str | None = None
 ) -> Subscription | None:

@@ -7,6 +7,8 @@ carries the span's ids), with the span's context added to the request's headers.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import attrs
 import structlog
 from opentelemetry import trace
@@ -19,14 +21,11 @@ from gateway.store import ClaimedDelivery, Store
 from gateway.telemetry import contexts
 from gateway.telemetry.propagation import PROPAGATOR
 from gateway.upstream.bound import BoundUpstream
-from gateway.upstream.client import StreamAttempt, UpstreamClient
+from gateway.upstream.client import Outcome, UpstreamClient
 from gateway.upstream.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.upstream.failures import Failure
 from gateway.upstream.values import UpstreamCall, UpstreamResponse
-from gateway.values import Credentials
 from gateway.webhooks.delivery import Send
-
-Outcome = UpstreamResponse | StreamAttempt | Failure
 
 log = structlog.get_logger("gateway.telemetry")
 
@@ -42,16 +41,16 @@ class UpstreamTracer:
         call: UpstreamCall,
         attempt: int,
         *,
-        refused: Credentials | None,
-        streaming: bool,
         after: Outcome | None,
+        send: Callable[[UpstreamCall], Awaitable[Outcome]],
     ) -> Outcome:
-        """`client._attempt(...)` in a span: backend, operation, attempt number, why it is a
-        retry (the last attempt's failure), the breaker's state before it, the status."""
+        """`send(call)` in a span, `traceparent` added to the call's headers: backend,
+        operation, attempt number, why it is a retry (the last attempt's failure), the breaker's
+        state before it, the status."""
         attributes: dict[str, str | int] = {
             "http.request.method": call.method,
             # Redacted as the log line's (the credentials' query is added after: never here).
-            "url.full": client._redact(call.url),
+            "url.full": client.redacted(call.url),
             "server.address": call.url.host or "",
             "gateway.backend": client.backend,
             "gateway.operation": call.operation,
@@ -76,13 +75,7 @@ class UpstreamTracer:
             headers = dict(call.headers)
             PROPAGATOR.inject(headers)
             try:
-                outcome = await client._attempt(
-                    bound,
-                    attrs.evolve(call, headers=headers),
-                    attempt,
-                    refused=refused,
-                    streaming=streaming,
-                )
+                outcome = await send(attrs.evolve(call, headers=headers))
             except BaseException as exc:
                 _failed(span, type(exc).__name__)
                 raise

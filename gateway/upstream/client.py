@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal, Protocol, overload
 
@@ -59,8 +59,12 @@ class StreamAttempt:
     seconds: float  # the attempt's timeout, which also bounds reading the body
 
 
+Outcome = UpstreamResponse | StreamAttempt | Failure
+
+
 class AttemptTracer(Protocol):
-    """Runs `client._attempt` in a span of its own (`gateway.telemetry.clients.UpstreamTracer`);
+    """Runs one attempt, `send(call)`, in a span of its own
+    (`gateway.telemetry.clients.UpstreamTracer`), free to add headers to the call it sends;
     `after` is the previous attempt's outcome."""
 
     async def attempt(
@@ -70,10 +74,9 @@ class AttemptTracer(Protocol):
         call: UpstreamCall,
         attempt: int,
         *,
-        refused: Credentials | None,
-        streaming: bool,
-        after: UpstreamResponse | StreamAttempt | Failure | None,
-    ) -> UpstreamResponse | StreamAttempt | Failure: ...
+        after: Outcome | None,
+        send: Callable[[UpstreamCall], Awaitable[Outcome]],
+    ) -> Outcome: ...
 
 
 class UpstreamClient:
@@ -194,7 +197,7 @@ class UpstreamClient:
         tries = 0  # of the retry budget: the re-send after a 401 does not spend one
         refused: Credentials | None = None
         refreshed = False
-        outcome: UpstreamResponse | StreamAttempt | Failure | None = None
+        outcome: Outcome | None = None
         while True:
             attempt += 1
             if refused is None:
@@ -205,7 +208,12 @@ class UpstreamClient:
                 )
             else:
                 outcome = await self.tracer.attempt(
-                    self, bound, call, attempt, refused=refused, streaming=streaming, after=outcome
+                    self,
+                    bound,
+                    call,
+                    attempt,
+                    after=outcome,
+                    send=self._sender(bound, attempt, refused=refused, streaming=streaming),
                 )
             refused = None
             if not isinstance(outcome, Failure):
@@ -236,6 +244,16 @@ class UpstreamClient:
                 raise outcome.error  # the wait alone would exhaust the caller's deadline
             await asyncio.sleep(delay)
 
+    def _sender(
+        self, bound: BoundUpstream, attempt: int, *, refused: Credentials | None, streaming: bool
+    ) -> Callable[[UpstreamCall], Awaitable[Outcome]]:
+        """This attempt's `_attempt`, for a tracer to send with the headers it adds."""
+
+        def send(call: UpstreamCall) -> Awaitable[Outcome]:
+            return self._attempt(bound, call, attempt, refused=refused, streaming=streaming)
+
+        return send
+
     async def _attempt(
         self,
         bound: BoundUpstream,
@@ -263,14 +281,14 @@ class UpstreamClient:
         }
         remaining = bound.deadline - loop.time()
         if remaining <= 0:
-            fields["url"] = self._redact(call.url)
+            fields["url"] = self.redacted(call.url)
             self._emit(fields, "timeout", "deadline exhausted before sending")
             return Failure(UpstreamTimeout(self.backend, 0.0))
         try:
             self.breaker.before_call()
         except CircuitOpen:
             # Nothing is sent, but operators still see each refused call.
-            fields["url"] = self._redact(call.url)
+            fields["url"] = self.redacted(call.url)
             self._emit(fields, "circuit_open", "circuit open")
             raise
         try:
@@ -281,7 +299,7 @@ class UpstreamClient:
             )
         except Exception as exc:
             self.breaker.release()
-            fields["url"] = self._redact(call.url)
+            fields["url"] = self.redacted(call.url)
             self._emit(
                 fields, "credentials_error", f"credentials unavailable: {type(exc).__name__}"
             )
@@ -291,7 +309,7 @@ class UpstreamClient:
             raise
         self._secrets.add(*creds.secrets)
         url = call.url.update_query(creds.query) if creds.query else call.url
-        fields["url"] = self._redact(url)
+        fields["url"] = self.redacted(url)
         headers: CIMultiDict[str] = CIMultiDict(call.headers)
         headers["X-Request-ID"] = bound.request_id
         headers.update(creds.headers)
@@ -355,7 +373,7 @@ class UpstreamClient:
         self._emit(fields, str(status), f"HTTP {status}", duration=loop.time() - started)
         return outcome
 
-    def _redact(self, url: URL) -> str:
+    def redacted(self, url: URL) -> str:
         """`redact_url(url, secrets)`, remembered until the known secrets change."""
         version = self._secrets.version
         found = self._redacted.get(url)

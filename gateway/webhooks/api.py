@@ -16,12 +16,13 @@ from gateway.store import (
     UNSET,
     WILDCARD,
     EventFilter,
+    PayloadPurged,
     Subscription,
     SubscriptionChanges,
     Unset,
 )
 from gateway.values import Event
-from gateway.webhooks import signing
+from gateway.webhooks import filters, signing
 from gateway.webhooks.targets import TargetNotAllowed
 from gateway.webhooks.times import time_bounds
 
@@ -61,6 +62,22 @@ async def _check_url(request: web.Request, url: str) -> str:
     return checked
 
 
+def _check_filter(expression: str | None) -> str | None:
+    """The subscription's filter, if it is one the gateway evaluates (else a 422 on /filter)."""
+    if expression is None:
+        return None
+    try:
+        filters.check(expression)
+    except filters.FilterError as exc:
+        at = "" if exc.position is None else f" at column {exc.position}"
+        raise problems.invalid_input(
+            f"the filter is not a valid expression{at}: {exc.message}",
+            [FieldError("/filter", f"{exc.message}{at}")],
+            extra=None if exc.position is None else {"position": exc.position},
+        ) from None
+    return expression
+
+
 def _rate(given: float | Unset | None) -> float | Unset | None:
     """maxPerSecond as given (a JSON integer too), stored as a float."""
     return given if given is None or given is UNSET else float(given)
@@ -82,6 +99,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         tenant=request[TENANT].id,
         url=await _check_url(request, given.url),
         event_types=_check_types(request, given.event_types),
+        filter=_check_filter(given.filter),
         description=given.description,
         enabled=True,
         disabled_reason=None,
@@ -127,6 +145,7 @@ async def update_subscription(request: web.Request) -> web.Response:
         url=await _check_url(request, body["url"]) if "url" in body else UNSET,
         event_types=_check_types(request, body["eventTypes"]) if "eventTypes" in body else UNSET,
         description=body.get("description", UNSET),
+        filter=_check_filter(body["filter"]) if "filter" in body else UNSET,
         enabled=body.get("enabled", UNSET),
         max_per_second=_rate(body.get("maxPerSecond", UNSET)),
         order_by=body.get("orderBy", UNSET),
@@ -206,8 +225,15 @@ async def list_event_deliveries(request: web.Request) -> web.Response:
     return wire.json_response(payloads.DeliveryList([payloads.Delivery.of(d) for d in deliveries]))
 
 
+def _payload_purged(event_id: str) -> problems.ProblemError:
+    detail = f"the payload of event {event_id} was purged by the store's retention"
+    return problems.ProblemError(409, "payload-purged", "Conflict", detail)
+
+
 async def redeliver_event(request: web.Request) -> web.Response:
     event = await _event(request)
+    if event.payload_purged:
+        raise _payload_purged(event.id)
     subscription_id = wire.structure(
         request[INPUT].body or {}, payloads.RedeliveryInput
     ).subscription_id
@@ -220,7 +246,10 @@ async def redeliver_event(request: web.Request) -> web.Response:
             raise problems.ProblemError(
                 409, "subscription-disabled", "Conflict", f"subscription {target.id} is disabled"
             )
-    deliveries = await store.redeliver(event.tenant, event.id, subscription_id)
+    try:
+        deliveries = await store.redeliver(event.tenant, event.id, subscription_id)
+    except PayloadPurged:  # by a purge round since it was read above
+        raise _payload_purged(event.id) from None
     request.app[EVENTS].wake()
     queued = payloads.RedeliveryResult([payloads.Delivery.of(d) for d in deliveries])
     return wire.json_response(queued, 202)
