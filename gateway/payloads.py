@@ -9,6 +9,7 @@ written as null.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -246,6 +247,9 @@ class Subscription:
     disabled_reason: str | None
     created_at: str
     updated_at: str
+    max_per_second: float | None
+    throttled_until: str | None  # while its subscriber's 429 or 503 holds it back
+    order_by: str | None
 
     @classmethod
     def of(cls, s: store.Subscription) -> Subscription:
@@ -274,6 +278,13 @@ def _subscription_fields(s: store.Subscription) -> dict[str, Any]:
         "disabled_reason": s.disabled_reason,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
+        "max_per_second": s.max_per_second,
+        "throttled_until": (
+            iso_seconds(s.throttled_until)
+            if s.throttled_until is not None and s.throttled_until > time.time()
+            else None
+        ),
+        "order_by": s.order_by,
     }
 
 
@@ -289,6 +300,8 @@ class SubscriptionInput:
     event_types: list[str]
     description: str | None = None
     filter: str | None = None
+    max_per_second: float | None = None
+    order_by: str | None = None
 
 
 @attrs.frozen

@@ -352,6 +352,46 @@ async def test_filtered_subscription_through_the_generated_client(
     assert removed.parsed.filter_ is None
 
 
+async def test_a_subscription_is_throttled_and_ordered_through_the_generated_client(
+    client_package: ModuleType,
+    api: Any,
+    receiver: tuple[TestServer, list[tuple[bytes, dict[str, str]]]],
+) -> None:
+    """maxPerSecond and orderBy through the generated models: set on create, shown (with
+    throttledUntil null: no subscriber asked to slow down), kept by a patch without them,
+    removed by null."""
+    g = Generated(client_package)
+    server, _ = receiver
+    body = g.models.SubscriptionInput(
+        url=str(server.make_url("/hooks")),
+        event_types=["*"],
+        max_per_second=2.5,
+        order_by=g.models.DeliveryOrder.RESOURCE,
+    )
+    created = await g.op("subscriptions", "create_subscription").asyncio_detailed(
+        client=api, body=body
+    )
+    assert created.status_code == 201
+    subscription = created.parsed
+    assert subscription.max_per_second == 2.5
+    assert subscription.throttled_until is None
+    assert subscription.order_by == "resource"
+    update = g.op("subscriptions", "update_subscription")
+    kept = await update.asyncio(
+        subscription.id, client=api, body=g.models.SubscriptionPatch(description="slow")
+    )
+    assert kept.max_per_second == 2.5
+    assert kept.order_by == "resource"
+    removed = await update.asyncio(
+        subscription.id,
+        client=api,
+        body=g.models.SubscriptionPatch(max_per_second=None, order_by=None),
+    )
+    assert removed.max_per_second is None
+    assert removed.order_by is None
+    assert removed.description == "slow"
+
+
 @pytest.fixture
 async def gone_then_back(aiohttp_server: Any) -> tuple[TestServer, list[int]]:
     """A subscriber that answers 410 Gone to its first delivery (the gateway gives up and

@@ -44,7 +44,8 @@ async def receiver(aiohttp_server: Any) -> AsyncIterator[Receiver]:
     async def handle(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         body = await request.read()
-        state.got.setdefault(name, []).append({"headers": dict(request.headers), "body": body})
+        got = {"headers": dict(request.headers), "body": body, "at": time.monotonic()}
+        state.got.setdefault(name, []).append(got)
         if name in state.hang:
             await state.release.wait()
         queued = state.answers.get(name)

@@ -96,6 +96,9 @@ class Subscription:
     created_at: str
     updated_at: str
     filter: str | None = None  # a JMESPath expression on the event (gateway.webhooks.filters)
+    max_per_second: float | None = None  # deliveries a second at most (None: as fast as it goes)
+    throttled_until: float | None = None  # unix seconds: held by the subscriber's 429 or 503
+    order_by: str | None = None  # "resource": one at a time per resource (`store.ordering`)
 
     def matches(self, event_type: str) -> bool:
         return WILDCARD in self.event_types or event_type in self.event_types
@@ -128,6 +131,8 @@ class SubscriptionChanges:
     previous_secret: str | Unset | None = UNSET
     previous_expires_at: float | Unset | None = UNSET
     filter: str | Unset | None = UNSET
+    max_per_second: float | Unset | None = UNSET
+    order_by: str | Unset | None = UNSET
 
     def items(self) -> Iterator[tuple[str, object]]:
         """(column, value) of each field that is set, in declaration order."""
@@ -225,6 +230,9 @@ class AttemptOutcome:
     status: str  # succeeded, failed (final) or pending (retry at next_attempt_at)
     next_attempt_at: float | None
     subscription_succeeded: bool
+    # The subscriber asked that none of the subscription's deliveries go before this (unix
+    # seconds): a 429 or 503 with Retry-After.
+    hold_until: float | None = None
 
 
 @attrs.frozen

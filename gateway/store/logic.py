@@ -30,10 +30,12 @@ from gateway.store import (
     Subscription,
     SubscriptionChanges,
     SubscriptionPage,
+    ordering,
     recovery,
     retention,
     rows,
     steps,
+    throttle,
     traces,
 )
 from gateway.store.rows import to_json
@@ -47,6 +49,7 @@ Op = Callable[[Db], Coroutine[Any, Any, T]]
 # Lock classes of `Db.lock` (PostgreSQL's advisory locks: keep the numbers, replicas share them).
 DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
 SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
+ORDER_LOCK = 3  # (tenant, an event's key): its events recorded one after another
 
 
 class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
@@ -238,15 +241,35 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
                 # two of them at once is stored once. The lock comes first so that the check
                 # sees what the lock's previous holder committed.
                 await db.lock(DEDUPE_LOCK, f"{len(event.tenant)}:{event.tenant}:{event.dedupe_key}")
+            key = ordering.resource_key(event.data) if only_subscription is None else None
+            if key is not None:
+                # One key's events recorded one after another: their positions are the order
+                # they commit in, which ordered deliveries follow (`gateway.store.ordering`).
+                await db.lock(ORDER_LOCK, f"{len(event.tenant)}:{event.tenant}:{key}")
             now = time.time()
             if not await db.insert_event(event, now, now - dedupe_window):
                 return False
             if only_subscription is not None:
                 await db.queue(event.id, event.tenant, [only_subscription], now)
-            else:
-                await db.queue_matching(event, now)  # the subscriptions without a filter
-                filtered = await steps.filtered_subscriptions(db, event.tenant)
-                await db.queue(event.id, event.tenant, self._kept(event, filtered), now)
+                return True
+            order = None
+            if key is not None:
+                seq = await db.value(
+                    "SELECT seq FROM events WHERE tenant = ? AND id = ?", (event.tenant, event.id)
+                )
+                order = (key, int(seq))
+            await db.queue_matching(event, now, order)  # the subscriptions without a filter
+            filtered = await steps.filtered_subscriptions(db, event.tenant)
+            kept = self._kept(event, filtered)
+            queued = await db.queue(event.id, event.tenant, kept, now)
+            ordered = {s.id for s in filtered if s.order_by is not None}
+            marked = [d for d, s in zip(queued, kept, strict=True) if s in ordered]
+            if order is not None and marked:  # filtered and ordered: the same key and position
+                among, args = db.any_of("id", marked)
+                await db.count(
+                    f"UPDATE deliveries SET order_key = ?, order_seq = ? WHERE {among}",
+                    (*order, *args),
+                )
             return True
 
         return await self._write(op)
@@ -372,6 +395,8 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         values = [to_json(list(v)) if isinstance(v, tuple) else v for _, v in changed]  # types
         if changes.enabled is True:
             sets += ["disabled_reason = NULL", "failing_since = NULL"]
+        if "max_per_second" in dict(changed):  # a new rate starts with a full bucket
+            sets += ["tokens = NULL", "tokens_at = NULL", "held_until = throttled_until"]
 
         async def op(db: Db) -> Subscription | None:
             await db.count(
@@ -430,7 +455,12 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         most = limit if per_tenant is None else per_tenant
         claim = Claim(owner, now, lease, limit, exclude, most, busy or {})
         found = await self._write(lambda db: db.claim(claim), single=True)
-        return [rows.claimed(row) for row in found]
+        claimed = [rows.claimed(row) for row in found]
+        if any(c.subscription.max_per_second is not None for c in claimed):
+            # Their buckets, in a transaction of their own: a claim without throttled
+            # subscriptions (nearly all) stays one statement.
+            return await self._write(lambda db: throttle.take(db, claimed, owner, now))
+        return claimed
 
     async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:
         if outcomes:

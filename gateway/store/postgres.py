@@ -30,6 +30,7 @@ import structlog
 
 from gateway.store import StoreUnavailable, postgres_purge, retention, rows, sql
 from gateway.store.logic import Op, SQLStore
+from gateway.store.ordering import HEAD
 from gateway.store.sql import Claim, Db, Row
 from gateway.values import Event
 
@@ -338,7 +339,7 @@ class PostgresDb(Db):
         # seq is an identity column: PostgreSQL numbers it.
         await self.conn.execute(
             f"INSERT INTO subscriptions ({rows.SUBSCRIPTION}) VALUES ($1, $2, $3, $4, $5, $6,"
-            " $7, $8, $9, $10, $11, $12, $13, $14)",
+            " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             *args,
         )
 
@@ -362,40 +363,52 @@ class PostgresDb(Db):
             )
         return ids
 
-    async def queue_matching(self, event: Event, now: float) -> None:
+    async def queue_matching(
+        self, event: Event, now: float, order: tuple[str, int] | None = None
+    ) -> None:
         # Subscription.matches, in SQL: one statement queues all those without a filter.
+        key, seq = order or (None, None)
         await self.conn.execute(
             "WITH queued AS (INSERT INTO deliveries (id, event_id, subscription_id,"
-            " tenant, status, attempts, next_attempt_at, created_at, updated_at)"
+            " tenant, status, attempts, next_attempt_at, created_at, updated_at, order_key,"
+            " order_seq)"
             " SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), $1, id,"
-            " tenant, 'pending', 0, $4, $4, $4 FROM subscriptions WHERE tenant = $2"
-            " AND enabled AND filter IS NULL AND (event_types ? '*' OR event_types ? $3)"
-            " RETURNING 1)"
-            f" {_notify_if_queued(5)}",
+            " tenant, 'pending', 0, $4, $4, $4, CASE WHEN order_by IS NOT NULL THEN $6::text END,"
+            " CASE WHEN order_by IS NOT NULL THEN $7::bigint END FROM subscriptions"
+            " WHERE tenant = $2 AND enabled AND filter IS NULL"
+            " AND (event_types ? '*' OR event_types ? $3)"
+            f" RETURNING 1) {_notify_if_queued(5)}",
             event.id,
             event.tenant,
             event.type,
             now,
             self._origin,
+            key,
+            seq,
         )
 
     async def claim(self, claim: Claim) -> Sequence[Row]:
         # Each tenant's oldest due deliveries up to its room (one index range each) and the
         # leases that ended (few), then turns: every tenant's first, every tenant's second, ...
         # SKIP LOCKED: replicas claiming at the same moment take different rows, never wait;
-        # rows locked here but not taken are free again when the statement ends.
+        # rows locked here but not taken are free again when the statement ends. Subscriptions
+        # held back (throttled: `gateway.store.throttle`) are skipped.
         return await self.conn.fetch(
-            "WITH rooms AS (SELECT t.tenant, LEAST($5, $6 - COALESCE(b.n, 0)) AS room"
+            "WITH held AS (SELECT id FROM subscriptions WHERE held_until > $1),"
+            " rooms AS (SELECT t.tenant, LEAST($5, $6 - COALESCE(b.n, 0)) AS room"
             " FROM (SELECT DISTINCT tenant FROM subscriptions) AS t"
             " LEFT JOIN unnest($7::text[], $8::int[]) AS b (tenant, n) USING (tenant)),"
             " pending AS (SELECT r.tenant, c.id, c.next_attempt_at FROM rooms AS r"
             " CROSS JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries"
             " WHERE tenant = r.tenant AND status = 'pending' AND next_attempt_at <= $1"
             " AND subscription_id <> ALL($4::text[])"
+            f" AND subscription_id NOT IN (SELECT id FROM held) AND {HEAD}"
             " ORDER BY next_attempt_at LIMIT GREATEST(r.room, 0) FOR UPDATE SKIP LOCKED) AS c),"
             " expired AS (SELECT tenant, id, next_attempt_at FROM deliveries"
             " WHERE status = 'delivering' AND lease_until < $1"
-            " AND subscription_id <> ALL($4::text[]) FOR UPDATE SKIP LOCKED),"
+            " AND subscription_id <> ALL($4::text[])"
+            f" AND subscription_id NOT IN (SELECT id FROM held) AND {HEAD}"
+            " FOR UPDATE SKIP LOCKED),"
             " picked AS (SELECT u.id, u.next_attempt_at, r.room, row_number() OVER"
             " (PARTITION BY u.tenant ORDER BY u.next_attempt_at) AS turn"
             " FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired) AS u"

@@ -23,7 +23,8 @@ RESOURCE = "kind, id, tenant, backend, parent_id, attributes, created_at, update
 EVENT = "id, type, tenant, backend, occurred_at, data, dedupe_key"
 SUBSCRIPTION = (
     "id, tenant, url, event_types, description, enabled, disabled_reason, secret,"
-    " previous_secret, previous_expires_at, failing_since, created_at, updated_at, filter"
+    " previous_secret, previous_expires_at, failing_since, created_at, updated_at, filter,"
+    " max_per_second, throttled_until, order_by"
 )
 DELIVERY = (
     "id, event_id, subscription_id, tenant, status, attempts, next_attempt_at, last_error,"
@@ -41,7 +42,7 @@ DELIVERY_JOINED = (
     " e.id, e.type, e.tenant, e.backend, e.occurred_at, e.data, e.dedupe_key, e.received_epoch,"
     " s.id, s.tenant, s.url, s.event_types, s.description, s.enabled, s.disabled_reason,"
     " s.secret, s.previous_secret, s.previous_expires_at, s.failing_since, s.created_at,"
-    " s.updated_at, s.filter"
+    " s.updated_at, s.filter, s.max_per_second, s.throttled_until, s.order_by"
 )
 
 
@@ -98,16 +99,17 @@ def subscription_values(s: Subscription) -> tuple[object, ...]:
     return (
         s.id, s.tenant, s.url, to_json(list(s.event_types)), s.description, s.enabled,
         s.disabled_reason, s.secret, s.previous_secret, s.previous_expires_at, s.failing_since,
-        s.created_at, s.updated_at, s.filter,
+        s.created_at, s.updated_at, s.filter, s.max_per_second, s.throttled_until, s.order_by,
     )  # fmt: skip
 
 
 def subscription(row: Any) -> Subscription:
     (sid, tenant, url, types, description, enabled, reason, secret, previous, expires, failing,
-     created, updated, expression) = row  # fmt: skip
+     created, updated, expression, most, throttled, order_by) = row  # fmt: skip
     return Subscription(
         sid, tenant, url, tuple(orjson.loads(types)), description, bool(enabled), reason,
-        secret, previous, expires, failing, created, updated, expression,
+        secret, previous, expires, failing, created, updated, expression, most, throttled,
+        order_by,
     )  # fmt: skip
 
 

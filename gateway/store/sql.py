@@ -143,9 +143,13 @@ class Db(abc.ABC):
         """Queue one pending delivery of the event to each subscription; their ids."""
 
     @abc.abstractmethod
-    async def queue_matching(self, event: Event, now: float) -> None:
+    async def queue_matching(
+        self, event: Event, now: float, order: tuple[str, int] | None = None
+    ) -> None:
         """Queue one pending delivery of `event` to each enabled subscription of its tenant
-        without a filter whose event types match (`Subscription.matches`)."""
+        without a filter whose event types match (`Subscription.matches`); `order`, the event's
+        key and position, goes on the deliveries to subscriptions that order theirs
+        (`gateway.store.ordering`)."""
 
     @abc.abstractmethod
     async def claim(self, claim: Claim) -> Sequence[Row]:

@@ -33,6 +33,7 @@ from typing import Any, TypeVar, cast
 
 from gateway.store import retention, rows, sql
 from gateway.store.logic import Op, SQLStore
+from gateway.store.ordering import HEAD
 from gateway.store.sql import Claim, Db, Row
 from gateway.values import Event
 
@@ -43,6 +44,8 @@ JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 # Rows ANALYZE samples per index (SQLite's advice for `PRAGMA optimize`): milliseconds at any size.
 ANALYSIS_LIMIT = 1000
 T = TypeVar("T")
+# Not a delivery of a subscription held back (throttled): the few held are one index range.
+HELD = "subscription_id NOT IN (SELECT id FROM subscriptions WHERE held_until > ?)"
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -323,8 +326,9 @@ class SQLiteDb(Db):
         self.conn.execute(
             "INSERT INTO subscriptions (id, tenant, url, event_types, description, enabled,"
             " disabled_reason, secret, previous_secret, previous_expires_at, failing_since,"
-            " seq, created_at, updated_at, filter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?, ?)",
+            " seq, created_at, updated_at, filter, max_per_second, throttled_until, order_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions), ?, ?, ?, ?, ?, ?)",
             args,
         )
 
@@ -342,16 +346,20 @@ class SQLiteDb(Db):
         )
         return ids
 
-    async def queue_matching(self, event: Event, now: float) -> None:
+    async def queue_matching(
+        self, event: Event, now: float, order: tuple[str, int] | None = None
+    ) -> None:
         # Subscription.matches, in SQL: one statement queues all those without a filter (ids as
         # random as uuid4's).
+        key, seq = order or (None, None)
         self.conn.execute(
             "INSERT INTO deliveries (id, event_id, subscription_id, tenant, status, attempts,"
-            " next_attempt_at, created_at, updated_at)"
-            " SELECT 'dlv_' || lower(hex(randomblob(16))), ?, id, tenant, 'pending', 0, ?, ?, ?"
+            " next_attempt_at, created_at, updated_at, order_key, order_seq)"
+            " SELECT 'dlv_' || lower(hex(randomblob(16))), ?, id, tenant, 'pending', 0, ?, ?, ?,"
+            " CASE WHEN order_by IS NOT NULL THEN ? END, CASE WHEN order_by IS NOT NULL THEN ? END"
             " FROM subscriptions WHERE tenant = ? AND enabled = TRUE AND filter IS NULL"
             " AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value IN ('*', ?))",
-            (event.id, now, now, now, event.tenant, event.type),
+            (event.id, now, now, now, key, seq, event.tenant, event.type),
         )
 
     async def claim(self, claim: Claim) -> Sequence[Row]:
@@ -361,8 +369,8 @@ class SQLiteDb(Db):
         due: dict[str, list[tuple[float, str]]] = {}
         for tenant, delivery_id, next_at in db.execute(
             "SELECT tenant, id, next_attempt_at FROM deliveries WHERE status = 'delivering'"
-            f" AND lease_until < ? AND subscription_id NOT IN ({skip})",
-            (now, *exclude),
+            f" AND lease_until < ? AND subscription_id NOT IN ({skip}) AND {HELD} AND {HEAD}",
+            (now, *exclude, now),
         ):
             due.setdefault(tenant, []).append((next_at or 0.0, delivery_id))
         tenants = {row[0] for row in db.execute("SELECT DISTINCT tenant FROM subscriptions")}
@@ -375,8 +383,9 @@ class SQLiteDb(Db):
             pending = db.execute(
                 "SELECT next_attempt_at, id FROM deliveries WHERE tenant = ?"
                 " AND status = 'pending' AND next_attempt_at <= ?"
-                f" AND subscription_id NOT IN ({skip}) ORDER BY next_attempt_at LIMIT ?",
-                (tenant, now, *exclude, room),
+                f" AND subscription_id NOT IN ({skip}) AND {HELD} AND {HEAD}"
+                " ORDER BY next_attempt_at LIMIT ?",
+                (tenant, now, *exclude, now, room),
             ).fetchall()
             oldest = sorted([*due.get(tenant, ()), *pending])[:room]
             turns.extend((turn, at, i) for turn, (at, i) in enumerate(oldest))

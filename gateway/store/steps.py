@@ -18,6 +18,7 @@ from gateway.store import (
     ResourceRecord,
     Subscription,
     rows,
+    throttle,
 )
 from gateway.store.sql import Db, Row
 
@@ -78,7 +79,7 @@ async def get_subscription(
 async def fail_undelivered(db: Db, subscription_id: str, reason: str) -> None:
     await db.count(
         "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, last_error = ?,"
-        " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+        " lease_owner = NULL, lease_until = NULL, order_key = NULL, updated_at = ?"
         " WHERE subscription_id = ? AND status IN ('pending', 'delivering')",
         (reason, time.time(), subscription_id),
     )
@@ -108,11 +109,23 @@ async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> No
             ],
         )
         # Only a delivery still leased moves on: one failed by a disable stays failed.
+        # A final one leaves its key's order (`gateway.store.ordering`): the next one is the head.
         await db.many(
             "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
-            " last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
-            " WHERE id = ? AND status = 'delivering'",
-            [(o.status, a.number, o.next_attempt_at, a.error, now, o.delivery_id) for o, a in made],
+            " last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?,"
+            " order_key = CASE WHEN ? THEN order_key END WHERE id = ? AND status = 'delivering'",
+            [
+                (
+                    o.status,
+                    a.number,
+                    o.next_attempt_at,
+                    a.error,
+                    now,
+                    o.status == "pending",
+                    o.delivery_id,
+                )
+                for o, a in made
+            ],
         )
     if handed_back:
         among, args = db.any_of("id", handed_back)
@@ -122,6 +135,7 @@ async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> No
             (now, *args),
         )
         await db.notify()
+    await throttle.hold(db, outcomes)
     if made:
         # A stable sort: one subscription's outcomes keep their order (the last one counts).
         # Only a change of state writes the row: a success clears `failing_since` if it was set,

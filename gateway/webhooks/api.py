@@ -19,6 +19,7 @@ from gateway.store import (
     PayloadPurged,
     Subscription,
     SubscriptionChanges,
+    Unset,
 )
 from gateway.values import Event
 from gateway.webhooks import filters, signing
@@ -77,6 +78,11 @@ def _check_filter(expression: str | None) -> str | None:
     return expression
 
 
+def _rate(given: float | Unset | None) -> float | Unset | None:
+    """maxPerSecond as given (a JSON integer too), stored as a float."""
+    return given if given is None or given is UNSET else float(given)
+
+
 async def subscription_of(request: web.Request) -> Subscription:
     subscription_id = request[INPUT].path["subscriptionId"]
     found = await request.app[STORE].get_subscription(request[TENANT].id, subscription_id)
@@ -103,6 +109,8 @@ async def create_subscription(request: web.Request) -> web.Response:
         failing_since=None,
         created_at=now,
         updated_at=now,
+        max_per_second=given.max_per_second,
+        order_by=given.order_by,
     )
     most = request.app[SETTINGS].events.max_subscriptions_per_tenant
     if not await request.app[STORE].create_subscription(subscription, limit=most):
@@ -139,6 +147,8 @@ async def update_subscription(request: web.Request) -> web.Response:
         description=body.get("description", UNSET),
         filter=_check_filter(body["filter"]) if "filter" in body else UNSET,
         enabled=body.get("enabled", UNSET),
+        max_per_second=_rate(body.get("maxPerSecond", UNSET)),
+        order_by=body.get("orderBy", UNSET),
     )
     updated = await request.app[STORE].update_subscription(current.tenant, current.id, changes)
     if updated is None:

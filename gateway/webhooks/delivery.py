@@ -50,6 +50,8 @@ from gateway.webhooks.transports import Transports
 
 log = structlog.get_logger("gateway.webhooks")
 
+# A subscriber answering these with Retry-After holds its whole subscription, not one delivery.
+HOLDING_STATUSES = frozenset({429, 503})
 RECORD_RETRY = 0.5  # seconds between tries to record outcomes while the store is unavailable
 # Outcome labels of the attempts metric.
 SUCCEEDED, RETRYING, FAILED, DISABLED = "succeeded", "retrying", "failed", "disabled"
@@ -266,6 +268,9 @@ class DeliveryWorker:
         error = None if sent.error is None else SECRETS.scrub(sent.error)
         attempt = Attempt(number, _iso(now), status, duration_ms, error, sent.excerpt)
         outcome, next_at = self._next(number, status, sent.retry_after, ok)
+        hold_until = None
+        if status in HOLDING_STATUSES and sent.retry_after is not None:
+            hold_until = time.time() + min(sent.retry_after, self.settings.retry_after_cap)
         self._record(
             AttemptOutcome(
                 delivery_id=delivery.id,
@@ -274,6 +279,7 @@ class DeliveryWorker:
                 status=outcome,
                 next_attempt_at=next_at,
                 subscription_succeeded=ok,
+                hold_until=hold_until,
             )
         )
         label = SUCCEEDED if ok else (RETRYING if outcome == "pending" else FAILED)
@@ -333,7 +339,7 @@ class DeliveryWorker:
             return "failed", None
         jitter = self.settings.jitter
         delay = schedule[number] * self._rng.uniform(1 - jitter, 1 + jitter)
-        if retry_after is not None:  # asked for by a 429, 502 or 504, or by a sink
+        if retry_after is not None:  # asked for by a 429, 502, 503 or 504, or by a sink
             delay = max(delay, min(retry_after, self.settings.retry_after_cap))
         return "pending", time.time() + delay
 

@@ -20,7 +20,7 @@ from gateway.sink import SendOutcome, Sink, SinkContext
 from gateway.webhooks.targets import HTTP_SCHEMES, TargetPolicy
 
 EXCERPT_BYTES = 256
-RETRY_AFTER_STATUSES = frozenset({429, 502, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class HttpTransport:
