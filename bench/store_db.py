@@ -26,8 +26,8 @@ async def store_mb(url: str) -> float:
 
 async def analyze_postgres(url: str) -> None:
     """PostgreSQL: statistics for a bulk fill, as autovacuum gathers them within a minute of one
-    (its naptime): without them the planner takes a tenant's events of one type for a handful and
-    reads them all with a bitmap scan, then sorts (300 ms at 100k events). SQLite: nothing (its
-    plans are the same either way; the store refreshes them at open and after each purge)."""
+    (its naptime): the figures are the steady state's (the listings plan as index ranges
+    without statistics too: `tests/test_store_scale.py`). SQLite: nothing (the store refreshes
+    its statistics at open and after each purge)."""
     if not url.startswith("sqlite:"):
         await analyze(url)

@@ -3,8 +3,10 @@
 Each row times one store operation at the history the store holds now: `read` rows are what the
 API reads (the p95 goal applies to them), the others what ingest and delivery write. A row whose
 store method does not exist yet says so ("not yet measured") rather than being faked; it slots in
-once the method lands. The rows run in table order: the reads over the filled history first,
-then the writes, whose deliveries the claims drain (nothing stays queued for the next size).
+once the method lands. The benchmark runs the table in rounds, each row a round's share of its
+calls (`Context.numbers`), alternating between the sizes it compares: the reads over the filled
+history first, then the writes, whose deliveries the claims drain (nothing stays queued for the
+next round); the rows marked `after_churn` run once both stores took a burst of traffic.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -40,8 +42,9 @@ class Context:
 
     store: Store
     size: int
-    reads: int
+    reads: int  # a round's calls of a row (fewer for the costlier ones)
     churn: int  # events recorded and delivered in a burst before the "after churn" rows
+    round: int = 0
     rng: random.Random = attrs.field(factory=lambda: random.Random(16))
     claimed: list[ClaimedDelivery] = attrs.field(factory=list)
 
@@ -50,14 +53,20 @@ class Context:
         n = self.rng.randrange(self.size)
         return TENANTS[n % len(TENANTS)], f"evt_{n:010d}"
 
+    def numbers(self, share: int = 1) -> range:
+        """This round's call numbers for a row making a `share`-th of `reads` calls a round: each
+        round goes on where the last stopped (a recovery's hour is never recovered twice)."""
+        calls = max(1, self.reads // share)
+        return range(self.round * calls, (self.round + 1) * calls)
+
 
 Timings = list[float]  # milliseconds
 
 
-async def timed(calls: int, call: Callable[[int], Awaitable[object]]) -> Timings:
-    """`call(n)` for n in range(calls), one at a time; each one's milliseconds."""
+async def timed(numbers: Iterable[int], call: Callable[[int], Awaitable[object]]) -> Timings:
+    """`call(n)` for each of `numbers`, one at a time; each one's milliseconds."""
     times = []
-    for n in range(calls):
+    for n in numbers:
         started = time.perf_counter()
         await call(n)
         times.append((time.perf_counter() - started) * 1000)
@@ -66,13 +75,14 @@ async def timed(calls: int, call: Callable[[int], Awaitable[object]]) -> Timings
 
 @attrs.frozen
 class Operation:
-    """A row: its name, whether the read goal applies, and how it is timed (None: its store
-    method has not landed yet)."""
+    """A row: its name, whether the read goal applies, how it is timed (None: its store method
+    has not landed yet), and whether it runs after the burst of traffic."""
 
     name: str
     read: bool
     measure: Callable[[Context], Awaitable[Timings]] | None
     note: str = ""
+    after_churn: bool = False  # timed once the store took `churn`'s burst
 
 
 def _tenant(n: int) -> str:
@@ -81,7 +91,7 @@ def _tenant(n: int) -> str:
 
 async def list_first_page(ctx: Context) -> Timings:
     return await timed(
-        ctx.reads,
+        ctx.numbers(),
         lambda n: ctx.store.list_events(_tenant(n), event_type=None, after=None, limit=PAGE),
     )
 
@@ -89,14 +99,14 @@ async def list_first_page(ctx: Context) -> Timings:
 async def list_deep_cursor(ctx: Context) -> Timings:
     middle = Position(ctx.size // 2)
     return await timed(
-        ctx.reads,
+        ctx.numbers(),
         lambda n: ctx.store.list_events(_tenant(n), event_type=None, after=middle, limit=PAGE),
     )
 
 
 async def list_by_type(ctx: Context) -> Timings:
     return await timed(
-        ctx.reads,
+        ctx.numbers(),
         lambda n: ctx.store.list_events(_tenant(n), event_type="acme.done", after=None, limit=PAGE),
     )
 
@@ -111,7 +121,7 @@ async def list_by_resource(ctx: Context) -> Timings:
             _tenant(n), event_type=None, after=None, limit=PAGE, where=where
         )
 
-    return await timed(ctx.reads, call)
+    return await timed(ctx.numbers(), call)
 
 
 def hour_ago(ctx: Context, n: int) -> float:
@@ -130,13 +140,13 @@ async def list_by_time(ctx: Context) -> Timings:
             _tenant(n), event_type=None, after=None, limit=PAGE, where=where
         )
 
-    return await timed(ctx.reads, call)
+    return await timed(ctx.numbers(), call)
 
 
 async def list_subscription_deliveries(ctx: Context) -> Timings:
     """A subscription's failed deliveries, newest first (1 % of its history failed)."""
     return await timed(
-        ctx.reads,
+        ctx.numbers(),
         lambda n: ctx.store.list_subscription_deliveries(
             _tenant(n),
             f"sub_{_tenant(n)}_{n % 5}",
@@ -167,12 +177,12 @@ async def recover(ctx: Context) -> Timings:
                 claimed.id, owner="bench", now=now, lease=60.0, batch=100
             )
 
-    return await timed(ctx.reads // 10, call)
+    return await timed(ctx.numbers(10), call)
 
 
 async def list_empty_tenant(ctx: Context) -> Timings:
     return await timed(
-        ctx.reads,
+        ctx.numbers(),
         lambda n: ctx.store.list_events(EMPTY_TENANT, event_type=None, after=None, limit=PAGE),
     )
 
@@ -182,7 +192,7 @@ async def get_event(ctx: Context) -> Timings:
         tenant, event_id = ctx.filled_event()
         assert await ctx.store.get_event(tenant, event_id) is not None
 
-    return await timed(ctx.reads, call)
+    return await timed(ctx.numbers(), call)
 
 
 async def list_event_deliveries(ctx: Context) -> Timings:
@@ -190,17 +200,17 @@ async def list_event_deliveries(ctx: Context) -> Timings:
         tenant, event_id = ctx.filled_event()
         assert await ctx.store.list_deliveries(tenant, event_id)
 
-    return await timed(ctx.reads, call)
+    return await timed(ctx.numbers(), call)
 
 
 async def list_subscriptions(ctx: Context) -> Timings:
     return await timed(
-        ctx.reads, lambda n: ctx.store.list_subscriptions(_tenant(n), after=None, limit=PAGE)
+        ctx.numbers(), lambda n: ctx.store.list_subscriptions(_tenant(n), after=None, limit=PAGE)
     )
 
 
 async def queue_depth(ctx: Context) -> Timings:
-    return await timed(ctx.reads, lambda _: ctx.store.queue_depth())
+    return await timed(ctx.numbers(), lambda _: ctx.store.queue_depth())
 
 
 async def redeliver(ctx: Context) -> Timings:
@@ -211,7 +221,7 @@ async def redeliver(ctx: Context) -> Timings:
         tenant, event_id = ctx.filled_event()
         assert await ctx.store.redeliver(tenant, event_id, None)
 
-    return await timed(ctx.reads // 4, call)
+    return await timed(ctx.numbers(4), call)
 
 
 def new_event(n: int) -> Event:
@@ -227,7 +237,7 @@ async def record(ctx: Context) -> Timings:
     async def call(n: int) -> None:
         assert await ctx.store.record_event(new_event(n), dedupe_window=86400.0)
 
-    return await timed(ctx.reads, call)
+    return await timed(ctx.numbers(), call)
 
 
 async def claim_all(store: Store, *, limit: int = CLAIM) -> tuple[Timings, list[ClaimedDelivery]]:
@@ -261,7 +271,7 @@ def succeeded(claimed: ClaimedDelivery) -> AttemptOutcome:
 async def complete_batches(store: Store, claimed: Sequence[ClaimedDelivery], size: int) -> Timings:
     batches = [claimed[i : i + size] for i in range(0, len(claimed), size)]
     return await timed(
-        len(batches),
+        range(len(batches)),
         lambda n: store.complete_attempts([succeeded(c) for c in batches[n]], now=time.time()),
     )
 
@@ -284,15 +294,14 @@ async def churn(ctx: Context) -> None:
 
 async def queue_depth_after_churn(ctx: Context) -> Timings:
     """The queue's depth (0) right after `churn`: issue 16 saw 8 ms at 1M on PostgreSQL."""
-    await churn(ctx)
-    return await timed(ctx.reads, lambda _: ctx.store.queue_depth())
+    return await timed(ctx.numbers(), lambda _: ctx.store.queue_depth())
 
 
 async def claim_after_churn(ctx: Context) -> Timings:
     """One event's 5 deliveries claimed right after `churn` (then completed, untimed)."""
 
     times: Timings = []
-    for n in range(ctx.reads // 4):
+    for n in ctx.numbers(4):
         await ctx.store.record_event(new_event(n), dedupe_window=86400.0)
         started = time.perf_counter()
         leased = await ctx.store.claim_deliveries(
@@ -321,8 +330,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("record", False, record),
     Operation("claim", False, claim),
     Operation("complete", False, complete),
-    Operation("queue depth after churn", False, queue_depth_after_churn),
-    Operation("claim after churn", False, claim_after_churn),
+    Operation("queue depth after churn", False, queue_depth_after_churn, after_churn=True),
+    Operation("claim after churn", False, claim_after_churn, after_churn=True),
 )
 
 

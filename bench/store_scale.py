@@ -2,15 +2,18 @@
 
 Each store (SQLite, and PostgreSQL when its binaries are installed: a durable server of the
 benchmark's own) is filled fast with direct inserts matching the schema (`tests.store_fill`: 2
-tenants, 5 subscriptions each, ~1 KB events, 5 deliveries and ~5 attempts each) to 10k and 100k
-events (10k and 1M with `--million`: ~3 min a store to fill, ~25 min in all on 2 cores; the
-fill's time is reported). At each size every operation of
-`bench.store_ops.OPERATIONS` is timed (p50/p95), then the longest event-loop stall while 20
-listings run and the store's size. Each figure is printed against its goal: p95 <= 5 ms for every
-API read, a stall <= 20 ms, and, from the smallest size to the largest, a ratio <= 1.5 per
-operation (of p50s: p95s of sub-millisecond timings on a shared machine are mostly scheduling
-noise; the p95 ratio is printed beside it). Then the steady-state run under retention
-(`bench.store_steady`), on each store.
+tenants, 5 subscriptions each, ~1 KB events, 5 deliveries and ~5 attempts each), one database to
+10k events and one to 100k (10k and 1M with `--million`: ~3 min a store to fill, ~30 min in all
+on 2 cores; the fill's time is reported). Then every operation of `bench.store_ops.OPERATIONS` is
+timed (p50/p95) in rounds that alternate between the two databases (10k, 1M, 1M, 10k, ...): the
+comparison of sizes holds on a shared machine whose load changes from minute to minute, which
+two phases run minutes apart did not (PostgreSQL's record measured 1.6 ms at 10k, 4.0 ms at 1M,
+the same statements). Then the longest event-loop stall while 20 listings run, alternating too,
+and each store's size. Each figure is printed against its goal: p95 <= 5 ms for every API read,
+a stall <= 20 ms, and, from the smaller size to the larger, a ratio <= 1.5 per operation (of
+p50s: p95s of sub-millisecond timings on a shared machine are mostly scheduling noise; the p95
+ratio is printed beside it). Then the steady-state run under retention (`bench.store_steady`),
+on each store.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bench import store_steady
 from bench.common import percentile
 from bench.store_db import analyze_postgres, store_mb
-from bench.store_ops import OPERATIONS, Context, longest_stall
+from bench.store_ops import OPERATIONS, Context, Operation, Timings, churn, longest_stall
 from gateway.logs import configure_logging
 from gateway.store.opening import open_store
 from tests.pg import PostgresServer, find_binaries
@@ -33,7 +37,9 @@ from tests.store_fill import fill
 GOAL_P95_MS = 5.0
 GOAL_STALL_MS = 20.0
 GOAL_RATIO = 1.5
-READS = 200  # timings per row
+READS = 200  # timings per row and size
+ROUNDS = 10  # each row's timings taken in rounds alternating between the sizes
+STALL_ROUNDS = 5
 CHURN = 20_000  # events of the burst before the "after churn" rows
 
 
@@ -45,26 +51,54 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
-async def measure(url: str, sizes: tuple[int, ...], *, reads: int, churn: int) -> dict[int, Any]:
-    """Grow the store at `url` through `sizes`; the figures at each."""
-    figures: dict[int, Any] = {}
-    store = open_store(url)
-    await store.open()
+async def measure(urls: Mapping[int, str], *, reads: int, burst: int) -> dict[int, Any]:
+    """Each size's store (at `urls[size]`) filled, then every row of `OPERATIONS` timed in
+    `ROUNDS` rounds that alternate between the sizes (the smallest first in even rounds, last in
+    odd ones; `reads` calls a row in all), so that a change in the machine's load falls on every
+    size alike; then the rows after a burst of traffic likewise, the stalls, the sizes."""
+    stores = {size: open_store(url) for size, url in urls.items()}
+    contexts = {
+        size: Context(store, size, max(1, reads // ROUNDS), burst) for size, store in stores.items()
+    }
+    timings: dict[int, dict[str, Timings]] = {size: {} for size in urls}
+    fill_seconds: dict[int, float] = {}
+
+    def order(n: int) -> list[int]:
+        return sorted(urls, reverse=n % 2 == 1)
+
+    async def rounds(rows: list[Operation]) -> None:
+        for n in range(ROUNDS):
+            for op in rows:
+                for size in order(n):
+                    contexts[size].round = n
+                    assert op.measure is not None
+                    timings[size].setdefault(op.name, []).extend(await op.measure(contexts[size]))
+
     try:
-        filled = 0
-        for size in sizes:
+        for size, url in urls.items():
+            await stores[size].open()
             started = time.perf_counter()
-            await fill(url, size - filled, start=time.time() - size, spacing=1.0, first=filled)
-            fill_seconds = time.perf_counter() - started
+            await fill(url, size, start=time.time() - size, spacing=1.0)
+            fill_seconds[size] = time.perf_counter() - started
             await analyze_postgres(url)
-            filled = size
-            ctx = Context(store, size, reads, churn)
+        timed = [op for op in OPERATIONS if op.measure is not None]
+        await rounds([op for op in timed if not op.after_churn])
+        for size in order(1):  # the smallest last: the first round's first
+            await churn(contexts[size])
+        await rounds([op for op in timed if op.after_churn])
+        stalls = dict.fromkeys(urls, 0.0)
+        for n in range(STALL_ROUNDS):
+            for size in order(n):
+                stall = await longest_stall(stores[size], size, rounds=1)
+                stalls[size] = max(stalls[size], stall)
+        figures: dict[int, Any] = {}
+        for size, url in urls.items():
             operations: dict[str, Any] = {}
             for op in OPERATIONS:
-                if op.measure is None:
+                times = timings[size].get(op.name)
+                if times is None:
                     operations[op.name] = {"read": op.read, "note": op.note}
                     continue
-                times = await op.measure(ctx)
                 operations[op.name] = {
                     "read": op.read,
                     "p50": percentile(times, 50),
@@ -72,14 +106,15 @@ async def measure(url: str, sizes: tuple[int, ...], *, reads: int, churn: int) -
                     "count": len(times),
                 }
             figures[size] = {
-                "fill_seconds": fill_seconds,
+                "fill_seconds": fill_seconds[size],
                 "operations": operations,
-                "stall_ms": await longest_stall(store, size),
+                "stall_ms": stalls[size],
                 "store_mb": await store_mb(url),
             }
+        return figures
     finally:
-        await store.close()
-    return figures
+        for store in stores.values():
+            await store.close()
 
 
 def report(name: str, figures: dict[int, Any]) -> dict[str, str]:
@@ -119,14 +154,16 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
     sizes: tuple[int, ...] = (1_000, 2_000) if smoke else (10_000, 100_000)
     if os.environ.get("STORE_SCALE_MILLION") and not smoke:
         sizes = (10_000, 1_000_000)
-    reads, churn = (20, 200) if smoke else (READS, CHURN)
+    reads, burst = (20, 200) if smoke else (READS, CHURN)
     shape = store_steady.SMOKE if smoke else store_steady.FULL
     results: dict[str, Any] = {}
     figures: dict[str, Any] = {}
     steady: dict[str, Any] = {}
 
-    async def one(name: str, url: str, steady_url: str, *, admin_url: str | None = None) -> None:
-        figures[name] = await measure(url, sizes, reads=reads, churn=churn)
+    async def one(name: str, urls: list[str], *, admin_url: str | None = None) -> None:
+        *scale, steady_url = urls
+        by_size = dict(zip(sizes, scale, strict=True))
+        figures[name] = await measure(by_size, reads=reads, burst=burst)
         results.update(report(name, figures[name]))
         if admin_url is not None:  # autovacuum's wake-up, compressed with the steady clock
             await store_steady.set_naptime(admin_url, "1s")
@@ -135,7 +172,8 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
         results[f"{name} steady size (MB)"] = series
         results[f"{name} steady verdict"] = steady[name]["verdict"]
 
-    await one("sqlite", f"sqlite:///{workdir}/scale.db", f"sqlite:///{workdir}/steady.db")
+    names = [f"scale-{label(size)}" for size in sizes] + ["steady"]
+    await one("sqlite", [f"sqlite:///{workdir}/{name}.db" for name in names])
     binaries = find_binaries()
     if binaries is None:
         results["postgresql"] = "skipped: no PostgreSQL server binaries (make postgres)"
@@ -143,8 +181,8 @@ async def run(workdir: Path, *, smoke: bool) -> dict[str, Any]:
         server = PostgresServer(binaries)
         try:
             await asyncio.to_thread(server.start, durable=True)
-            urls = await server.create_database(), await server.create_database()
-            await one("postgresql", *urls, admin_url=server.admin_url)
+            urls = [await server.create_database() for _ in names]
+            await one("postgresql", urls, admin_url=server.admin_url)
         finally:
             await asyncio.to_thread(server.remove)  # stopped, then its folder removed
     missed = [key for key, line in results.items() if "MISSED" in line]

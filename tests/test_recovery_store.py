@@ -206,7 +206,7 @@ async def test_every_new_read_is_an_index_range_that_stops_at_the_page(
     await recovery_batches(filled, monkeypatch, seen)
     # The recoveries table holds a row per recovery ever started, one here: PostgreSQL rightly
     # reads its one page rather than an index. What a batch reads of the history is checked.
-    history = [(query, args) for query, args in seen if "FROM recoveries" not in query]
+    history = [read for read in seen if "FROM recoveries" not in read[0]]
     assert len(history) > 30
     await assert_bounded(store_url, history)
 

@@ -348,7 +348,7 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             found, next_position = rows.page(await db.rows(query, args), limit)
             return EventPage([rows.event(row) for row in found], next_position)
 
-        return await self._read(op)
+        return await self._range(op)
 
     # -- subscriptions --------------------------------------------------------------------------
 
@@ -377,7 +377,7 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
     async def list_subscriptions(
         self, tenant: str, *, after: Position | None, limit: int
     ) -> SubscriptionPage:
-        found = await self._read(
+        found = await self._range(
             lambda db: db.rows(
                 f"SELECT {rows.SUBSCRIPTION}, seq FROM subscriptions WHERE tenant = ? AND seq > ?"
                 " ORDER BY seq LIMIT ?",

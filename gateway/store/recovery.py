@@ -41,6 +41,11 @@ class Recovering(abc.ABC):
     async def _write(self, op: Op[T], *, single: bool = False) -> T:
         """Run `op` in a transaction; its result once committed."""
 
+    async def _range(self, op: Op[T]) -> T:
+        """Run `op`, which reads a page of an index range in the index's order (a listing); a
+        store may pin its plan to that order, as PostgreSQL must without statistics."""
+        return await self._read(op)
+
     async def list_subscription_deliveries(
         self,
         tenant: str,
@@ -79,7 +84,7 @@ class Recovering(abc.ABC):
                 return DeliveryPage(items, None)
             return DeliveryPage(items, DeliveryPosition(items[-1].created_at, items[-1].id))
 
-        return await self._read(op)
+        return await self._range(op)
 
     async def start_recovery(
         self, tenant: str, subscription_id: str, *, since: float, until: float, now: float
