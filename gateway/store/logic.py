@@ -247,17 +247,13 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
                 # they commit in, which ordered deliveries follow (`gateway.store.ordering`).
                 await db.lock(ORDER_LOCK, f"{len(event.tenant)}:{event.tenant}:{key}")
             now = time.time()
-            if not await db.insert_event(event, now, now - dedupe_window):
+            seq = await db.insert_event(event, now, now - dedupe_window)
+            if seq is None:
                 return False
             if only_subscription is not None:
                 await db.queue(event.id, event.tenant, [only_subscription], now)
                 return True
-            order = None
-            if key is not None:
-                seq = await db.value(
-                    "SELECT seq FROM events WHERE tenant = ? AND id = ?", (event.tenant, event.id)
-                )
-                order = (key, int(seq))
+            order = None if key is None else (key, seq)
             await db.queue_matching(event, now, order)  # the subscriptions without a filter
             filtered = await steps.filtered_subscriptions(db, event.tenant)
             kept = self._kept(event, filtered)

@@ -341,19 +341,19 @@ class PostgresDb(Db):
     def replace(self, table: str, columns: str, key: str) -> str:
         return _replace(table, columns, key)
 
-    async def insert_event(self, event: Event, now: float, since: float) -> bool:
+    async def insert_event(self, event: Event, now: float, since: float) -> int | None:
         # The check and the insert in one statement ($3 is the tenant, $7 the dedupe key).
         stored = await self.conn.fetchval(
             f"INSERT INTO events ({rows.EVENT}, received_at, received_epoch)"
             " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE $7::text IS NULL OR NOT EXISTS"
             " (SELECT 1 FROM events WHERE tenant = $3 AND dedupe_key = $7"
-            " AND received_epoch > $10) RETURNING 1",
+            " AND received_epoch > $10) RETURNING seq",
             *rows.event_values(event),
             sql.timestamp(),
             now,
             since,
         )
-        return bool(stored)
+        return None if stored is None else int(stored)
 
     async def insert_subscription(self, args: Sequence[object]) -> None:
         # seq is an identity column: PostgreSQL numbers it.

@@ -127,9 +127,9 @@ class Db(abc.ABC):
         same `key` columns ("a, b"), if there is one."""
 
     @abc.abstractmethod
-    async def insert_event(self, event: Event, now: float, since: float) -> bool:
+    async def insert_event(self, event: Event, now: float, since: float) -> int | None:
         """Store `event`, received `now`, unless its tenant has one with its dedupe key received
-        after `since`; whether it was stored."""
+        after `since`; its position (`seq`) when it was stored, None when it was not."""
 
     @abc.abstractmethod
     async def insert_subscription(self, args: Sequence[object]) -> None:

@@ -303,7 +303,7 @@ class SQLiteDb(Db):
     def replace(self, table: str, columns: str, key: str) -> str:
         return _replace(table, columns)
 
-    async def insert_event(self, event: Event, now: float, since: float) -> bool:
+    async def insert_event(self, event: Event, now: float, since: float) -> int | None:
         # A check, then an insert: one INSERT ... SELECT WHERE NOT EXISTS would copy its row
         # through a temporary table (it reads the table it writes), twice the time.
         if event.dedupe_key is not None:
@@ -313,13 +313,13 @@ class SQLiteDb(Db):
                 (event.tenant, event.dedupe_key, since),
             ).fetchone()
             if seen is not None:
-                return False
-        self.conn.execute(
+                return None
+        inserted = self.conn.execute(
             f"INSERT INTO events ({rows.EVENT}, received_at, received_epoch)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*rows.event_values(event), sql.timestamp(), now),
         )
-        return True
+        return inserted.lastrowid  # seq is the table's INTEGER PRIMARY KEY: its rowid
 
     async def insert_subscription(self, args: Sequence[object]) -> None:
         # No identity column: the next creation number is the largest so far, plus one.
