@@ -15,6 +15,7 @@ from tests.pictofit.conftest import (
     image,
     path_of,
     upstream_calls,
+    wait_for,
     wait_for_events,
 )
 
@@ -64,6 +65,9 @@ async def test_product_to_downloaded_result(make_pictofit: MakePictofit, logs: L
             # The gateway's own route, never the sandbox's file URL.
             assert result["url"].startswith(f"{gateway.public_url}/v1/products/{product_id}/")
             assert gateway.sandbox_url not in result["url"]
+    # The sandbox records its attempt after reading the gateway's answer, so the event can be
+    # listed a moment before the attempt is.
+    await wait_for(lambda: len(gateway.sandbox.callbacks_sent), 1)
     [sent] = gateway.sandbox.callbacks_sent
     assert (sent.callback_type, sent.object_id, sent.status) == (
         "PRODUCT_COMPLETED",
