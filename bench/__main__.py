@@ -52,9 +52,14 @@ async def main() -> int:
     parser.add_argument("names", nargs="*", choices=[[], *BENCHES], default=[])
     parser.add_argument("--smoke", action="store_true", help="tiny counts, to check they run")
     parser.add_argument("--million", action="store_true", help="store-scale: also at 1M events")
+    parser.add_argument(
+        "--size", type=int, help="store-scale: the larger history (events; default 100k)"
+    )
     args = parser.parse_args()
     if args.million:
         os.environ["STORE_SCALE_MILLION"] = "1"
+    if args.size:
+        os.environ["STORE_SCALE_SIZE"] = str(args.size)
     names = args.names or list(BENCHES)
     machine = {"cores": os.cpu_count(), "python": platform.python_version()}
     results: dict[str, Any] = {"machine": machine, "smoke": args.smoke}

@@ -28,7 +28,7 @@ from gateway.store import (
     Store,
 )
 from gateway.values import Event
-from tests.store_fill import PAYLOAD, TENANTS, loop_gaps
+from tests.store_fill import PAYLOAD, PRODUCTS, TENANTS, loop_gaps
 
 PAGE = 50
 CLAIM = 10  # deliveries a claim leases (a worker's free slots)
@@ -45,6 +45,7 @@ class Context:
     reads: int  # a round's calls of a row (fewer for the costlier ones)
     churn: int  # events recorded and delivered in a burst before the "after churn" rows
     round: int = 0
+    newest: float = attrs.field(factory=time.time)  # when the fill's last event was received
     rng: random.Random = attrs.field(factory=lambda: random.Random(16))
     claimed: list[ClaimedDelivery] = attrs.field(factory=list)
 
@@ -112,11 +113,11 @@ async def list_by_type(ctx: Context) -> Timings:
 
 
 async def list_by_resource(ctx: Context) -> Timings:
-    """A product's events (`tests.store_fill` gives event n the product p{n % 1000}: even ones
-    are t1's)."""
+    """A product's events (`tests.store_fill` gives event n the product p{n % PRODUCTS}: even
+    ones are t1's), a full page at every size."""
 
     async def call(n: int) -> object:
-        where = EventFilter(product_id=f"p{(n % 500) * 2 + n % 2}")
+        where = EventFilter(product_id=f"p{(n % (PRODUCTS // 2)) * 2 + n % 2}")
         return await ctx.store.list_events(
             _tenant(n), event_type=None, after=None, limit=PAGE, where=where
         )
@@ -127,15 +128,25 @@ async def list_by_resource(ctx: Context) -> Timings:
 def hour_ago(ctx: Context, n: int) -> float:
     """The start of an hour in the middle of the history, a different one for each `n` (the fill
     receives an event a second, ending now)."""
-    return time.time() - ctx.size / 2 - 3600.0 * (n + 1)
+    return ctx.newest - ctx.size / 2 - 3600.0 * (n + 1)
+
+
+WINDOW = 600.0  # seconds: 300 events of each tenant, a full page at every size
+
+
+def window_start(ctx: Context, n: int) -> float:
+    """The start of a 10-minute window in the older half of the history, one of 8 (`n`): inside
+    the smallest history compared (10k seconds), so that the page is full at every size."""
+    return ctx.newest - ctx.size / 2 - WINDOW * (n % 8 + 1)
 
 
 async def list_by_time(ctx: Context) -> Timings:
-    """An hour's events, half-way down the history."""
+    """A 10-minute window's events, half-way down the history (the time-range query reads two
+    positions, then the page: the same work at any size once the page is full)."""
 
     async def call(n: int) -> object:
-        since = hour_ago(ctx, n % 10)
-        where = EventFilter(since=since, until=since + 3600.0)
+        since = window_start(ctx, n)
+        where = EventFilter(since=since, until=since + WINDOW)
         return await ctx.store.list_events(
             _tenant(n), event_type=None, after=None, limit=PAGE, where=where
         )

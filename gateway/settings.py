@@ -104,7 +104,7 @@ class StoreSettings:
     # "file:PATH") when it carries a password: a password is never written in the file.
     url: str = "sqlite:///data/gateway.db"
     password: Secret | None = None  # PostgreSQL's, when the URL has none
-    pool_size: int = 10  # PostgreSQL connections per process
+    pool_size: int = 10  # PostgreSQL connections per process (and half as many for listings)
     # What the store forgets, in the background; idempotency records go once past their TTL.
     retention: RetentionSettings = attrs.field(factory=RetentionSettings)
 

@@ -21,6 +21,9 @@ TENANTS = ("t1", "t2")
 SUBSCRIPTIONS = 5  # per tenant
 TYPES = ("acme.done", "acme.failed", "acme.progress", "acme.other")
 PAYLOAD = "x" * 900  # with the rest of the event: ~1 KB stored
+# Event n concerns product p{n % PRODUCTS} (even ones are t1's): 100 events each at 10k, so a
+# page of a product's events is full at every size the benchmark compares.
+PRODUCTS = 100
 CHUNK = 5000
 
 
@@ -49,7 +52,7 @@ def history(
         tenant = TENANTS[n % len(TENANTS)]
         at = start + (n - first) * spacing
         event_id = f"evt_{n:010d}"
-        data = orjson.dumps({"n": n, "productId": f"p{n % 1000}", "pad": PAYLOAD}).decode()
+        data = orjson.dumps({"n": n, "productId": f"p{n % PRODUCTS}", "pad": PAYLOAD}).decode()
         events.append((event_id, TYPES[n % len(TYPES)], tenant, "acme", "2026-01-01T00:00:00Z",
                        data, f"cb-{n}", "2026-01-01T00:00:00.000+00:00", at))  # fmt: skip
         for s in range(SUBSCRIPTIONS):

@@ -91,6 +91,34 @@ async def test_deliveries_page_through_ties_in_creation_time(store: Store) -> No
     assert other.items == []
 
 
+async def test_listed_attempts_are_the_attempts_written(store: Store) -> None:
+    """A delivery's attempts, listed by event and by subscription (on PostgreSQL read with their
+    page, through JSON), are exactly as written: in order, a status-less one, a fractional
+    duration to the last digit, a whole one still a float."""
+    subscription = attrs.evolve(SUBSCRIPTION, id="sub_a", tenant="t")
+    await store.create_subscription(subscription)
+    event = Event.new("acme.done", {}, tenant="t", backend="acme")
+    await store.record_event(event, dedupe_window=0)
+    written = [
+        Attempt(1, "2026-01-01T00:00:00.125Z", None, 1234.5678901234567, "timed out", None),
+        Attempt(2, "2026-01-01T00:00:01Z", 204, 3.0, None, 'a "quoted" \\ excerpt ✓'),
+    ]
+    for n, attempt in enumerate(written):
+        [claimed] = await store.claim_deliveries(
+            owner="w", now=time.time() + 60 * n, lease=30, limit=1, exclude=[]
+        )
+        status = "pending" if n == 0 else "succeeded"
+        outcome = AttemptOutcome(claimed.delivery.id, "sub_a", attempt, status, time.time(), n == 1)
+        await store.complete_attempts([outcome], now=time.time())
+    [by_event] = await store.list_deliveries("t", event.id)
+    page = await store.list_subscription_deliveries(
+        "t", "sub_a", status=None, since=None, until=None, after=None, limit=10
+    )
+    assert by_event.attempt_log == tuple(written)
+    assert page.items[0].attempt_log == tuple(written)
+    assert all(type(a.duration_ms) is float for a in page.items[0].attempt_log)
+
+
 async def test_a_recovery_requeues_in_batches_and_each_delivery_once(store: Store) -> None:
     """Batches of 2 over 5 failed deliveries: counted first, then 2, 4, 5 and done; each failed
     one names its new pending delivery; a second recovery of the range finds none left; only

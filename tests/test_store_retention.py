@@ -19,6 +19,7 @@ from gateway.store.postgres_purge import PURGE_LOCK
 from gateway.store.retention import DELETED_GRACE, Purger, RetentionPolicy
 from tests.conftest import MakeGateway
 from tests.store_fill import fill
+from tests.test_recovery_store import failed_history
 from tests.test_settings_cli import problems_of
 from tests.test_store import event, subscription
 
@@ -100,6 +101,33 @@ async def test_idempotency_records_go_once_past_their_ttl(store: Store) -> None:
     assert purged.idempotency_keys == 1
     assert await store.get_idempotent("t1", "live") is not None
     assert await store.get_idempotent("t1", "running") is not None
+
+
+async def test_finished_recoveries_go_a_week_after_they_ended(store: Store) -> None:
+    """A recovery that finished 8 days ago is purged; one that finished yesterday and one still
+    running (started a month ago) stay readable. Before, finished recoveries stayed forever."""
+    subscription = await failed_history(store, 1, tenant="t1")
+    now = time.time()
+
+    async def finished(at: float) -> str:
+        started = await store.start_recovery("t1", subscription, since=0, until=now, now=at)
+        assert started is not None
+        assert await store.claim_recovery(owner="w", now=at, lease=60) is not None
+        done = await store.recover_step(started[0].id, owner="w", now=at, lease=60, batch=100)
+        assert done is not None
+        assert done.status == "done"
+        return done.id
+
+    old, recent = await finished(now - 8 * DAY), await finished(now - DAY)
+    running = await store.start_recovery("t1", subscription, since=0, until=now, now=now - MONTH)
+    assert running is not None
+    purged = await store.purge(now=now, keep_events=None, batch=1)
+    assert purged is not None
+    assert purged.recoveries == 1
+    assert purged.by_table()["recoveries"] == 1
+    assert await store.get_recovery("t1", subscription, old) is None
+    assert await store.get_recovery("t1", subscription, recent) is not None
+    assert await store.get_recovery("t1", subscription, running[0].id) is not None
 
 
 async def test_deleting_a_subscription_removes_what_only_it_referenced(store: Store) -> None:

@@ -58,8 +58,11 @@ class Recorder:
         return await self._db.value(query, args)
 
     async def attempts_of(self, delivery_ids: Any) -> Any:
-        # The dialect's own step, its reads through this recorder.
+        # The dialect's own steps, their reads through this recorder.
         return await type(self._db).attempts_of(self, delivery_ids)
+
+    async def listed_deliveries(self, query: str, args: Any) -> Any:
+        return await type(self._db).listed_deliveries(self, query, args)
 
 
 def record_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[Query]:

@@ -182,6 +182,30 @@ async def test_failed_attempts_are_retried_and_recorded(
     assert delivery["attempts"][0]["responseExcerpt"] == "not now"
 
 
+async def test_an_events_deliveries_are_the_tenants_own(
+    make_gateway: MakeGateway, receiver: Receiver
+) -> None:
+    """An event's deliveries, read before the event: an event no subscription took lists none
+    (200), another tenant's event and an unknown one are 404 (its deliveries are not shown)."""
+    gateway = await make_events_gateway(make_gateway)
+    await callback(gateway, "alone/1")
+    await subscribe(gateway, receiver.url("a"), ["*"])
+    await callback(gateway, "taken/1")
+    await eventually(lambda: len(receiver.bodies("a")) == 1)
+    listed = await (await gateway.client.get("/v1/events", headers=gateway.auth())).json()
+    taken, alone = (e["id"] for e in listed["items"])
+    none = await gateway.client.get(f"/v1/events/{alone}/deliveries", headers=gateway.auth())
+    assert none.status == 200
+    assert (await none.json())["items"] == []
+    url = f"/v1/events/{taken}/deliveries"
+    assert len((await (await gateway.client.get(url, headers=gateway.auth())).json())["items"]) == 1
+    other = await gateway.client.get(url, headers=gateway.auth(CALLER_KEY_B))
+    assert other.status == 404
+    assert "dlv_" not in await other.text()
+    unknown = await gateway.client.get("/v1/events/evt_nope/deliveries", headers=gateway.auth())
+    assert unknown.status == 404
+
+
 async def wait_until_final(gateway: Gateway, event_id: str) -> None:
     """Wait until every delivery of the event is succeeded or failed."""
     store = gateway.client.app[STORE]

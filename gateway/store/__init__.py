@@ -246,6 +246,7 @@ class Purged:
     idempotency_keys: int
     oldest_event: float | None
     payloads: int = 0
+    recoveries: int = 0  # finished bulk recoveries
 
     def by_table(self) -> dict[str, int]:
         return {
@@ -254,6 +255,7 @@ class Purged:
             "attempts": self.attempts,
             "idempotency_keys": self.idempotency_keys,
             "payloads": self.payloads,
+            "recoveries": self.recoveries,
         }
 
 

@@ -51,6 +51,14 @@ DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
 SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
 ORDER_LOCK = 3  # (tenant, an event's key): its events recorded one after another
 
+# The position (seq) of a tenant's first event received at or after a moment (arguments: the
+# tenant, the moment): one probe of the (tenant, received_epoch) index; NULL without one.
+POSITION_AT = (
+    "(SELECT seq FROM events WHERE tenant = ? AND received_epoch >= ?"
+    " ORDER BY received_epoch, seq LIMIT 1)"
+)
+LAST_POSITION = 2**63 - 1  # above every position (both stores' seq is a signed 64-bit integer)
+
 
 class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
     """Every data operation of `Store`; a subclass adds open, close and listen."""
@@ -308,17 +316,15 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             # highest position the filters allow, down to the page size.
             query = f"SELECT {rows.EVENT}, seq FROM events WHERE tenant = ?"
             args: list[object] = [tenant]
-            if where.since is not None or where.until is not None:
-                low = await _position_at(db, tenant, where.since)
-                high = await _position_at(db, tenant, where.until)
-                if where.since is not None and low is None:
-                    return EventPage([], None)  # nothing received since
-                if low is not None:
-                    query += " AND seq >= ?"
-                    args.append(low)
-                if high is not None:
-                    query += " AND seq < ?"
-                    args.append(high)
+            # A time is taken to a position by a subquery (`POSITION_AT`) of the same statement:
+            # one round trip on PostgreSQL. Nothing received since `since`: a NULL bound, an
+            # empty range; nothing received from `until` on: no upper bound.
+            if where.since is not None:
+                query += f" AND seq >= {POSITION_AT}"
+                args += [tenant, where.since]
+            if where.until is not None:
+                query += f" AND seq < COALESCE({POSITION_AT}, ?)"
+                args += [tenant, where.until, LAST_POSITION]
             if after is not None:
                 query += " AND seq < ?"
                 args.append(after.seq)
@@ -498,16 +504,3 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             )
         )
         return int(count or 0)
-
-
-async def _position_at(db: Db, tenant: str, moment: float | None) -> int | None:
-    """The position (seq) of the tenant's first event received at or after `moment`; None
-    without one (or without a moment)."""
-    if moment is None:
-        return None
-    found = await db.value(
-        "SELECT seq FROM events WHERE tenant = ? AND received_epoch >= ?"
-        " ORDER BY received_epoch, seq LIMIT 1",
-        (tenant, moment),
-    )
-    return None if found is None else int(found)

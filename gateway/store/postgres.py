@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
+import orjson
 import structlog
 
 from gateway.store import StoreUnavailable, postgres_purge, retention, rows, sql
@@ -44,8 +45,12 @@ RETRIES = 3  # a transaction that lost a deadlock or serialization race is run a
 LISTEN_KEEPALIVE = 5.0  # the listening connection is checked this often
 LISTEN_BACKOFF = (0.1, 2.0)  # first and longest wait before reconnecting it
 
-# A listing's settings (`PostgresStore._range`).
-IN_INDEX_ORDER = "SET LOCAL enable_sort = off; SET LOCAL jit = off"
+# The settings of the listings' connections (`PostgresStore._range`), made once per connection.
+LISTING_SETTINGS = {"enable_sort": "off", "jit": "off"}
+# The same for one transaction (`python -m bench.store_depth`'s EXPLAIN).
+IN_INDEX_ORDER = "; ".join(
+    f"SET LOCAL {name} = {value}" for name, value in LISTING_SETTINGS.items()
+)
 
 T = TypeVar("T")
 if TYPE_CHECKING:
@@ -64,6 +69,11 @@ _UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
 )
+
+
+def listing_pool_size(pool_size: int) -> int:
+    """The connections kept for listings, beside the `pool_size` of everything else."""
+    return max(2, pool_size // 2)
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -96,6 +106,7 @@ class PostgresStore(SQLStore):
         self._password = password
         self._pool_size = pool_size
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._listings: asyncpg.Pool[asyncpg.Record] | None = None  # `_range`'s
         self._wakers: list[Callable[[], None]] = []
         # Sent with this store's notifications, so that its own listener skips them: this
         # process wakes its own workers directly, and a lease it hands back is for the others.
@@ -124,22 +135,30 @@ class PostgresStore(SQLStore):
         # 300 ms for 25k events of one type at 100k. Neither an ORDER BY of the index's every
         # column (the equal ones drop out of it) nor row-value bounds (estimated as a third of the
         # table, then read through other indexes and sorted) fixed it; so sorting is off for
-        # the listing's transaction: its BEGIN, SET and COMMIT cost three round trips (0.15 ms:
-        # a first page at 10k events, p50 0.45 -> 0.62 ms). And JIT compilation with it: a sort
-        # that could not be avoided would be costed past jit_above_cost and compiled, 300 ms.
-        async def in_index_order(db: PostgresDb) -> T:
-            await db.conn.execute(IN_INDEX_ORDER)
-            return await op(db)
+        # listings. And JIT compilation with it: a sort that could not be avoided would be costed
+        # past jit_above_cost and compiled, 300 ms. Both are set once per connection, on a pool
+        # of the listings' own: set in each listing's transaction, its BEGIN, SET and COMMIT cost
+        # three round trips more than the query (a subscription's failed deliveries at 1M: p95
+        # 5.4 ms, over the 5 ms goal). Outside a transaction each statement reads its own
+        # snapshot, as it did inside one (READ COMMITTED).
+        if self._listings is None:
+            raise RuntimeError("the store is not open")
+        return await self._run(op, transaction=False, pool=self._listings)
 
-        return await self._run(in_index_order)
-
-    async def _run(self, op: PgOp[T], *, transaction: bool = True) -> T:
-        """Run `op` on a pooled connection, in a transaction unless it is one statement (atomic
-        by itself: two round trips fewer); its result once committed. Connection trouble becomes
-        `StoreUnavailable`."""
+    async def _run(
+        self,
+        op: PgOp[T],
+        *,
+        transaction: bool = True,
+        pool: asyncpg.Pool[asyncpg.Record] | None = None,
+    ) -> T:
+        """Run `op` on a connection of `pool` (the store's), in a transaction unless it is one
+        statement (atomic by itself: two round trips fewer); its result once committed.
+        Connection trouble becomes `StoreUnavailable`."""
+        pool = pool or self.pool
         for attempt in range(RETRIES):
             try:
-                conn = await self.pool.acquire(timeout=ACQUIRE_TIMEOUT)
+                conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT)
             except _UNAVAILABLE as exc:
                 raise _unavailable(exc) from exc
             try:
@@ -163,7 +182,7 @@ class PostgresStore(SQLStore):
                 # A connection that broke once the operation was over: the pool drops it, and
                 # what was committed stays committed.
                 with contextlib.suppress(Exception):
-                    await self.pool.release(conn)
+                    await pool.release(conn)
         raise AssertionError("unreachable")
 
     def _exclusive(self) -> contextlib.AbstractAsyncContextManager[retention.Runner | None]:
@@ -176,30 +195,40 @@ class PostgresStore(SQLStore):
 
     async def open(self) -> None:
         try:
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                password=self._password,
-                min_size=0,  # connections are made when needed: none to restore while it is down
-                max_size=self._pool_size,
-                timeout=CONNECT_TIMEOUT,
-                command_timeout=COMMAND_TIMEOUT,
-                reset=_keep_session,
+            self._pool = await self._create_pool(self._pool_size)
+            self._listings = await self._create_pool(
+                listing_pool_size(self._pool_size), settings=LISTING_SETTINGS
             )
         except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
         await self._run(_migrate)
+
+    async def _create_pool(
+        self, size: int, *, settings: dict[str, str] | None = None
+    ) -> asyncpg.Pool[asyncpg.Record]:
+        return await asyncpg.create_pool(
+            self._dsn,
+            password=self._password,
+            min_size=0,  # connections are made when needed: none to restore while it is down
+            max_size=size,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=COMMAND_TIMEOUT,
+            reset=_keep_session,
+            server_settings=settings,
+        )
 
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
-        if self._pool is not None:
-            try:
-                await asyncio.wait_for(self._pool.close(), 10)
-            except (TimeoutError, *_UNAVAILABLE):
-                self._pool.terminate()
-        self._pool = None
+        for pool in (self._pool, self._listings):
+            if pool is not None:
+                try:
+                    await asyncio.wait_for(pool.close(), 10)
+                except (TimeoutError, *_UNAVAILABLE):
+                    pool.terminate()
+        self._pool = self._listings = None
 
     def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` when any process queues deliveries (and after each reconnect, for what
@@ -261,6 +290,17 @@ async def _keep_session(_: object) -> None:
     LISTEN, no SET), which saves the driver's reset query, a round trip per operation."""
 
 
+def _attempts(listed: str | None) -> list[tuple[object, ...]]:
+    """Rows of `sql.ATTEMPT` from their JSON array (`PostgresDb.listed_deliveries`); a duration
+    that JSON wrote without a fraction is a float again."""
+    return [
+        (delivery_id, number, at, status, float(duration), error, excerpt)
+        for delivery_id, number, at, status, duration, error, excerpt in orjson.loads(
+            listed or "[]"
+        )
+    ]
+
+
 def _set_when_closed(lost: asyncio.Event, _: object) -> None:
     lost.set()
 
@@ -320,6 +360,20 @@ class PostgresDb(Db):
             " AS a",
             [list(delivery_ids)],
         )
+
+    async def listed_deliveries(
+        self, query: str, args: Sequence[object]
+    ) -> Sequence[tuple[Row, Sequence[Row]]]:
+        # One statement, one round trip: each delivery's attempts in order (an index range of
+        # the primary key each, as `attempts_of` reads them) as a JSON array on its row. A
+        # projection of the subquery keeps its rows in the subquery's order.
+        found = await self.rows(
+            f"SELECT p.*, (SELECT json_agg(json_build_array({sql.ATTEMPT}))"
+            f" FROM (SELECT {sql.ATTEMPT} FROM attempts WHERE delivery_id = p.id ORDER BY number)"
+            f" AS a) FROM ({query}) AS p",
+            args,
+        )
+        return [(row[:-1], _attempts(row[-1])) for row in found]
 
     def json_text(self, column: str, key: str) -> str:
         return f"({column} ->> '{key}')"

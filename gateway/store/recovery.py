@@ -58,12 +58,16 @@ class Recovering(abc.ABC):
         limit: int,
     ) -> DeliveryPage:
         async def op(db: Db) -> DeliveryPage:
-            # Checked first: the range below is read by subscription alone (ids are unique).
-            if await steps.get_subscription(db, subscription_id, tenant) is None:
-                return DeliveryPage([], None)
-            # Newest first, one index range: (subscription_id[, status], created_at, id).
-            query = f"SELECT {rows.DELIVERY_LISTED} FROM deliveries WHERE subscription_id = ?"
-            args: list[object] = [subscription_id]
+            # Newest first, one index range: (subscription_id[, status], created_at, id). The
+            # subscription is the range's key only if it is the tenant's: else the key is NULL
+            # and no range is read (as a condition beside the key, SQLite checked it on every row
+            # of another tenant's subscription: its whole history read for an empty page). One
+            # statement with the page's attempts on PostgreSQL (`Db.listed_deliveries`).
+            query = (
+                f"SELECT {rows.DELIVERY_LISTED} FROM deliveries WHERE subscription_id ="
+                " (SELECT id FROM subscriptions WHERE id = ? AND tenant = ?)"
+            )
+            args: list[object] = [subscription_id, tenant]
             if status is not None:
                 query += " AND status = ?"
                 args.append(status)
@@ -78,8 +82,8 @@ class Recovering(abc.ABC):
                 args += [after.created_at, after.id]
             query += " ORDER BY created_at DESC, id DESC LIMIT ?"
             args.append(limit + 1)
-            found = await db.rows(query, args)
-            items = await steps.with_attempts(db, found[:limit])
+            found = await steps.listed(db, query, args)
+            items = found[:limit]
             if len(found) <= limit:
                 return DeliveryPage(items, None)
             return DeliveryPage(items, DeliveryPosition(items[-1].created_at, items[-1].id))

@@ -1,15 +1,15 @@
 """Retention: what the store forgets, written once for both stores, and the purger that runs it.
 
-A purge round deletes, in small batches of one transaction each (so that ingest and delivery
-never wait behind it for long): idempotency records past their TTL; the deliveries and attempts
-of deleted subscriptions; events older than the retention window, each with its deliveries and
-attempts. An event with a delivery still pending or delivering is kept until that delivery ends
-(its retries run their schedule, then the event goes at the next round): a purge never takes an
-event from under a worker. With a shorter window for payloads, the events past it that are not
-being delivered lose their payload (`data` becomes JSON null), in arrival order from where the
-last round stopped (`retention_marks`): each round walks only the events that came of age since,
-and those kept back by a delivery then. Across PostgreSQL replicas one round runs at a time (an
-advisory lock: `SQLStore._exclusive`).
+A purge round deletes, in small batches of one transaction each (so that ingest and delivery never
+wait behind it for long): idempotency records past their TTL; bulk recoveries a week after they
+finished; the deliveries and attempts of deleted subscriptions; events older than the retention
+window, each with its deliveries and attempts. An event with a delivery still pending or delivering
+is kept until that delivery ends (its retries run their schedule, then the event goes at the next
+round): a purge never takes an event from under a worker. With a shorter window for payloads, the
+events past it that are not being delivered lose their payload (`data` becomes JSON null), in
+arrival order from where the last round stopped (`retention_marks`): each round walks only the
+events that came of age since, and those kept back by a delivery then. Across PostgreSQL replicas
+one round runs at a time (an advisory lock: `SQLStore._exclusive`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ Counts = dict[str, int]
 # flight then (`events.attempt_timeout`, within its lease) has written its outcome by far.
 DELETED_GRACE = 3600.0
 TOMBSTONES_PER_ROUND = 100
+# A finished bulk recovery stays readable (getRecovery) this long after it ended (seconds): a
+# week, for whoever started it on a Friday; then it goes, or every recovery ever run would stay.
+RECOVERIES_KEPT = 7 * 86400.0
 # A condition on an events row: its payload was purged (stored as JSON null; never an object).
 PAYLOAD_GONE = "CAST(data AS TEXT) = 'null'"
 PAYLOADS_MARK = "payloads"  # its row in retention_marks: the seq the payload purge got to
@@ -94,11 +97,15 @@ async def purge(
     """One round, batch by batch (`run` commits each); `keep_events` None keeps every event,
     `keep_payloads` None keeps payloads as long as their events."""
     counts: Counts = {}
-    while True:
-        removed = await run(functools.partial(_idempotency_batch, now=now, batch=batch))
-        _add(counts, {"idempotency_keys": removed})
-        if removed < batch:
-            break
+    for table, expired in (
+        ("idempotency_keys", functools.partial(_idempotency_batch, now=now, batch=batch)),
+        ("recoveries", functools.partial(_recoveries_batch, now=now, batch=batch)),
+    ):
+        while True:
+            removed = await run(expired)
+            _add(counts, {table: removed})
+            if removed < batch:
+                break
     tombstones = await run(
         lambda db: db.rows(
             "SELECT id FROM deleted_subscriptions WHERE deleted_at <= ? ORDER BY deleted_at"
@@ -130,6 +137,7 @@ async def purge(
         idempotency_keys=counts.get("idempotency_keys", 0),
         oldest_event=None if oldest is None else float(oldest),
         payloads=counts.get("payloads", 0),
+        recoveries=counts.get("recoveries", 0),
     )
 
 
@@ -143,6 +151,16 @@ async def _idempotency_batch(db: Db, *, now: float, batch: int) -> int:
         "DELETE FROM idempotency_keys WHERE (tenant, key) IN (SELECT tenant, key"
         " FROM idempotency_keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
         (now, batch),
+    )
+
+
+async def _recoveries_batch(db: Db, *, now: float, batch: int) -> int:
+    # Created before it finished: the cutoff bounds the (status, created_at) index's ranges.
+    cutoff = now - RECOVERIES_KEPT
+    return await db.count(
+        "DELETE FROM recoveries WHERE id IN (SELECT id FROM recoveries"
+        " WHERE status IN ('done', 'failed') AND created_at <= ? AND finished_at <= ? LIMIT ?)",
+        (cutoff, cutoff, batch),
     )
 
 

@@ -96,6 +96,18 @@ class Db(abc.ABC):
             f"SELECT {ATTEMPT} FROM attempts WHERE {among} ORDER BY delivery_id, number", args
         )
 
+    async def listed_deliveries(
+        self, query: str, args: Sequence[object]
+    ) -> Sequence[tuple[Row, Sequence[Row]]]:
+        """The rows of `query` (a page of deliveries, `id` their first column), in its order,
+        each with its attempts (`attempts_of`)."""
+        found = await self.rows(query, args)
+        attempts: dict[str, list[Row]] = {}
+        if found:
+            for row in await self.attempts_of([row[0] for row in found]):
+                attempts.setdefault(row[0], []).append(row)
+        return [(row, attempts.get(row[0], [])) for row in found]
+
     @abc.abstractmethod
     def json_text(self, column: str, key: str) -> str:
         """The text of top-level `key` of the JSON in `column`, spelt as the expression indexes

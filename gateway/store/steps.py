@@ -20,7 +20,7 @@ from gateway.store import (
     rows,
     throttle,
 )
-from gateway.store.sql import Db, Row
+from gateway.store.sql import Db
 
 
 async def get_resource(db: Db, kind: str, resource_id: str) -> ResourceRecord | None:
@@ -155,26 +155,21 @@ async def complete(db: Db, outcomes: Sequence[AttemptOutcome], now: float) -> No
 
 async def list_deliveries(db: Db, tenant: str, event_id: str) -> list[Delivery]:
     """The event's deliveries in the tenant, oldest first, each with its attempts."""
-    return await with_attempts(
+    return await listed(
         db,
-        await db.rows(
-            f"SELECT {rows.DELIVERY_LISTED} FROM deliveries WHERE tenant = ? AND event_id = ?"
-            f" ORDER BY created_at, id{db.binary}",
-            (tenant, event_id),
-        ),
+        f"SELECT {rows.DELIVERY_LISTED} FROM deliveries WHERE tenant = ? AND event_id = ?"
+        f" ORDER BY created_at, id{db.binary}",
+        (tenant, event_id),
     )
 
 
-async def with_attempts(db: Db, found: Sequence[Row]) -> list[Delivery]:
-    """Deliveries from rows of `rows.DELIVERY_LISTED`, in their order, each with its attempts
-    (one read for them all)."""
-    deliveries = [rows.delivery(row) for row in found]
-    if not deliveries:
-        return []
-    attempts: dict[str, list[Attempt]] = {}
-    for row in await db.attempts_of([d.id for d in deliveries]):
-        attempts.setdefault(row[0], []).append(Attempt(*row[1:]))
-    return [attrs.evolve(d, attempt_log=tuple(attempts.get(d.id, ()))) for d in deliveries]
+async def listed(db: Db, query: str, args: Sequence[object]) -> list[Delivery]:
+    """Deliveries from `query`'s rows (`rows.DELIVERY_LISTED`), in its order, each with its
+    attempts (read with them: `Db.listed_deliveries`)."""
+    return [
+        attrs.evolve(rows.delivery(row), attempt_log=tuple(Attempt(*a[1:]) for a in attempts))
+        for row, attempts in await db.listed_deliveries(query, args)
+    ]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
