@@ -140,6 +140,7 @@ class SQLiteStore(SQLStore):
         await loop.run_in_executor(self._thread, _create_private, self.path)
         self._db = SQLiteDb(await loop.run_in_executor(self._thread, _connect, self.path))
         await self._in_thread(functools.partial(_run, lambda db: sql.migrate(db, MIGRATIONS)))
+        await self._in_thread(SQLiteDb.watch_subscriptions)
         await self._in_thread(_optimize)
         self._readers = asyncio.Queue()
         for _ in range(READERS):
@@ -233,6 +234,7 @@ def _run_batch(db: SQLiteDb, ops: Sequence[Op[Any]]) -> list[tuple[bool, Any]]:
     outcomes: list[tuple[bool, Any]] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
+        db.began()
         for op in ops:
             conn.execute("SAVEPOINT op")
             try:
@@ -240,6 +242,7 @@ def _run_batch(db: SQLiteDb, ops: Sequence[Op[Any]]) -> list[tuple[bool, Any]]:
             except Exception as exc:
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
+                db.forget()  # what it undid may be what the store had learnt
                 outcomes.append((False, exc))
             else:
                 conn.execute("RELEASE op")
@@ -248,6 +251,7 @@ def _run_batch(db: SQLiteDb, ops: Sequence[Op[Any]]) -> list[tuple[bool, Any]]:
     except Exception as exc:  # the transaction itself failed: nothing of it is durable
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        db.forget()
         return [(False, exc)] * len(ops)
     return outcomes
 
@@ -260,10 +264,41 @@ def _replace(table: str, columns: str) -> str:
 
 class SQLiteDb(Db):
     """SQLite's spelling: neutral SQL as it is. One process, one writer: writes are serialised by
-    the store, so nothing needs a lock, and nobody else needs waking."""
+    the store, so nothing needs a lock, and nobody else needs waking.
+
+    The writer remembers which tenants have no enabled subscription with a filter
+    (`queue_matching`), so that recording their events reads nothing more. It forgets at once
+    when a subscription's tenant, state or filter changes through it (a temporary trigger sees
+    every statement that does), when another connection committed anything (`began`), and when
+    a write is undone."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._unfiltered: set[str] = set()  # tenants without an enabled filtered subscription
+        self._version: int | None = None  # PRAGMA data_version when they were known
+
+    def watch_subscriptions(self) -> None:
+        """Forget the tenants known unfiltered whenever a subscription changes what they are
+        known by: triggers of this connection only (TEMP), made after the migrations."""
+        self.conn.create_function("subscriptions_changed", 0, self.forget)
+        for event in ("INSERT", "DELETE", "UPDATE OF tenant, enabled, filter"):
+            name = event.split()[0].lower()
+            self.conn.execute(
+                f"CREATE TEMP TRIGGER IF NOT EXISTS subscriptions_{name} AFTER {event}"
+                " ON main.subscriptions BEGIN SELECT subscriptions_changed(); END"
+            )
+
+    def began(self) -> None:
+        """A write transaction began: if another connection committed since the last one (a
+        second store on the file, a command), what this one knew about subscriptions may be
+        out of date."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._version = version
+            self.forget()
+
+    def forget(self) -> None:
+        self._unfiltered.clear()
 
     async def rows(self, query: str, args: Sequence[object] = ()) -> Sequence[Row]:
         return self.conn.execute(query, args).fetchall()
@@ -348,7 +383,7 @@ class SQLiteDb(Db):
 
     async def queue_matching(
         self, event: Event, now: float, order: tuple[str, int] | None = None
-    ) -> None:
+    ) -> bool:
         # Subscription.matches, in SQL: one statement queues all those without a filter (ids as
         # random as uuid4's).
         key, seq = order or (None, None)
@@ -361,6 +396,16 @@ class SQLiteDb(Db):
             " AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value IN ('*', ?))",
             (event.id, now, now, now, key, seq, event.tenant, event.type),
         )
+        if event.tenant in self._unfiltered:
+            return False
+        filtered = self.conn.execute(
+            "SELECT 1 FROM subscriptions WHERE tenant = ? AND enabled = TRUE"
+            " AND filter IS NOT NULL LIMIT 1",
+            (event.tenant,),
+        ).fetchone()
+        if filtered is None:
+            self._unfiltered.add(event.tenant)
+        return filtered is not None
 
     async def claim(self, claim: Claim) -> Sequence[Row]:
         db, now, exclude, limit = self.conn, claim.now, claim.exclude, claim.limit
