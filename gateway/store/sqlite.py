@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import os
 import sqlite3
@@ -29,7 +30,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from gateway.store import retention, rows, sql
 from gateway.store.logic import Op, SQLStore
@@ -46,6 +47,15 @@ ANALYSIS_LIMIT = 1000
 T = TypeVar("T")
 # Not a delivery of a subscription held back (throttled): the few held are one index range.
 HELD = "subscription_id NOT IN (SELECT id FROM subscriptions WHERE held_until > ?)"
+
+
+class Unknown(enum.Enum):
+    """The type of `UNKNOWN`: what the writer does not know (None is a value of its own)."""
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN: Final = Unknown.UNKNOWN
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -266,22 +276,26 @@ class SQLiteDb(Db):
     """SQLite's spelling: neutral SQL as it is. One process, one writer: writes are serialised by
     the store, so nothing needs a lock, and nobody else needs waking.
 
-    The writer remembers which tenants have no enabled subscription with a filter
-    (`queue_matching`), so that recording their events reads nothing more. It forgets at once
-    when a subscription's tenant, state or filter changes through it (a temporary trigger sees
-    every statement that does), when another connection committed anything (`began`), and when
-    a write is undone."""
+    The writer remembers what spares the commonest case work: which tenants have no enabled
+    subscription with a filter (`queue_matching`: recording their events reads nothing more),
+    until when any subscription is held, and whether anything is ordered (`claim`: without, its
+    conditions for them are left out). It forgets at once when a subscription's columns that
+    these depend on change through it (temporary triggers see every statement that does), when
+    another connection committed anything (`began`), and when a write is undone."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._unfiltered: set[str] = set()  # tenants without an enabled filtered subscription
+        self._held: float | Unknown | None = UNKNOWN  # the latest held_until of any
+        self._ordered: bool | Unknown = UNKNOWN  # a subscription orders, or a delivery is keyed
         self._version: int | None = None  # PRAGMA data_version when they were known
 
     def watch_subscriptions(self) -> None:
-        """Forget the tenants known unfiltered whenever a subscription changes what they are
-        known by: triggers of this connection only (TEMP), made after the migrations."""
+        """Forget what is known whenever a subscription changes what it is known by: triggers of
+        this connection only (TEMP), made after the migrations."""
         self.conn.create_function("subscriptions_changed", 0, self.forget)
-        for event in ("INSERT", "DELETE", "UPDATE OF tenant, enabled, filter"):
+        columns = "tenant, enabled, filter, held_until, order_by"
+        for event in ("INSERT", "DELETE", f"UPDATE OF {columns}"):
             name = event.split()[0].lower()
             self.conn.execute(
                 f"CREATE TEMP TRIGGER IF NOT EXISTS subscriptions_{name} AFTER {event}"
@@ -299,6 +313,27 @@ class SQLiteDb(Db):
 
     def forget(self) -> None:
         self._unfiltered.clear()
+        self._held = self._ordered = UNKNOWN
+
+    def _conditions(self, now: float) -> tuple[str, tuple[float, ...]]:
+        """The claim's conditions for throttling and ordering, and their arguments: none when no
+        subscription is held at `now` and nothing is ordered (nearly always)."""
+        if self._held is UNKNOWN:
+            latest: float | None = self.conn.execute(
+                "SELECT MAX(held_until) FROM subscriptions WHERE held_until IS NOT NULL"
+            ).fetchone()[0]
+            self._held = latest
+        if self._ordered is UNKNOWN:
+            # While no subscription orders, no delivery is given a key (`queue_matching`).
+            self._ordered = bool(
+                self.conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE order_by IS NOT NULL)"
+                    " OR EXISTS (SELECT 1 FROM deliveries WHERE order_key IS NOT NULL)"
+                ).fetchone()[0]
+            )
+        held = isinstance(self._held, float) and self._held > now
+        where = (f" AND {HELD}" if held else "") + (f" AND {HEAD}" if self._ordered else "")
+        return where, (now,) if held else ()
 
     async def rows(self, query: str, args: Sequence[object] = ()) -> Sequence[Row]:
         return self.conn.execute(query, args).fetchall()
@@ -412,10 +447,11 @@ class SQLiteDb(Db):
         skip = ",".join("?" * len(exclude))
         # Leases that ended (a dead worker's): few, whoever's they are.
         due: dict[str, list[tuple[float, str]]] = {}
+        where, held = self._conditions(now)
         for tenant, delivery_id, next_at in db.execute(
             "SELECT tenant, id, next_attempt_at FROM deliveries WHERE status = 'delivering'"
-            f" AND lease_until < ? AND subscription_id NOT IN ({skip}) AND {HELD} AND {HEAD}",
-            (now, *exclude, now),
+            f" AND lease_until < ? AND subscription_id NOT IN ({skip}){where}",
+            (now, *exclude, *held),
         ):
             due.setdefault(tenant, []).append((next_at or 0.0, delivery_id))
         tenants = {row[0] for row in db.execute("SELECT DISTINCT tenant FROM subscriptions")}
@@ -428,9 +464,9 @@ class SQLiteDb(Db):
             pending = db.execute(
                 "SELECT next_attempt_at, id FROM deliveries WHERE tenant = ?"
                 " AND status = 'pending' AND next_attempt_at <= ?"
-                f" AND subscription_id NOT IN ({skip}) AND {HELD} AND {HEAD}"
+                f" AND subscription_id NOT IN ({skip}){where}"
                 " ORDER BY next_attempt_at LIMIT ?",
-                (tenant, now, *exclude, now, room),
+                (tenant, now, *exclude, *held, room),
             ).fetchall()
             oldest = sorted([*due.get(tenant, ()), *pending])[:room]
             turns.extend((turn, at, i) for turn, (at, i) in enumerate(oldest))
