@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import attrs
 import pytest
 
 from gateway.backend import ResourceBook
@@ -726,3 +727,83 @@ async def test_sqlite_looks_a_resource_up_on_the_loops_thread_and_hops_only_when
         assert threads == ["reader"]
     finally:
         await store.close()
+
+
+async def test_a_filter_made_after_a_tenants_events_applies_to_its_next_one(
+    store: Store, twin: Store
+) -> None:
+    """Recording the events of a tenant without filtered subscriptions reads no filter; a filter
+    that appears later, however it appears (a subscription created with one, a filter set on one,
+    a filtered one enabled again, one made through another store on the database), applies to the
+    tenant's very next event."""
+    filtered = SubscriptionChanges(filter="data.n == `2`")
+
+    async def delivered(n: int) -> set[str]:
+        recorded = Event.new("acme.done", {"n": n}, tenant="t1", backend="acme")
+        assert await store.record_event(recorded, dedupe_window=0)
+        return {d.subscription_id for d in await store.list_deliveries("t1", recorded.id)}
+
+    await store.create_subscription(subscription("s1"))
+    assert await delivered(1) == {"s1"}
+    await store.update_subscription("t1", "s1", filtered)  # a filter set on it
+    assert await delivered(1) == set()
+    assert await delivered(2) == {"s1"}
+    await store.update_subscription("t1", "s1", SubscriptionChanges(filter=None))
+    assert await delivered(1) == {"s1"}
+    await store.create_subscription(attrs.evolve(subscription("s2"), filter="data.n == `2`"))
+    assert await delivered(1) == {"s1"}  # created with one
+    assert await delivered(2) == {"s1", "s2"}
+    await store.disable_subscription("s2", "test")
+    assert await delivered(2) == {"s1"}
+    await store.update_subscription("t1", "s2", SubscriptionChanges(enabled=True))
+    assert await delivered(1) == {"s1"}  # enabled again
+    assert await delivered(2) == {"s1", "s2"}
+    await store.delete_subscription("t1", "s2")
+    assert await delivered(2) == {"s1"}
+    await twin.update_subscription("t1", "s1", filtered)  # through another store
+    assert await delivered(1) == set()
+    assert await delivered(2) == {"s1"}
+
+
+async def test_a_hold_or_an_order_made_after_claims_applies_to_the_next_claim(
+    store: Store, twin: Store
+) -> None:
+    """Claims made while no subscription is held or ordered check neither; a subscriber's hold
+    (429 with Retry-After) and an ordering subscription made later, even through another store
+    on the database, apply to the very next claim."""
+
+    async def claim() -> list[str]:
+        found = await store.claim_deliveries(
+            owner="w", now=time.time(), lease=30, limit=10, exclude=()
+        )
+        return [c.delivery.event_id for c in found]
+
+    await store.create_subscription(subscription("s1"))
+    first = event()
+    assert await store.record_event(first, dedupe_window=0)
+    [claimed] = await store.claim_deliveries(
+        owner="w", now=time.time(), lease=30, limit=10, exclude=()
+    )
+    assert claimed.delivery.event_id == first.id
+    await store.complete_attempts(
+        [
+            AttemptOutcome(
+                claimed.delivery.id, "s1", None, "pending", time.time(), False, time.time() + 60
+            )
+        ],
+        now=time.time(),
+    )
+    assert await store.record_event(event(), dedupe_window=0)
+    assert await claim() == []  # s1 is held for a minute
+    await store.delete_subscription("t1", "s1")
+    assert await claim() == []  # nothing held, nothing ordered
+    ordered = attrs.evolve(subscription("s2"), order_by="resource")
+    await twin.create_subscription(ordered)
+    about = [
+        Event.new("acme.done", {"productId": "p1", "n": n}, tenant="t1", backend="acme")
+        for n in (1, 2)
+    ]
+    for each in about:
+        assert await store.record_event(each, dedupe_window=0)
+    assert await claim() == [about[0].id]  # the second waits for the first
+    assert await claim() == []

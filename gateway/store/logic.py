@@ -262,7 +262,8 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
                 await db.queue(event.id, event.tenant, [only_subscription], now)
                 return True
             order = None if key is None else (key, seq)
-            await db.queue_matching(event, now, order)  # the subscriptions without a filter
+            if not await db.queue_matching(event, now, order):  # those without a filter
+                return True  # the tenant has none with a filter (nearly all)
             filtered = await steps.filtered_subscriptions(db, event.tenant)
             kept = self._kept(event, filtered)
             queued = await db.queue(event.id, event.tenant, kept, now)

@@ -439,10 +439,11 @@ class PostgresDb(Db):
 
     async def queue_matching(
         self, event: Event, now: float, order: tuple[str, int] | None = None
-    ) -> None:
-        # Subscription.matches, in SQL: one statement queues all those without a filter.
+    ) -> bool:
+        # Subscription.matches, in SQL: one statement queues all those without a filter, and
+        # says whether there are others, as of the same snapshot (no round trip more for them).
         key, seq = order or (None, None)
-        await self.conn.execute(
+        filtered = await self.conn.fetchval(
             "WITH queued AS (INSERT INTO deliveries (id, event_id, subscription_id,"
             " tenant, status, attempts, next_attempt_at, created_at, updated_at, order_key,"
             " order_seq)"
@@ -451,7 +452,10 @@ class PostgresDb(Db):
             " CASE WHEN order_by IS NOT NULL THEN $7::bigint END FROM subscriptions"
             " WHERE tenant = $2 AND enabled AND filter IS NULL"
             " AND (event_types ? '*' OR event_types ? $3)"
-            f" RETURNING 1) {_notify_if_queued(5)}",
+            f" RETURNING 1), woken AS ({_notify_if_queued(5)})"
+            # Counting `woken` runs it (a WITH query nobody reads is not run).
+            " SELECT EXISTS (SELECT 1 FROM subscriptions WHERE tenant = $2 AND enabled"
+            " AND filter IS NOT NULL) FROM (SELECT count(*) FROM woken) AS w",
             event.id,
             event.tenant,
             event.type,
@@ -460,6 +464,7 @@ class PostgresDb(Db):
             key,
             seq,
         )
+        return bool(filtered)
 
     async def claim(self, claim: Claim) -> Sequence[Row]:
         # Each tenant's oldest due deliveries up to its room (one index range each) and the

@@ -157,11 +157,12 @@ class Db(abc.ABC):
     @abc.abstractmethod
     async def queue_matching(
         self, event: Event, now: float, order: tuple[str, int] | None = None
-    ) -> None:
+    ) -> bool:
         """Queue one pending delivery of `event` to each enabled subscription of its tenant
         without a filter whose event types match (`Subscription.matches`); `order`, the event's
         key and position, goes on the deliveries to subscriptions that order theirs
-        (`gateway.store.ordering`)."""
+        (`gateway.store.ordering`). Whether the tenant has enabled subscriptions with a filter
+        (not queued here): without any, recording an event reads nothing more."""
 
     @abc.abstractmethod
     async def claim(self, claim: Claim) -> Sequence[Row]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import os
 import sqlite3
@@ -29,7 +30,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from gateway.store import retention, rows, sql
 from gateway.store.logic import Op, SQLStore
@@ -54,6 +55,15 @@ ANALYSIS_LIMIT = 1000
 T = TypeVar("T")
 # Not a delivery of a subscription held back (throttled): the few held are one index range.
 HELD = "subscription_id NOT IN (SELECT id FROM subscriptions WHERE held_until > ?)"
+
+
+class Unknown(enum.Enum):
+    """The type of `UNKNOWN`: what the writer does not know (None is a value of its own)."""
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN: Final = Unknown.UNKNOWN
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -148,6 +158,7 @@ class SQLiteStore(SQLStore):
         await loop.run_in_executor(self._thread, _create_private, self.path)
         self._db = SQLiteDb(await loop.run_in_executor(self._thread, _connect, self.path))
         await self._in_thread(functools.partial(_run, lambda db: sql.migrate(db, MIGRATIONS)))
+        await self._in_thread(SQLiteDb.watch_subscriptions)
         await self._in_thread(_optimize)
         self._readers = asyncio.Queue()
         for _ in range(READERS):
@@ -243,6 +254,7 @@ def _run_batch(db: SQLiteDb, ops: Sequence[Op[Any]]) -> list[tuple[bool, Any]]:
     outcomes: list[tuple[bool, Any]] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
+        db.began()
         for op in ops:
             conn.execute("SAVEPOINT op")
             try:
@@ -250,6 +262,7 @@ def _run_batch(db: SQLiteDb, ops: Sequence[Op[Any]]) -> list[tuple[bool, Any]]:
             except Exception as exc:
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
+                db.forget()  # what it undid may be what the store had learnt
                 outcomes.append((False, exc))
             else:
                 conn.execute("RELEASE op")
@@ -258,6 +271,7 @@ def _run_batch(db: SQLiteDb, ops: Sequence[Op[Any]]) -> list[tuple[bool, Any]]:
     except Exception as exc:  # the transaction itself failed: nothing of it is durable
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        db.forget()
         return [(False, exc)] * len(ops)
     return outcomes
 
@@ -270,10 +284,66 @@ def _replace(table: str, columns: str) -> str:
 
 class SQLiteDb(Db):
     """SQLite's spelling: neutral SQL as it is. One process, one writer: writes are serialised by
-    the store, so nothing needs a lock, and nobody else needs waking."""
+    the store, so nothing needs a lock, and nobody else needs waking.
+
+    The writer remembers what spares the commonest case work: which tenants have no enabled
+    subscription with a filter (`queue_matching`: recording their events reads nothing more),
+    until when any subscription is held, and whether anything is ordered (`claim`: without, its
+    conditions for them are left out). It forgets at once when a subscription's columns that
+    these depend on change through it (temporary triggers see every statement that does), when
+    another connection committed anything (`began`), and when a write is undone."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._unfiltered: set[str] = set()  # tenants without an enabled filtered subscription
+        self._held: float | Unknown | None = UNKNOWN  # the latest held_until of any
+        self._ordered: bool | Unknown = UNKNOWN  # a subscription orders, or a delivery is keyed
+        self._version: int | None = None  # PRAGMA data_version when they were known
+
+    def watch_subscriptions(self) -> None:
+        """Forget what is known whenever a subscription changes what it is known by: triggers of
+        this connection only (TEMP), made after the migrations."""
+        self.conn.create_function("subscriptions_changed", 0, self.forget)
+        columns = "tenant, enabled, filter, held_until, order_by"
+        for event in ("INSERT", "DELETE", f"UPDATE OF {columns}"):
+            name = event.split()[0].lower()
+            self.conn.execute(
+                f"CREATE TEMP TRIGGER IF NOT EXISTS subscriptions_{name} AFTER {event}"
+                " ON main.subscriptions BEGIN SELECT subscriptions_changed(); END"
+            )
+
+    def began(self) -> None:
+        """A write transaction began: if another connection committed since the last one (a
+        second store on the file, a command), what this one knew about subscriptions may be
+        out of date."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._version = version
+            self.forget()
+
+    def forget(self) -> None:
+        self._unfiltered.clear()
+        self._held = self._ordered = UNKNOWN
+
+    def _conditions(self, now: float) -> tuple[str, tuple[float, ...]]:
+        """The claim's conditions for throttling and ordering, and their arguments: none when no
+        subscription is held at `now` and nothing is ordered (nearly always)."""
+        if self._held is UNKNOWN:
+            latest: float | None = self.conn.execute(
+                "SELECT MAX(held_until) FROM subscriptions WHERE held_until IS NOT NULL"
+            ).fetchone()[0]
+            self._held = latest
+        if self._ordered is UNKNOWN:
+            # While no subscription orders, no delivery is given a key (`queue_matching`).
+            self._ordered = bool(
+                self.conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE order_by IS NOT NULL)"
+                    " OR EXISTS (SELECT 1 FROM deliveries WHERE order_key IS NOT NULL)"
+                ).fetchone()[0]
+            )
+        held = isinstance(self._held, float) and self._held > now
+        where = (f" AND {HELD}" if held else "") + (f" AND {HEAD}" if self._ordered else "")
+        return where, (now,) if held else ()
 
     async def rows(self, query: str, args: Sequence[object] = ()) -> Sequence[Row]:
         return self.conn.execute(query, args).fetchall()
@@ -358,7 +428,7 @@ class SQLiteDb(Db):
 
     async def queue_matching(
         self, event: Event, now: float, order: tuple[str, int] | None = None
-    ) -> None:
+    ) -> bool:
         # Subscription.matches, in SQL: one statement queues all those without a filter (ids as
         # random as uuid4's).
         key, seq = order or (None, None)
@@ -371,16 +441,27 @@ class SQLiteDb(Db):
             " AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value IN ('*', ?))",
             (event.id, now, now, now, key, seq, event.tenant, event.type),
         )
+        if event.tenant in self._unfiltered:
+            return False
+        filtered = self.conn.execute(
+            "SELECT 1 FROM subscriptions WHERE tenant = ? AND enabled = TRUE"
+            " AND filter IS NOT NULL LIMIT 1",
+            (event.tenant,),
+        ).fetchone()
+        if filtered is None:
+            self._unfiltered.add(event.tenant)
+        return filtered is not None
 
     async def claim(self, claim: Claim) -> Sequence[Row]:
         db, now, exclude, limit = self.conn, claim.now, claim.exclude, claim.limit
         skip = ",".join("?" * len(exclude))
         # Leases that ended (a dead worker's): few, whoever's they are.
         due: dict[str, list[tuple[float, str]]] = {}
+        where, held = self._conditions(now)
         for tenant, delivery_id, next_at in db.execute(
             "SELECT tenant, id, next_attempt_at FROM deliveries WHERE status = 'delivering'"
-            f" AND lease_until < ? AND subscription_id NOT IN ({skip}) AND {HELD} AND {HEAD}",
-            (now, *exclude, now),
+            f" AND lease_until < ? AND subscription_id NOT IN ({skip}){where}",
+            (now, *exclude, *held),
         ):
             due.setdefault(tenant, []).append((next_at or 0.0, delivery_id))
         tenants = {row[0] for row in db.execute("SELECT DISTINCT tenant FROM subscriptions")}
@@ -393,9 +474,9 @@ class SQLiteDb(Db):
             pending = db.execute(
                 "SELECT next_attempt_at, id FROM deliveries WHERE tenant = ?"
                 " AND status = 'pending' AND next_attempt_at <= ?"
-                f" AND subscription_id NOT IN ({skip}) AND {HELD} AND {HEAD}"
+                f" AND subscription_id NOT IN ({skip}){where}"
                 " ORDER BY next_attempt_at LIMIT ?",
-                (tenant, now, *exclude, now, room),
+                (tenant, now, *exclude, *held, room),
             ).fetchall()
             oldest = sorted([*due.get(tenant, ()), *pending])[:room]
             turns.extend((turn, at, i) for turn, (at, i) in enumerate(oldest))
