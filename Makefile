@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: constraints run test lint format clean bench bench-smoke bench-tools postgres brokers client chromium schemathesis
+.PHONY: compile clean-compiled
 .PHONY: new-backend-check node-tools contract-tools
 
 # Every plugin distribution under plugins/ (a folder with a pyproject.toml) is installed, and its
@@ -26,13 +27,23 @@ constraints: $(STAMP)
 	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new
 	mv constraints.new constraints.txt
 
+## compile: the hot modules ([tool.gateway] compiled in pyproject.toml and in each plugin's) compiled
+## with mypyc into C extensions beside their sources; nothing is built when they are up to date.
+## Importing gateway refuses an extension older than its source (gateway/compiled.py).
+compile: $(STAMP)
+	$(BIN)/python tools/compile.py $(PLUGINS)
+
+## clean-compiled: the extensions removed: the sources run
+clean-compiled: $(STAMP)
+	$(BIN)/python tools/compile.py --clean
+
 ## run: the gateway in sandbox mode (SQLite, every backend's simulator in-process, a demo tenant);
 ## PORT=N serves on another port
-run: $(STAMP)
+run: $(STAMP) compile
 	$(BIN)/gateway serve --sandbox $(if $(PORT),--port $(PORT))
 
 ## test: the whole test suite (its PostgreSQL, NATS and RabbitMQ tests start servers of their own)
-test: $(STAMP) postgres brokers chromium
+test: $(STAMP) compile postgres brokers chromium
 	$(BIN)/python -m pytest
 
 ## postgres: Debian's PostgreSQL server binaries, installed when missing (as root; else say so)
@@ -94,27 +105,28 @@ new-backend-check: $(STAMP)
 ## schemathesis: every check against a live sandbox gateway; SEED and EXAMPLES as in .ci/run
 SEED ?= 0
 EXAMPLES ?= 25
-schemathesis: $(STAMP)
+schemathesis: $(STAMP) compile
 	bash .ci/schemathesis $(SEED) $(EXAMPLES)
 
 ## lint: what CI checks besides the tests
 lint: $(STAMP)
-	$(BIN)/ruff check gateway plugins tests bench openapi
-	$(BIN)/ruff format --check gateway plugins tests bench openapi
+	$(BIN)/ruff check gateway plugins tests bench openapi tools/compile.py
+	$(BIN)/ruff format --check gateway plugins tests bench openapi tools/compile.py
 	$(BIN)/mypy --strict
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix gateway plugins tests bench openapi
-	$(BIN)/ruff format gateway plugins tests bench openapi
+	$(BIN)/ruff check --fix gateway plugins tests bench openapi tools/compile.py
+	$(BIN)/ruff format gateway plugins tests bench openapi tools/compile.py
 
 clean:
+	test ! -x $(BIN)/python || $(BIN)/python tools/compile.py --clean
 	rm -rf $(VENV) .gateway-data .mypy_cache .ruff_cache .pytest_cache build
 
 ## bench: the benchmarks (table on stdout, JSON in bench/results/)
-bench: $(STAMP) bench-tools postgres brokers
+bench: $(STAMP) compile bench-tools postgres brokers
 	$(BIN)/python -m bench
 
-bench-smoke: $(STAMP) bench-tools postgres brokers
+bench-smoke: $(STAMP) compile bench-tools postgres brokers
 	$(BIN)/python -m bench --smoke
 
 # wrk (the load generator), nginx (an upstream that is not the bottleneck) and valgrind (counts

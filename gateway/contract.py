@@ -23,7 +23,9 @@ import yaml
 from gateway.problems import FieldError
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-_SOURCE_CONTRACT = Path(__file__).resolve().parent.parent / "openapi" / "gateway.yaml"
+# The package's folder, not `__file__`: compiled (gateway.compiled), a module's `__file__` is not
+# its source's path.
+_SOURCE_CONTRACT = Path(str(resources.files("gateway"))).parent / "openapi" / "gateway.yaml"
 
 
 def contract_path() -> Path:

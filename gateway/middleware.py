@@ -8,6 +8,7 @@ and no detail for the caller.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import time
@@ -18,7 +19,6 @@ import attrs
 import orjson
 import structlog
 from aiohttp import web
-from aiohttp.streams import StreamReader
 from aiohttp.typedefs import Handler
 
 from gateway import problems
@@ -27,6 +27,7 @@ from gateway.forms import Spool
 from gateway.logs import bind_request_context
 from gateway.metrics import Metrics
 from gateway.problems import PROBLEM_CONTENT_TYPE, ProblemError
+from gateway.request_tracker import RequestTracker
 from gateway.secret_health import secret_unavailable, setting_of
 from gateway.state import (
     CONTRACT,
@@ -97,19 +98,6 @@ def store_unavailable() -> ProblemError:
     )
 
 
-class RequestTracker:
-    """A connection's protocol that is told when each of its requests runs (the server's
-    `EdgeHandler`, which times the client only while it is the one to wait for)."""
-
-    __slots__ = ()
-
-    def request_started(self, payload: StreamReader) -> None:
-        """The request's headers are parsed and its handler runs."""
-
-    def request_done(self) -> None:
-        """Its handler returned (its answer is being written)."""
-
-
 def new_request_id() -> str:
     """A random UUID version 4, as `str(uuid.uuid4())` writes it, at a tenth of its cost: the
     `uuid.UUID` object it builds and formats is most of what a request id costs."""
@@ -145,7 +133,6 @@ def wire_edge(app: web.Application) -> None:
     )
 
 
-@web.middleware
 async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The edge, as one middleware: each aiohttp middleware layer costs a coroutine and a call
     per request, so the connection's timers, the request id, the caller key, validation, errors
@@ -268,4 +255,6 @@ async def _with_form(
 
 _FORM = "multipart/form-data"
 
-MIDDLEWARES = (gateway_middleware,)
+# Marked as aiohttp's new-style middleware through a partial: a compiled function (gateway.compiled)
+# takes no attribute.
+MIDDLEWARES = (web.middleware(functools.partial(gateway_middleware)),)

@@ -26,6 +26,7 @@ from gateway.store import (
     SubscriptionChanges,
     postgres as pg_store,
 )
+from gateway.store.logic import FEW_CHILDREN
 from gateway.store.opening import open_store
 from gateway.store.sqlite import SQLiteStore, migrations
 from tests.conftest import eventually
@@ -692,6 +693,19 @@ async def test_a_stopped_server_is_unavailable_and_the_store_recovers_by_itself(
             await store.close()
 
 
+def _reader_hops(store: SQLiteStore) -> list[str]:
+    """A list that gets "reader" for every read `store` sends to a reader thread from now on."""
+    hops: list[str] = []
+    reads = store._read
+
+    async def counted(op: Any) -> Any:
+        hops.append("reader")
+        return await reads(op)
+
+    store._read = counted  # type: ignore[method-assign]
+    return hops
+
+
 async def test_sqlite_looks_a_resource_up_on_the_loops_thread_and_hops_only_when_busy(
     tmp_path: Path,
 ) -> None:
@@ -704,14 +718,7 @@ async def test_sqlite_looks_a_resource_up_on_the_loops_thread_and_hops_only_when
         await store.put_resource(
             "product", "p1", tenant="t1", backend="acme", parent_id=None, attributes={}
         )
-        threads: list[str] = []
-        reads = store._read
-
-        async def counted(op: Any) -> Any:
-            threads.append("reader")
-            return await reads(op)
-
-        store._read = counted  # type: ignore[method-assign]
+        threads = _reader_hops(store)
         found = await store.get_resource("product", "p1")
         assert found is not None
         assert found.tenant == "t1"
@@ -807,3 +814,35 @@ async def test_a_hold_or_an_order_made_after_claims_applies_to_the_next_claim(
         assert await store.record_event(each, dedupe_window=0)
     assert await claim() == [about[0].id]  # the second waits for the first
     assert await claim() == []
+
+
+async def test_sqlite_lists_a_parents_few_children_on_the_loops_thread(tmp_path: Path) -> None:
+    """A parent's children (the configurations every proxied listing reads) are a lookup on
+    SQLite while there are at most `FEW_CHILDREN`: no reader thread's hop. Past that bound the
+    loop reads no more than the bound, and the whole list comes from a reader thread, still
+    oldest first."""
+    store = SQLiteStore(tmp_path / "gateway.db")
+    await store.open()
+    try:
+        threads = _reader_hops(store)
+
+        async def children(count: int, parent: str) -> None:
+            # Ids against the order of creation, so the order can only come from created_at.
+            for n in reversed(range(count)):
+                await store.claim_resource(
+                    "configuration", f"{parent}-{n:03}", tenant="t1", backend="acme",
+                    parent_id=parent,
+                )  # fmt: skip
+                await asyncio.sleep(0.002)  # created_at has milliseconds
+
+        await children(FEW_CHILDREN, "few")
+        listed = await store.list_resources("t1", "configuration", ["few"])
+        assert [r.id for r in listed] == [f"few-{n:03}" for n in reversed(range(FEW_CHILDREN))]
+        assert threads == []
+
+        await children(FEW_CHILDREN + 1, "many")
+        listed = await store.list_resources("t1", "configuration", ["many"])
+        assert [r.id for r in listed] == [f"many-{n:03}" for n in reversed(range(FEW_CHILDREN + 1))]
+        assert threads == ["reader"]
+    finally:
+        await store.close()

@@ -14,7 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.typedefs import Handler
 
-from gateway.middleware import RequestTracker
+from gateway.request_tracker import RequestTracker
 from gateway.server.limits import Gate
 from gateway.server.refusals import (
     parser_refusal,

@@ -45,6 +45,8 @@ from gateway.webhooks.filters import Filters, document
 
 T = TypeVar("T")
 Op = Callable[[Db], Coroutine[Any, Any, T]]
+# The most rows `list_resources` reads as a lookup (see `SQLStore._lookup`).
+FEW_CHILDREN = 32
 
 # Lock classes of `Db.lock` (PostgreSQL's advisory locks: keep the numbers, replicas share them).
 DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
@@ -76,8 +78,9 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         atomic by itself, so a store may spare the transaction's round trips."""
 
     async def _lookup(self, op: Op[T]) -> T:
-        """Run `op`, which reads at most one row by a unique key (one index probe, whatever the
-        store's size); a store may run it where a longer read would not be allowed to run."""
+        """Run `op`, which reads a few rows at most by one index range that stops there (a row
+        by a unique key, or `FEW_CHILDREN` under a parent), whatever the store's size; a store
+        may run it where a longer read would not be allowed to run."""
         return await self._read(op)
 
     async def schema_version(self) -> int:
@@ -174,16 +177,31 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         if not parent_ids:
             return []
 
-        async def op(db: Db) -> list[ResourceRecord]:
-            among, args = db.any_of("parent_id", parent_ids)
-            found = await db.rows(
-                f"SELECT {rows.RESOURCE} FROM resources WHERE {among} AND kind = ? AND tenant = ?"
-                f" ORDER BY created_at{db.binary}, id{db.binary}",
-                (*args, kind, tenant),
-            )
-            return [rows.resource(row) for row in found]
+        def read(limit: int | None) -> Op[list[ResourceRecord]]:
+            async def op(db: Db) -> list[ResourceRecord]:
+                among, args = db.any_of("parent_id", parent_ids)
+                matching = (
+                    f"SELECT {rows.RESOURCE} FROM resources"
+                    f" WHERE {among} AND kind = ? AND tenant = ?"
+                )
+                if limit is not None:  # the index range stops there, then the few are sorted
+                    matching = f"SELECT * FROM ({matching} LIMIT {limit}) AS few"
+                found = await db.rows(
+                    f"{matching} ORDER BY created_at{db.binary}, id{db.binary}",
+                    (*args, kind, tenant),
+                )
+                return [rows.resource(row) for row in found]
 
-        return await self._read(op)
+            return op
+
+        # A parent's children are a few rows as a rule: read as a lookup (on SQLite, on the
+        # loop's thread, sparing the reader thread's hop), bounded so that a parent with many
+        # children never holds the loop; those are read again, in full, as any listing is.
+        if len(parent_ids) <= FEW_CHILDREN:
+            few = await self._lookup(read(FEW_CHILDREN + 1))
+            if len(few) <= FEW_CHILDREN:
+                return few
+        return await self._read(read(None))
 
     # -- idempotency keys -----------------------------------------------------------------------
 

@@ -8,9 +8,10 @@ committed. With `synchronous=FULL` a commit survives a crash of the machine, not
 process, before the gateway answers 2xx for what it stored. Reads run on read-only connections,
 one per reader thread (WAL lets them read while the writer writes): never on the event loop's
 thread, where one long read would stall every request, callback and delivery of the process. The
-one exception is a lookup of one row by its key (`_lookup`, e.g. a resource's owner on every
-proxied call): one index probe, a few microseconds at any size, costs less on the loop's thread
-than the hop to a reader and back would; if SQLite cannot answer at once, it takes the hop.
+one exception is a lookup (`_lookup`: a row by its key, e.g. a resource's owner on every proxied
+call, or the few children of a parent): one bounded index range, a few microseconds at any size,
+costs less on the loop's thread than the hop to a reader and back would; if SQLite cannot answer
+at once, it takes the hop.
 
 The store keeps its own statistics (`PRAGMA optimize`, bounded by `analysis_limit`, at open, after
 each purge and at close) and its WAL file's size (`journal_size_limit`).

@@ -35,26 +35,6 @@ class Sender(Protocol):
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
 
 
-@attrs.frozen
-class CredentialsRequest:
-    """What a backend is asked for credentials with, before every attempt: the request they are
-    for (so that a key never goes to a host it does not belong to), the caller request's bound
-    client (to fetch a token with), and the credentials the upstream has just refused with a 401
-    (drop that token, not one another request fetched meanwhile)."""
-
-    tenant: str
-    config: Any
-    method: str
-    url: URL
-    upstream: BoundUpstream
-    refused: Credentials | None = None
-
-    def goes_to(self, base_url: str) -> bool:
-        """Whether the request is for `base_url`'s origin: the only place a key for it may go
-        (not a redirect's target, nor a link an answer named on another host)."""
-        return _same_origin(self.url, base_url)
-
-
 @functools.lru_cache(maxsize=256)
 def _origin(base_url: str) -> URL:
     # Asked before every attempt with one of a few configured URLs: parsed once each.
@@ -74,9 +54,6 @@ def _absolute_url(url: str) -> URL:
 @functools.lru_cache(maxsize=1024)
 def _same_origin(url: URL, base_url: str) -> bool:
     return url.origin() == _origin(base_url)
-
-
-CredentialsProvider = Callable[[CredentialsRequest], Awaitable[Credentials]]
 
 
 class BoundUpstream:
@@ -176,3 +153,28 @@ class BoundUpstream:
             idempotent=method in IDEMPOTENT_METHODS if idempotent is None else idempotent,
             expect=frozenset(expect),
         )
+
+
+# After BoundUpstream, which its fields name: compiled (gateway.compiled), a class is made as
+# the module runs, and a field may only name a class made before.
+@attrs.frozen
+class CredentialsRequest:
+    """What a backend is asked for credentials with, before every attempt: the request they are
+    for (so that a key never goes to a host it does not belong to), the caller request's bound
+    client (to fetch a token with), and the credentials the upstream has just refused with a 401
+    (drop that token, not one another request fetched meanwhile)."""
+
+    tenant: str
+    config: Any
+    method: str
+    url: URL
+    upstream: BoundUpstream
+    refused: Credentials | None = None
+
+    def goes_to(self, base_url: str) -> bool:
+        """Whether the request is for `base_url`'s origin: the only place a key for it may go
+        (not a redirect's target, nor a link an answer named on another host)."""
+        return _same_origin(self.url, base_url)
+
+
+CredentialsProvider = Callable[[CredentialsRequest], Awaitable[Credentials]]

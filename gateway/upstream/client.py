@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any, Final, Literal, Protocol, overload
 
 import aiohttp
@@ -413,29 +414,16 @@ class UpstreamClient:
         else:
             _log.warning("upstream.call", **fields, error=scrub(self._secrets, error, _ERROR_MAX))
 
-    @asynccontextmanager
-    async def open_stream(
+    def open_stream(
         self, bound: BoundUpstream, call: UpstreamCall
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """Send `call` as `run` does, up to a 2xx whose body the block reads (`response.content`);
         the attempt's log line is written when the block exits. A timeout or a broken connection
         while reading reaches the caller as `UpstreamTimeout`/`UpstreamUnavailable`."""
-        opened = await self.run(bound, call, streaming=True)
-        try:
-            yield opened.response
-        except BaseException as exc:
-            opened.response.close()  # possibly unread: do not return it to the pool
-            await self._finish_stream(opened, exc)
-            if isinstance(exc, TimeoutError):
-                raise UpstreamTimeout(self.backend, opened.seconds) from exc
-            if isinstance(exc, aiohttp.ClientPayloadError):
-                raise UpstreamUnavailable(self.backend, type(exc).__name__) from exc
-            raise
-        else:
-            opened.response.release()
-            await self._finish_stream(opened, None)
+        return _OpenStream(self, bound, call)
 
-    async def _finish_stream(self, opened: StreamAttempt, exc: BaseException | None) -> None:
+    async def finish_stream(self, opened: StreamAttempt, exc: BaseException | None) -> None:
+        """A streamed attempt's log line and metrics, once the plugin is done with its body."""
         loop = asyncio.get_running_loop()
         duration = loop.time() - opened.started
         opened.fields.update(
@@ -459,3 +447,39 @@ class UpstreamClient:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
+
+
+class _OpenStream:
+    """`UpstreamClient.open_stream`'s block: a class, not an async generator, so that the module
+    compiles (gateway.compiled)."""
+
+    def __init__(self, client: UpstreamClient, bound: BoundUpstream, call: UpstreamCall) -> None:
+        self._client = client
+        self._bound = bound
+        self._call = call
+        self._opened: StreamAttempt | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        self._opened = await self._client.run(self._bound, self._call, streaming=True)
+        return self._opened.response
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        opened = self._opened
+        if opened is None:
+            return
+        client = self._client
+        if exc is None:
+            opened.response.release()
+            await client.finish_stream(opened, None)
+            return
+        opened.response.close()  # possibly unread: do not return it to the pool
+        await client.finish_stream(opened, exc)
+        if isinstance(exc, TimeoutError):
+            raise UpstreamTimeout(client.backend, opened.seconds) from exc
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            raise UpstreamUnavailable(client.backend, type(exc).__name__) from exc

@@ -10,8 +10,8 @@ file; `ready` is a POST and is not.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import quote
@@ -170,9 +170,7 @@ class PictofitClient:
 
     # --- results ------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def download(self, url: str) -> AsyncIterator[aiohttp.ClientResponse]:
+    def download(self, url: str) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """Stream a result file (from wherever the service keeps it: the tenant's credential goes
         only to the service's own origin, see `auth`)."""
-        async with self.upstream.stream("GET", url, operation="getResult") as response:
-            yield response
+        return self.upstream.stream("GET", url, operation="getResult")

@@ -85,7 +85,7 @@ async def _configurations(
     raws = await client.configurations(product_id)
     resources = call.services.resources
     records = await resources.children("configuration", product_id)
-    images = await resources.children_of("image", (r.id for r in records))
+    images = await resources.children_of("image", [r.id for r in records])
     return mapping.configuration_values(
         raws,
         product_id=product_id,
