@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
-import sysconfig
-import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +15,20 @@ from gateway import compiled
 from gateway.compiled import StaleCompiledModule, check, digest
 
 ROOT = Path(__file__).resolve().parent.parent
-SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
+
+
+def _build_tool() -> Any:
+    """tools/compile.py, the build itself (a script, not a package): what it reads is tested."""
+    spec = importlib.util.spec_from_file_location("compile_tool", ROOT / "tools" / "compile.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = _build_tool()
+SUFFIX = BUILD.SUFFIX
 
 
 def _manifest(tmp_path: Path, sources: dict[str, str]) -> Path:
@@ -56,12 +69,6 @@ def test_a_source_changed_since_it_was_compiled_is_refused_with_the_remedy(
         check(tmp_path, manifest)
 
 
-def _listed(folder: Path) -> list[str]:
-    with (folder / "pyproject.toml").open("rb") as file:
-        paths = tomllib.load(file).get("tool", {}).get("gateway", {}).get("compiled", [])
-    return [(folder / path).relative_to(ROOT).as_posix() for path in paths]
-
-
 def test_every_listed_module_runs_compiled_when_the_tree_is_compiled() -> None:
     """After `make compile` (as `make test` runs it), each module listed in a pyproject's
     `[tool.gateway] compiled` is imported from its extension, and the manifest covers exactly
@@ -71,7 +78,9 @@ def test_every_listed_module_runs_compiled_when_the_tree_is_compiled() -> None:
             pytest.fail("CI runs `make test`, which compiles: gateway/compiled.json is missing")
         pytest.skip("not compiled here (`make compile`)")
     folders = [ROOT, *(p.parent for p in sorted(ROOT.glob("plugins/*/pyproject.toml")))]
-    listed = [path for folder in folders for path in _listed(folder)]
+    listed = [
+        source.relative_to(ROOT).as_posix() for folder in folders for source in BUILD.listed(folder)
+    ]
     assert "gateway/middleware.py" in listed
     assert sorted(check()) == sorted(listed)
     for path in listed:
