@@ -16,7 +16,8 @@ import attrs
 from aiohttp import web
 
 from gateway import idempotency, problems, wire
-from gateway.backend import Backend, CallbackCall, GatewayServices, OperationCall, ResourceBook
+from gateway.backend import Backend, CallbackCall
+from gateway.calls import GatewayServices, OperationCall, ResourceBook
 from gateway.contract import Operation
 from gateway.middleware import REQUEST_ID_HEADER
 from gateway.owners import Owners

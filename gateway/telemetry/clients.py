@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import attrs
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from yarl import URL
@@ -75,7 +74,7 @@ class UpstreamTracer:
             headers = dict(call.headers)
             PROPAGATOR.inject(headers)
             try:
-                outcome = await send(attrs.evolve(call, headers=headers))
+                outcome = await send(call.with_headers(headers))
             except BaseException as exc:
                 _failed(span, type(exc).__name__)
                 raise
