@@ -159,7 +159,9 @@ def bound_upstream(
 
 
 def to_response(result: Reply | web.StreamResponse) -> web.StreamResponse:
-    if isinstance(result, web.StreamResponse):
+    # Reply first: a compiled class's check is a pointer compare, while StreamResponse is a
+    # MutableMapping, whose isinstance goes through ABCMeta.__instancecheck__.
+    if not isinstance(result, Reply):
         return result
     if result.body is None:
         return web.Response(status=result.status, headers=result.headers)
