@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import structlog
 
 from gateway.backend import Backend, CallbackRegistration
+from gateway.logs import get_logger
 from gateway.tenants import TenantDirectory
 
-log = structlog.get_logger("gateway.callbacks")
+log = get_logger("gateway.callbacks")
 
 FIRST_RETRY = 1.0
 MAX_RETRY = 300.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -16,7 +17,8 @@ import attrs
 from aiohttp import web
 
 from gateway import idempotency, problems, wire
-from gateway.backend import Backend, CallbackCall, GatewayServices, OperationCall, ResourceBook
+from gateway.backend import Backend, CallbackCall
+from gateway.calls import GatewayServices, OperationCall, ResourceBook
 from gateway.contract import Operation
 from gateway.middleware import REQUEST_ID_HEADER
 from gateway.owners import Owners
@@ -51,8 +53,8 @@ class Wiring:
     """What dispatch reads of the app for every call, looked up once when the app is built:
     `request.app` walks the match info and each `app[KEY]` is a call, a dozen of them a call."""
 
-    public_url: str | None
-    paths: Mapping[str, str]  # operationId -> its path template
+    public_url: str | None  # without a trailing slash
+    paths: Mapping[str, PathTemplate]  # operationId -> its path, parsed
     store: Store
     plugins: PluginHost
     owners: Owners
@@ -70,8 +72,10 @@ def wire_dispatch(app: web.Application) -> None:
     backends = app[BACKENDS]
     upstreams = app[UPSTREAMS]
     app[WIRING] = Wiring(
-        public_url=settings.server.public_url,
-        paths={op.operation_id: op.path for op in app[CONTRACT].operations.values()},
+        public_url=(settings.server.public_url or "").rstrip("/") or None,
+        paths={
+            op.operation_id: _path_template(op.path) for op in app[CONTRACT].operations.values()
+        },
         store=app[STORE],
         plugins=app[PLUGINS],
         owners=app[OWNERS],
@@ -86,15 +90,28 @@ def url_for(request: web.Request, operation_id: str, /, **path: str) -> str:
 
 
 def _url_for(wiring: Wiring, request: web.Request, operation_id: str, /, **path: str) -> str:
-    base = wiring.public_url or f"{request.scheme}://{request.host}"
-    quoted = {name: _quote(str(value)) for name, value in path.items()}
-    return base.rstrip("/") + wiring.paths[operation_id].format_map(quoted)
+    parts = [wiring.public_url or f"{request.scheme}://{request.host}"]
+    for literal, name in wiring.paths[operation_id]:
+        parts.append(literal)
+        if name:
+            parts.append(_quote(str(path[name])))
+    return "".join(parts)
+
+
+PathTemplate = tuple[tuple[str, str], ...]
+"""A path as (text, the parameter after it or "") pairs: filled in without parsing it again
+(`str.format_map` parses its template on every call: most of what a URL cost)."""
+
+
+def _path_template(path: str) -> PathTemplate:
+    return tuple((text, name or "") for text, name, _, _ in string.Formatter().parse(path))
 
 
 # What `quote(text, safe="")` leaves as it is: ids usually are only this, and need no quoting.
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
+@functools.lru_cache(maxsize=4096)  # a listing's links name the same few ids on every call
 def _quote(text: str) -> str:
     return text if _UNRESERVED.fullmatch(text) else urllib.parse.quote(text, safe="")
 
@@ -142,7 +159,9 @@ def bound_upstream(
 
 
 def to_response(result: Reply | web.StreamResponse) -> web.StreamResponse:
-    if isinstance(result, web.StreamResponse):
+    # Reply first: a compiled class's check is a pointer compare, while StreamResponse is a
+    # MutableMapping, whose isinstance goes through ABCMeta.__instancecheck__.
+    if not isinstance(result, Reply):
         return result
     if result.body is None:
         return web.Response(status=result.status, headers=result.headers)

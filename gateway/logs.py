@@ -10,11 +10,14 @@ place; this makes a slip harmless, in keys and nested values alike.
 from __future__ import annotations
 
 import contextvars
+import datetime
 import logging
+import os
 import sys
 import time
+import weakref
 from collections.abc import MutableMapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 import structlog
@@ -51,6 +54,9 @@ class _UtcTimestamp:
             self._second = (second, prefix)
         return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
 
+
+_UTC = datetime.UTC
+_now = datetime.datetime.now
 
 _REQUEST_CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "gateway_request_context", default=None
@@ -100,24 +106,40 @@ def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
     return orjson.dumps(event_dict, default=repr).decode()
 
 
-class _JsonLine:
+def _json_line() -> structlog.types.Processor:
     """The JSON format's whole chain (`_annotate`, the timestamp, `_exc_info`, `_render_json`)
     as one processor: structlog calls each processor of its chain in a loop, and two lines a
-    request made those calls show in a profile. The same fields, in the same order."""
+    request made those calls show in a profile. The same fields, in the same order. A closure,
+    not an object with `__call__`: calling an instance's `__call__` costs twice a function's."""
+    level_names = _LEVEL_NAMES
 
-    def __init__(self, timestamp: _UtcTimestamp) -> None:
-        self._timestamp = timestamp
-
-    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    def json_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
         # The request's context first, then the line's own values (which win, as with setdefault).
         context = _REQUEST_CONTEXT.get()
         line = {**context, **event_dict} if context else event_dict
-        line["level"] = _LEVEL_NAMES.get(method_name, method_name)
+        line["level"] = level_names.get(method_name, method_name)
         line["logger"] = logger.name  # always a `_Sink`: the stdlib's records take the long chain
-        line["timestamp"] = self._timestamp.now()
+        # orjson writes the time as `_UtcTimestamp` does, for a third of the cost of formatting it.
+        line["timestamp"] = _now(_UTC)
         if "exc_info" in line:
             structlog.processors.format_exc_info(logger, method_name, line)
-        return orjson.dumps(line, default=repr).decode()
+        return orjson.dumps(line, default=repr, option=orjson.OPT_UTC_Z).decode()
+
+    return json_line
+
+
+_TEXT = (str, bytes, bytearray)
+
+
+def _lean_method(name: str) -> Any:
+    """A level's method: the line's keywords (a fresh dict already) go to the chain as they are,
+    where structlog's own unpacks and packs them twice more on the way."""
+
+    def method(self: Any, event: str | None = None, *args: Any, **line: Any) -> Any:
+        return self._line(name, event % args if args and event else event, line)
+
+    method.__name__ = method.__qualname__ = name
+    return method
 
 
 def _lean_wrapper(level: int) -> type[structlog.typing.FilteringBoundLogger]:
@@ -134,7 +156,11 @@ def _lean_wrapper(level: int) -> type[structlog.typing.FilteringBoundLogger]:
         def _proxy_to_logger(
             self, method_name: str, event: str | None = None, **event_kw: Any
         ) -> Any:
-            line: Any = {**self._context, **event_kw} if self._context else event_kw
+            return self._line(method_name, event, event_kw)
+
+        def _line(self, method_name: str, event: str | None, line: Any) -> Any:
+            if self._context:
+                line = {**self._context, **line}
             if event is not None:
                 line["event"] = event
             try:
@@ -142,7 +168,7 @@ def _lean_wrapper(level: int) -> type[structlog.typing.FilteringBoundLogger]:
                     line = processor(self._logger, method_name, line)
             except structlog.DropEvent:
                 return None
-            if isinstance(line, str | bytes | bytearray):
+            if isinstance(line, _TEXT):
                 return getattr(self._logger, method_name)(line)
             if isinstance(line, tuple):
                 args, kw = line
@@ -151,7 +177,41 @@ def _lean_wrapper(level: int) -> type[structlog.typing.FilteringBoundLogger]:
                 return getattr(self._logger, method_name)(**line)
             raise ValueError("the last processor returned neither a string, a tuple nor a dict")
 
+    # The levels this wrapper logs at; structlog's own methods stay for the rest (no-ops).
+    for name, number in _LEVELS.items():
+        if number >= level:
+            setattr(LeanBoundLogger, name, _lean_method(name))
     return LeanBoundLogger
+
+
+_METHODS = ("debug", "info", "warning", "warn", "error", "exception", "critical", "log")
+_MODULE_LOGGERS: weakref.WeakSet[ModuleLogger] = weakref.WeakSet()
+
+
+class ModuleLogger:
+    """A module's logger: structlog's bound logger for `name`, looked up again each time logging
+    is configured. A module-level `structlog.get_logger()` is a lazy proxy that finds its logger
+    on every line (an attribute miss, `__getattr__`, `bind()`): a sixth of what a line costs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._bound: Any = None
+        self._resolve()
+        _MODULE_LOGGERS.add(self)
+
+    def _resolve(self) -> None:
+        self._bound = structlog.get_logger(self.name).bind()
+        for method in _METHODS:  # instance attributes: a line is one lookup and one call
+            setattr(self, method, getattr(self._bound, method))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bound, name)  # bind(), new() ... : what a line does not need
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    """The logger a module keeps for its lines (`structlog.get_logger(name)`, without the lazy
+    lookup per line); lines go through structlog's configured chain as any other."""
+    return cast(structlog.typing.FilteringBoundLogger, ModuleLogger(name))
 
 
 class _Sink:
@@ -161,24 +221,48 @@ class _Sink:
     halves); `name` feeds `add_logger_name` as a stdlib logger's would.
     """
 
-    def __init__(self, name: str, stream: IO[str]) -> None:
+    def __init__(self, name: str, stream: IO[str], fd: int | None) -> None:
         self.name = name
         self._stream = stream
+        self._fd = fd
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
 
     def msg(self, message: str) -> None:
         # One pass over the rendered line: cheaper than one per value, and keys are covered too.
-        self._stream.write(SECRETS.scrub(message) + "\n")
-        self._stream.flush()
+        line = SECRETS.scrub(message) + "\n"
+        if self._fd is None:
+            self._stream.write(line)
+            self._stream.flush()
+            return
+        # Straight to the file: half the cost of a text stream's write and flush, with the same
+        # effect (every line leaves the process when it is logged). The stream itself is flushed
+        # by whoever else writes to it (the stdlib's handler does after each record).
+        data = line.encode(self._encoding, "backslashreplace")
+        written = os.write(self._fd, data)
+        while written < len(data):
+            data = data[written:]
+            written = os.write(self._fd, data)
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def _file_descriptor(stream: IO[str]) -> int | None:
+    """The stream's file, when it is one (stderr, a log file); None for anything else."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
+    stream.flush()  # what was written through the stream goes first
+    return fd
 
 
 class _SinkFactory:
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
+        self._fd = _file_descriptor(stream)
 
     def __call__(self, *args: Any) -> _Sink:
-        return _Sink(str(args[0]) if args else "gateway", self._stream)
+        return _Sink(str(args[0]) if args else "gateway", self._stream, self._fd)
 
 
 class _ScrubbingFormatter(structlog.stdlib.ProcessorFormatter):
@@ -205,7 +289,7 @@ def configure_logging(
         else _render_json
     )
     # The same chain, in one call for JSON (the stdlib's records below still take the long one).
-    chain = [_JsonLine(timestamp)] if renderer is _render_json else [*shared, renderer]
+    chain = [_json_line()] if renderer is _render_json else [*shared, renderer]
     structlog.configure(
         processors=chain,
         logger_factory=_SinkFactory(output),
@@ -225,6 +309,8 @@ def configure_logging(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # asyncpg's debug output can carry query arguments: data, never for logs.
     logging.getLogger("asyncpg").setLevel(logging.WARNING)
+    for logger in list(_MODULE_LOGGERS):
+        logger._resolve()
 
 
 _ADDED: dict[Any, int] = {}  # processor -> apps that asked for it

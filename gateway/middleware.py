@@ -17,14 +17,13 @@ from urllib.parse import quote
 
 import attrs
 import orjson
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import problems
 from gateway.contract import Operation
 from gateway.forms import Spool
-from gateway.logs import bind_request_context
+from gateway.logs import bind_request_context, get_logger
 from gateway.metrics import Metrics
 from gateway.problems import PROBLEM_CONTENT_TYPE, ProblemError
 from gateway.request_tracker import RequestTracker
@@ -50,7 +49,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _ACCEPTED_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
 MB = 1024 * 1024
 
-log = structlog.get_logger("gateway.http")
+log = get_logger("gateway.http")
 
 
 def problem_response(exc: ProblemError, request: web.Request) -> web.Response:

@@ -4,8 +4,8 @@ A backend or sink plugin imports from this module only, its tests included (a te
 plugin to it), so `__all__` below is the whole contract with third-party plugins and a change to
 it is a change to that contract. It gathers, from the modules that define them:
 
-- the backend object and what the core hands it (`gateway.backend`): `Backend`, `OperationCall`,
-  `CallbackCall`, `CallbackRegistration`, `Sandbox`, `hookimpl`, ...;
+- the backend object and what the core hands it (`gateway.backend`, `gateway.calls`): `Backend`,
+  `OperationCall`, `CallbackCall`, `CallbackRegistration`, `Sandbox`, `hookimpl`, ...;
 - the sink object and what the core hands it (`gateway.sink`): `Sink`, `SinkContext`,
   `SendOutcome`, and the `ConnectionPool` a sink keeps its broker connections in;
 - values and errors: `Reply`, `Credentials`, `Secret`, `Event`, `ProblemError` and its helpers;
@@ -29,14 +29,11 @@ from gateway.backend import (
     BackendContext,
     CallbackCall,
     CallbackRegistration,
-    GatewayServices,
-    OperationCall,
-    Recorded,
-    ResourceBook,
     Sandbox,
     hookimpl,
 )
 from gateway.caching import TtlCache
+from gateway.calls import GatewayServices, OperationCall, Recorded, ResourceBook
 from gateway.forms import Form, UploadedFile
 from gateway.problems import (
     FieldError,

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-import attrs
 import orjson
 from aiohttp import web
 
@@ -19,19 +18,32 @@ from gateway import problems
 from gateway.contract import Operation, body_errors, json_pointer
 from gateway.forms import Form, Spool, body_cut_short, read_form
 from gateway.problems import FieldError
+from gateway.values import value_repr
 
 BINARY_PLACEHOLDER = "<binary>"
 
 
-@attrs.frozen
 class Input:
-    """A request's validated parts, coerced to their schema types."""
+    """A request's validated parts, coerced to their schema types.
 
-    path: Mapping[str, Any]
-    query: Mapping[str, Any]
-    headers: Mapping[str, str]
-    body: Any = None
-    form: Form | None = None
+    A plain class with `Final` fields, as `gateway.values.Reply` and for the same reason."""
+
+    def __init__(
+        self,
+        path: Mapping[str, Any],
+        query: Mapping[str, Any],
+        headers: Mapping[str, str],
+        body: Any = None,
+        form: Form | None = None,
+    ) -> None:
+        self.path: Final = path
+        self.query: Final = query
+        self.headers: Final = headers
+        self.body: Final[Any] = body
+        self.form: Final = form
+
+    def __repr__(self) -> str:
+        return value_repr(self, ("path", "query", "body", "form"))  # headers may hold a key
 
 
 def _parameters(

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+from pathlib import Path
 
 import orjson
 import structlog
 
-from gateway.logs import SECRETS, _UtcTimestamp
+from gateway.logs import SECRETS, _UtcTimestamp, configure_logging, get_logger
 from gateway.redaction import REDACTED
 from tests.conftest import LogLines
 
@@ -62,3 +63,45 @@ def test_timestamp_follows_the_clock_across_seconds() -> None:
     second = stamper(None, "info", {})["timestamp"]
     assert not second.startswith("2000-")
     assert datetime.datetime.fromisoformat(second) >= datetime.datetime.fromisoformat(first)
+
+
+def test_a_module_logger_follows_each_configuration(tmp_path: Path, log_file: Path) -> None:
+    """A module's logger (`get_logger`), made before logging is configured again, writes where
+    and at the level the latest configuration says."""
+    log = get_logger("tests.module")
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    try:
+        with first.open("w", encoding="utf-8") as stream:
+            configure_logging("json", "info", stream=stream)
+            log.info("one")
+            log.debug("below the level")
+        with second.open("w", encoding="utf-8") as stream:
+            configure_logging("json", "debug", stream=stream)
+            log.debug("two", n=2)
+    finally:
+        configure_logging(
+            "json", "debug", stream=log_file.open("a", encoding="utf-8", buffering=1), cache=False
+        )
+    assert [orjson.loads(line)["event"] for line in first.read_text().splitlines()] == ["one"]
+    [line] = [orjson.loads(line) for line in second.read_text().splitlines()]
+    assert (line["event"], line["n"], line["logger"]) == ("two", 2, "tests.module")
+    # structlog's own form: microseconds, left out (as isoformat does) when there are none
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", line["timestamp"])
+
+
+def test_lines_and_stdlib_records_reach_a_file_in_the_order_logged(logs: LogLines) -> None:
+    """Our lines go straight to the file's descriptor, the stdlib's records through the stream:
+    in the file they are in the order they were logged."""
+    log = get_logger("tests.order")
+    for n in range(3):
+        log.info("ours", n=n)
+        logging.getLogger("some.library").warning("theirs %s", n)
+    events = [(line["event"], line.get("n")) for line in logs.all()]
+    assert events[-6:] == [
+        ("ours", 0),
+        ("theirs 0", None),
+        ("ours", 1),
+        ("theirs 1", None),
+        ("ours", 2),
+        ("theirs 2", None),
+    ]

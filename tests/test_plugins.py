@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 from yarl import URL
 
@@ -187,7 +186,9 @@ async def test_backend_credentials_are_asked_per_request(gateway: Gateway) -> No
     creds = await backend.credentials(request)
     assert creds.headers["Authorization"].startswith("Bearer acme-upstream-key-A")
     for foreign in ("http://x/types", gateway.upstream_url.replace("http:", "https:") + "/types"):
-        elsewhere = await backend.credentials(attrs.evolve(request, url=URL(foreign)))
+        elsewhere = await backend.credentials(
+            CredentialsRequest("tenant-a", config, "GET", URL(foreign), upstream)
+        )
         assert elsewhere.headers == {}, foreign
         assert not elsewhere.secrets
     await gateway.client.get("/v1/product-types", headers=gateway.auth())

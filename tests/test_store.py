@@ -14,7 +14,7 @@ import asyncpg
 import attrs
 import pytest
 
-from gateway.backend import ResourceBook
+from gateway.calls import ResourceBook
 from gateway.plugin_api import Event
 from gateway.problems import ProblemError
 from gateway.store import (

@@ -8,12 +8,12 @@ import asyncio
 import uuid
 from typing import cast
 
-import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.typedefs import Handler
 
+from gateway.logs import get_logger
 from gateway.request_tracker import RequestTracker
 from gateway.server.limits import Gate
 from gateway.server.refusals import (
@@ -26,7 +26,7 @@ from gateway.server.refusals import (
 )
 from gateway.settings import ServerSettings
 
-log = structlog.get_logger("gateway.server")
+log = get_logger("gateway.server")
 
 # Where a connection is: what it is waiting for decides which timer runs.
 _HEAD = 0  # a request's headers, from the client (headers_timeout)

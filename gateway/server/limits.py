@@ -6,9 +6,9 @@ from __future__ import annotations
 import resource
 import time
 
-import structlog
+from gateway.logs import get_logger
 
-log = structlog.get_logger("gateway.server")
+log = get_logger("gateway.server")
 
 FD_RESERVE = 1024  # descriptors besides client connections: store, upstream pools, webhooks, logs
 REFUSAL_LOG_INTERVAL = 10.0  # one log line per interval while connections are refused

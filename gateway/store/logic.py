@@ -184,8 +184,14 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
                     f"SELECT {rows.RESOURCE} FROM resources"
                     f" WHERE {among} AND kind = ? AND tenant = ?"
                 )
-                if limit is not None:  # the index range stops there, then the few are sorted
-                    matching = f"SELECT * FROM ({matching} LIMIT {limit}) AS few"
+                if limit is not None:
+                    # The index range stops there, and the few are sorted here: SQLite's sorter
+                    # costs more than the whole lookup (26 k instructions of 47 k, with no row).
+                    # Python compares text by code point, as BINARY and "C" do UTF-8's bytes.
+                    few = await db.rows(f"{matching} LIMIT {limit}", (*args, kind, tenant))
+                    records = [rows.resource(row) for row in few]
+                    records.sort(key=_creation_order)
+                    return records
                 found = await db.rows(
                     f"{matching} ORDER BY created_at{db.binary}, id{db.binary}",
                     (*args, kind, tenant),
@@ -523,3 +529,7 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             )
         )
         return int(count or 0)
+
+
+def _creation_order(record: ResourceRecord) -> tuple[str, str]:
+    return record.created_at, record.id

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 import orjson
-import structlog
 
+from gateway.logs import get_logger
 from gateway.store import StoreUnavailable, postgres_purge, retention, rows, sql
 from gateway.store.logic import Op, SQLStore
 from gateway.store.ordering import HEAD
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 PgOp: TypeAlias = "Callable[[PostgresDb], Coroutine[Any, Any, T]]"
 
-log = structlog.get_logger("gateway.store")
+log = get_logger("gateway.store")
 
 # The server is down, restarting, or the connection to it was lost.
 _UNAVAILABLE = (

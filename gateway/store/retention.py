@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from typing import Any, Protocol, TypeVar
 
 import attrs
-import structlog
 
+from gateway.logs import get_logger
 from gateway.store import Purged, Store
 from gateway.store.sql import Db
 
@@ -43,7 +43,7 @@ RECOVERIES_KEPT = 7 * 86400.0
 PAYLOAD_GONE = "CAST(data AS TEXT) = 'null'"
 PAYLOADS_MARK = "payloads"  # its row in retention_marks: the seq the payload purge got to
 
-log = structlog.get_logger("gateway.store")
+log = get_logger("gateway.store")
 
 
 class Runner(Protocol):

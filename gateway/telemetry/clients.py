@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import attrs
-import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from yarl import URL
 
+from gateway.logs import get_logger
 from gateway.redaction import redact_url, shown_url
 from gateway.sink import SendOutcome
 from gateway.store import ClaimedDelivery, Store
@@ -27,7 +26,7 @@ from gateway.upstream.failures import Failure
 from gateway.upstream.values import UpstreamCall, UpstreamResponse
 from gateway.webhooks.delivery import Send
 
-log = structlog.get_logger("gateway.telemetry")
+log = get_logger("gateway.telemetry")
 
 
 class UpstreamTracer:
@@ -75,7 +74,7 @@ class UpstreamTracer:
             headers = dict(call.headers)
             PROPAGATOR.inject(headers)
             try:
-                outcome = await send(attrs.evolve(call, headers=headers))
+                outcome = await send(call.with_headers(headers))
             except BaseException as exc:
                 _failed(span, type(exc).__name__)
                 raise

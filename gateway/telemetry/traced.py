@@ -15,16 +15,16 @@ from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
 import attrs
-import structlog
 from opentelemetry.trace import Span
 
+from gateway.logs import get_logger
 from gateway.store import ResourceRecord, Store
 from gateway.telemetry import contexts
 
 T = TypeVar("T")
 CALLBACK_OPERATION = "receiveBackendCallback"
 
-log = structlog.get_logger("gateway.telemetry")
+log = get_logger("gateway.telemetry")
 
 
 @attrs.define

@@ -9,12 +9,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
 
 import aiohttp
-import attrs
 import orjson
 from yarl import URL
 
 from gateway.upstream.values import BodyFactory, UpstreamCall, UpstreamResponse
-from gateway.values import Credentials
+from gateway.values import Credentials, value_repr
 
 __all__ = ["IDEMPOTENT_METHODS", "BoundUpstream", "CredentialsProvider", "CredentialsRequest"]
 
@@ -155,21 +154,32 @@ class BoundUpstream:
         )
 
 
-# After BoundUpstream, which its fields name: compiled (gateway.compiled), a class is made as
-# the module runs, and a field may only name a class made before.
-@attrs.frozen
 class CredentialsRequest:
     """What a backend is asked for credentials with, before every attempt: the request they are
     for (so that a key never goes to a host it does not belong to), the caller request's bound
     client (to fetch a token with), and the credentials the upstream has just refused with a 401
-    (drop that token, not one another request fetched meanwhile)."""
+    (drop that token, not one another request fetched meanwhile).
 
-    tenant: str
-    config: Any
-    method: str
-    url: URL
-    upstream: BoundUpstream
-    refused: Credentials | None = None
+    A plain class with `Final` fields, as `gateway.values.Reply` and for the same reason."""
+
+    def __init__(
+        self,
+        tenant: str,
+        config: Any,
+        method: str,
+        url: URL,
+        upstream: BoundUpstream,
+        refused: Credentials | None = None,
+    ) -> None:
+        self.tenant: Final = tenant
+        self.config: Final[Any] = config
+        self.method: Final = method
+        self.url: Final = url
+        self.upstream: Final = upstream
+        self.refused: Final = refused
+
+    def __repr__(self) -> str:
+        return value_repr(self, ("tenant", "method", "url"))  # no credentials, not even refused
 
     def goes_to(self, base_url: str) -> bool:
         """Whether the request is for `base_url`'s origin: the only place a key for it may go

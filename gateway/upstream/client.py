@@ -18,11 +18,11 @@ from typing import Any, Final, Literal, Protocol, overload
 
 import aiohttp
 import attrs
-import structlog
 from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import __version__
+from gateway.logs import get_logger
 from gateway.metrics import UpstreamMetrics
 from gateway.redaction import SecretRegistry, redact_url
 from gateway.upstream.bound import BoundUpstream, CredentialsProvider, CredentialsRequest
@@ -41,7 +41,7 @@ from gateway.values import Credentials
 
 __all__ = ["AttemptTracer", "StreamAttempt", "UpstreamClient"]
 
-_log = structlog.get_logger("gateway.upstream")
+_log = get_logger("gateway.upstream")
 
 _ERROR_MAX: Final = 200
 _REDACTED_URLS: Final = 1024

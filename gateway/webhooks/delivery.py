@@ -27,11 +27,10 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import aiohttp
-import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway import payloads, wire
-from gateway.logs import SECRETS
+from gateway.logs import SECRETS, get_logger
 from gateway.redaction import redact_url, shown_url
 from gateway.settings import EventsSettings
 from gateway.sink import SendOutcome
@@ -48,7 +47,7 @@ from gateway.webhooks import signing
 from gateway.webhooks.targets import TargetNotAllowed, TargetPolicy
 from gateway.webhooks.transports import Transports
 
-log = structlog.get_logger("gateway.webhooks")
+log = get_logger("gateway.webhooks")
 
 # A subscriber answering these with Retry-After holds its whole subscription, not one delivery.
 HOLDING_STATUSES = frozenset({429, 503})

@@ -18,18 +18,18 @@ from typing import Any
 
 import attrs
 import jmespath
-import structlog
 from jmespath import exceptions, lexer, parser
 from jmespath.functions import Functions
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway import payloads, wire
+from gateway.logs import get_logger
 from gateway.values import Event
 
 MAX_LENGTH = 1024  # characters of an expression
 MAX_DEPTH = 32  # nested levels of its syntax tree
 
-log = structlog.get_logger("gateway.webhooks")
+log = get_logger("gateway.webhooks")
 
 _FUNCTIONS: dict[str, Any] = Functions.FUNCTION_TABLE
 

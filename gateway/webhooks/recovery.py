@@ -14,11 +14,10 @@ import contextlib
 import time
 from collections.abc import Callable
 
-import structlog
-
+from gateway.logs import get_logger
 from gateway.store import Recovery, Store
 
-log = structlog.get_logger("gateway.webhooks")
+log = get_logger("gateway.webhooks")
 
 BATCH = 200  # deliveries queued per transaction
 LEASE = 30.0  # seconds a recovery stays leased without a batch (then another process takes it)
