@@ -1,0 +1,94 @@
+"""When the delivery worker claims: as soon as something it can send is due, never by waiting for
+the poll interval (an hour here), and no more often than that (each claim is a write transaction,
+on SQLite one the events' writes queue behind). The real app on each store, real subscribers on
+loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from gateway.state import EVENTS, STORE
+from gateway.store import ClaimedDelivery
+from tests.conftest import REPORTS, MakeGateway, eventually
+from tests.test_webhook_ordering import Keyed, keyed, ordered_subscription, publish
+from tests.test_webhooks import (
+    Receiver,
+    callback,
+    make_events_gateway,
+    receiver,
+    subscribe,
+)
+
+__all__ = ["keyed", "receiver"]  # fixtures
+
+HOUR = 3600.0
+
+
+def count_claims(store: Any) -> list[int]:
+    """Wrap the store's `claim_deliveries` (the worker's only way to claim): the number of
+    deliveries each claim returned, in order."""
+    claims: list[int] = []
+    claim: Callable[..., Awaitable[Sequence[ClaimedDelivery]]] = store.claim_deliveries
+
+    async def counted(**kwargs: Any) -> Sequence[ClaimedDelivery]:
+        found = await claim(**kwargs)
+        claims.append(len(found))
+        return found
+
+    store.claim_deliveries = counted
+    return claims
+
+
+def both_got(receiver: Receiver, count: int) -> Callable[[], bool]:
+    return lambda: all(len(receiver.bodies(name)) == count for name in ("a", "b"))
+
+
+async def test_events_arriving_one_by_one_cost_one_claim_each(
+    make_gateway: MakeGateway, receiver: Receiver, store_url: str
+) -> None:
+    """Callbacks one at a time, each awaited until both its subscribers got it, with the poll an
+    hour away: every event goes out at once, and its two deliveries are claimed by one claim,
+    with no other claim (after a claim that took fewer than it could, there is nothing more to
+    look for until a new event, or an attempt that ends, frees something)."""
+    gateway = await make_events_gateway(make_gateway, store_url=store_url, poll_interval=HOUR)
+    for name in ("a", "b"):
+        await subscribe(gateway, receiver.url(name), ["*"])
+    claims = count_claims(gateway.client.app[STORE])
+    events = 20
+    started = time.monotonic()
+    for n in range(events):
+        await callback(gateway, f"trickle/{n}")
+        await eventually(both_got(receiver, n + 1), within=10)
+    took = time.monotonic() - started
+    assert took < 10  # nothing waited for the poll
+    assert sum(claims) == 2 * events
+    # One more at most: PostgreSQL's listener wakes the worker once it has connected.
+    assert [n for n in claims if n] == [2] * events, claims
+    assert len(claims) <= events + 1, claims
+    REPORTS.append(
+        f"wake-ups ({store_url.partition(':')[0]}): {events} events one by one, 2 subscribers,"
+        f" poll an hour: {len(claims)} claims, {took / events * 1000:.0f} ms an event"
+    )
+
+
+async def test_an_ordered_keys_next_event_goes_out_when_the_previous_one_is_recorded(
+    make_gateway: MakeGateway, keyed: Keyed, store_url: str
+) -> None:
+    """Events about one product to a subscription ordered by resource, the poll an hour away:
+    each one after the first is held until the one before it is recorded as delivered, and then
+    sent at once (the worker looks again once that outcome is written), not at the next poll."""
+    gateway = await make_events_gateway(make_gateway, store_url=store_url, poll_interval=HOUR)
+    await ordered_subscription(gateway, keyed.url(), "resource")
+    app = gateway.client.app
+    count = 5
+    started = time.monotonic()
+    await publish(app[STORE], "prd_wake", count)
+    app[EVENTS].wake()
+    await eventually(lambda: keyed.delivered() == count, within=10)
+    assert keyed.order["prd_wake"] == list(range(count))
+    REPORTS.append(
+        f"wake-ups ({store_url.partition(':')[0]}): {count} ordered events of one product,"
+        f" poll an hour, all sent in {time.monotonic() - started:.2f} s"
+    )
