@@ -5,12 +5,14 @@ loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from gateway.state import EVENTS, STORE
 from gateway.store import ClaimedDelivery
+from gateway.values import Event
 from tests.conftest import REPORTS, MakeGateway, eventually
 from tests.test_webhook_ordering import Keyed, keyed, ordered_subscription, publish
 from tests.test_webhooks import (
@@ -92,3 +94,23 @@ async def test_an_ordered_keys_next_event_goes_out_when_the_previous_one_is_reco
         f"wake-ups ({store_url.partition(':')[0]}): {count} ordered events of one product,"
         f" poll an hour, all sent in {time.monotonic() - started:.2f} s"
     )
+
+
+async def test_a_claim_queued_behind_an_events_write_takes_its_deliveries(
+    make_gateway: MakeGateway, receiver: Receiver
+) -> None:
+    """On SQLite (one writer: writes run in the order they were asked for) a claim asked for
+    while an event's write is still queued runs after it, by the clock of that moment, and takes
+    the deliveries it queued: so the worker, woken before the write, claims an event's
+    deliveries in the event's own transaction or the next, never a round trip later."""
+    gateway = await make_events_gateway(make_gateway, poll_interval=HOUR)
+    store = gateway.client.app[STORE]
+    assert store.writes_in_order
+    await subscribe(gateway, receiver.url("a"), ["*"])
+    event = Event.new("acme.done", {"n": 1}, tenant="tenant-a", backend="acme")
+    recorded, claimed = await asyncio.gather(
+        store.record_event(event, dedupe_window=0),
+        store.claim_deliveries(owner="test", lease=30, limit=10, exclude=()),
+    )
+    assert recorded
+    assert [item.event.id for item in claimed] == [event.id]

@@ -213,7 +213,6 @@ class DeliveryWorker:
         starved = bool(busy) or any(n >= per_tenant for n in self._tenants.values())
         claimed = await self.store.claim_deliveries(
             owner=self.owner,
-            now=time.time(),
             lease=self.settings.lease,
             limit=free,
             exclude=busy,
