@@ -75,6 +75,30 @@ async def test_events_arriving_one_by_one_cost_one_claim_each(
     )
 
 
+async def test_a_backlog_over_a_tenants_share_drains_without_waiting_for_the_poll(
+    make_gateway: MakeGateway, receiver: Receiver, store_url: str
+) -> None:
+    """30 events queued at once to one subscription, 4 deliveries in flight at most and a
+    tenant's share of 2 of them, the poll an hour away: each claim takes only the tenant's room
+    (fewer than the worker could take), and each attempt that ends lets the next one go."""
+    gateway = await make_events_gateway(
+        make_gateway, store_url=store_url, poll_interval=HOUR, concurrency=4, tenant_share=0.5
+    )
+    await subscribe(gateway, receiver.url("a"), ["*"])
+    app = gateway.client.app
+    count = 30
+    for n in range(count):
+        event = Event.new("acme.done", {"n": n}, tenant="tenant-a", backend="acme")
+        assert await app[STORE].record_event(event, dedupe_window=0)
+    started = time.monotonic()
+    app[EVENTS].wake()
+    await eventually(lambda: len(receiver.bodies("a")) == count, within=10)
+    REPORTS.append(
+        f"wake-ups ({store_url.partition(':')[0]}): {count} events queued, a tenant's share of"
+        f" 2, poll an hour: all sent in {time.monotonic() - started:.2f} s"
+    )
+
+
 async def test_an_ordered_keys_next_event_goes_out_when_the_previous_one_is_recorded(
     make_gateway: MakeGateway, keyed: Keyed, store_url: str
 ) -> None:

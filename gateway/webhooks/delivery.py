@@ -209,31 +209,42 @@ class DeliveryWorker:
             return False
         limit = self.settings.per_subscription
         per_tenant = self.settings.per_tenant()
-        busy = [sid for sid, n in self._in_flight.items() if n >= limit]
-        starved = bool(busy) or any(n >= per_tenant for n in self._tenants.values())
+        # In flight as the store is told (attempts may end while it claims), plus what it gave.
+        tenants = collections.Counter(self._tenants)
+        in_flight = collections.Counter(self._in_flight)
+        busy = [sid for sid, n in in_flight.items() if n >= limit]
         claimed = await self.store.claim_deliveries(
             owner=self.owner,
             lease=self.settings.lease,
             limit=free,
             exclude=busy,
             per_tenant=per_tenant,
-            busy=dict(self._tenants),
+            busy=dict(tenants),
         )
+        started = 0
         for item in claimed:
             subscription, tenant = item.subscription.id, item.delivery.tenant
             if self._in_flight[subscription] >= limit or self._tenants[tenant] >= per_tenant:
                 # Over this subscription's or tenant's share: hand it back; it goes out when
                 # this worker or another has room.
                 self._release_later(item)
-                starved = True
                 continue
             self._in_flight[subscription] += 1
             self._tenants[tenant] += 1
+            tenants[tenant] += 1
+            in_flight[subscription] += 1
             task = asyncio.create_task(self._deliver(item))
             self._tasks.add(task)
             task.add_done_callback(self._done)
-        # An attempt that ends makes room worth a claim only if something was left for want of it.
-        self._starved = starved
+            started += 1
+        # An attempt that ends makes room worth a claim only if this one may have left something
+        # for want of it: a delivery handed back, or a subscription or a tenant at its share (the
+        # store gave the tenant no more than its room) by the counts the store was given.
+        self._starved = (
+            len(claimed) > started
+            or any(n >= limit for n in in_flight.values())
+            or any(n >= per_tenant for n in tenants.values())
+        )
         return len(claimed) >= free
 
     def _release_later(self, item: ClaimedDelivery) -> None:
