@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import (
     fanout,
+    fanout_instructions,
     fanout_postgres,
     fanout_sink,
     instructions,
@@ -41,6 +42,7 @@ BENCHES = {
     "uploads": uploads.run,
     "fanout": fanout_with_sink,
     "fanout-postgres": fanout_postgres.run,
+    "fanout-instructions": fanout_instructions.run,
     "scaling": scaling.run,
     "store-scale": store_scale.run,
 }

@@ -61,7 +61,8 @@ async def _stats(http: aiohttp.ClientSession, receiver: str) -> dict[str, Any]:
         return stats
 
 
-async def _wait_for(http: aiohttp.ClientSession, receiver: str, count: int) -> float:
+async def wait_for(http: aiohttp.ClientSession, receiver: str, count: int) -> float:
+    """When the receiver has got `count` attempts (polled: it is another process)."""
     while (await _stats(http, receiver))["count"] < count:  # noqa: ASYNC110 - another process
         await asyncio.sleep(0.02)
     return time.perf_counter()
@@ -103,7 +104,7 @@ async def gateway_rate(
     await asyncio.gather(*(callback(n) for n in range(events)))
     ingested = time.perf_counter()
     backlog = events * SUBSCRIBERS - (await _stats(http, receiver))["count"]
-    done = await _wait_for(http, receiver, events * SUBSCRIBERS)
+    done = await wait_for(http, receiver, events * SUBSCRIBERS)
     overall = events * SUBSCRIBERS / (done - started)
     return overall, backlog / (done - ingested), events / (ingested - started)
 
@@ -133,7 +134,7 @@ async def latency(
         await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
         tasks.append(asyncio.create_task(callback(n)))
     await asyncio.gather(*tasks)
-    await _wait_for(http, receiver, count * SUBSCRIBERS)
+    await wait_for(http, receiver, count * SUBSCRIBERS)
     first = (await _stats(http, receiver))["first"].values()
     return [(arrived - float(sent)) * 1000 for arrived, sent in first]
 

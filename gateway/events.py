@@ -30,6 +30,12 @@ class CoreEvents:
         if (traced := telemetry_current()) is not None:
             # Kept before the event is: a worker that claims a delivery finds its context.
             await traced.published(event.id)
+        if self.store.writes_in_order:
+            # Woken first, not once committed: its claim queues behind the event's write and
+            # takes the deliveries it queued, in the same transaction (one commit for both)
+            # unless a claim was under way, then in the next: a round trip earlier either way.
+            self.worker.wake()
+            return await self.store.record_event(event, dedupe_window=self.settings.dedupe_window)
         new = await self.store.record_event(event, dedupe_window=self.settings.dedupe_window)
         if new:
             self.worker.wake()

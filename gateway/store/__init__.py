@@ -282,6 +282,9 @@ class FilterCheck(Protocol):
 class Store(Protocol):
     # Asked when an event's deliveries are recorded, for each subscription with a filter.
     filters: FilterCheck
+    # Writes run one at a time in the order they were asked for (SQLite's one writer): a claim
+    # asked for after an event's write (even before it committed) sees the deliveries it queued.
+    writes_in_order: bool
 
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
@@ -394,15 +397,16 @@ class Store(Protocol):
         self,
         *,
         owner: str,
-        now: float,
         lease: float,
         limit: int,
         exclude: Sequence[str],
+        now: float | None = None,
         per_tenant: int | None = None,
         busy: Mapping[str, int] | None = None,
     ) -> Sequence[ClaimedDelivery]:
-        """Lease up to `limit` due deliveries to `owner`: pending ones whose time has come, and
-        ones whose lease ended (their worker died), skipping subscriptions in `exclude`.
+        """Lease up to `limit` due deliveries to `owner`: pending ones whose time has come (by
+        `now`; by default, the moment the claim runs), and ones whose lease ended (their worker
+        died), skipping subscriptions in `exclude`.
 
         Tenants take turns: each tenant's oldest due delivery first, then each one's second, and
         so on, and a tenant gets at most `per_tenant` less what `owner` has in flight for it

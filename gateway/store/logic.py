@@ -39,7 +39,7 @@ from gateway.store import (
     traces,
 )
 from gateway.store.rows import to_json
-from gateway.store.sql import Claim, Db, timestamp
+from gateway.store.sql import Claim, Db, Row, timestamp
 from gateway.values import Event
 from gateway.webhooks.filters import Filters, document
 
@@ -67,6 +67,7 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
 
     # Evaluates subscriptions' filters; the app sets one that counts failures in its metrics.
     filters: FilterCheck = Filters()
+    writes_in_order = False
 
     @abc.abstractmethod
     async def _read(self, op: Op[T]) -> T:
@@ -472,21 +473,27 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         self,
         *,
         owner: str,
-        now: float,
         lease: float,
         limit: int,
         exclude: Sequence[str],
+        now: float | None = None,
         per_tenant: int | None = None,
         busy: Mapping[str, int] | None = None,
     ) -> Sequence[ClaimedDelivery]:
         most = limit if per_tenant is None else per_tenant
-        claim = Claim(owner, now, lease, limit, exclude, most, busy or {})
-        found = await self._write(lambda db: db.claim(claim), single=True)
+
+        async def claim(db: Db) -> tuple[float, Sequence[Row]]:
+            # By default the moment the claim runs, not the one it was asked at: queued behind
+            # writes (SQLite's one writer), it takes what they queued, in the same transaction.
+            at = time.time() if now is None else now
+            return at, await db.claim(Claim(owner, at, lease, limit, exclude, most, busy or {}))
+
+        at, found = await self._write(claim, single=True)
         claimed = [rows.claimed(row) for row in found]
         if any(c.subscription.max_per_second is not None for c in claimed):
             # Their buckets, in a transaction of their own: a claim without throttled
             # subscriptions (nearly all) stays one statement.
-            return await self._write(lambda db: throttle.take(db, claimed, owner, now))
+            return await self._write(lambda db: throttle.take(db, claimed, owner, at))
         return claimed
 
     async def complete_attempts(self, outcomes: Sequence[AttemptOutcome], *, now: float) -> None:

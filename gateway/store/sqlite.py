@@ -73,6 +73,8 @@ def migrations() -> list[tuple[int, str]]:
 
 
 class SQLiteStore(SQLStore):
+    writes_in_order = True  # one writer, queued writes committed in turn (`_write`)
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: SQLiteDb | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime
 import os
 import random
@@ -122,6 +123,9 @@ class DeliveryWorker:
         self._outcomes: list[AttemptOutcome] = []
         self._have_outcomes = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._depth: asyncio.Task[None] | None = None  # the queue depth's count, when under way
+        self._starved = False  # the last claim left something for want of room
+        self._frees = False  # an outcome to flush lets another delivery go
         self._rng = random.Random()
         self.targets = TargetPolicy(settings.allowed_targets, resolver)
         self.transports = Transports(settings, self.targets)
@@ -144,6 +148,8 @@ class DeliveryWorker:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, let attempts under way finish briefly, record what finished."""
         self._loops[0].cancel()
+        if self._depth is not None:
+            self._depth.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace)
         for task in self._tasks:
@@ -165,20 +171,21 @@ class DeliveryWorker:
             # (an event committed too late for it to see) is kept and looked at right away.
             self._wake.clear()
             try:
-                claimed = await self._claim()
+                more = await self._claim()
                 now = time.monotonic()
-                if now - last_depth > 1.0:
-                    self.metrics.queue_depth.set(await self.store.queue_depth())
+                if now - last_depth > 1.0 and (self._depth is None or self._depth.done()):
+                    # Beside the claims, not between them: the count takes milliseconds.
+                    self._depth = asyncio.create_task(self._measure_depth())
                     last_depth = now
             except Exception as exc:  # the store is down: keep trying, never stop delivering
                 if not failing:
                     log.warning("webhook.claim_failed", error=str(exc) or type(exc).__name__)
-                failing, claimed = True, 0
+                failing, more = True, False
             else:
                 if failing:
                     log.info("webhook.claim_recovered")
                 failing = False
-            if claimed:
+            if more:
                 continue
             try:
                 async with asyncio.timeout(self.settings.poll_interval):
@@ -186,21 +193,32 @@ class DeliveryWorker:
             except TimeoutError:
                 pass
 
-    async def _claim(self) -> int:
+    async def _measure_depth(self) -> None:
+        with contextlib.suppress(Exception):  # the store is down: the claims say so
+            self.metrics.queue_depth.set(await self.store.queue_depth())
+
+    async def _claim(self) -> bool:
+        """Lease what is due, up to the room there is, and start sending it; True when the claim
+        was full (more may be due: claim again at once). Otherwise everything due when it ran
+        was taken, and what comes due later wakes the loop (`wake`, `_done`, a flush) or the
+        poll finds it (a retry's time, a lease that ended)."""
         free = self.settings.concurrency - len(self._tasks)
         if free <= 0:
-            return 0
+            self._starved = True
+            return False
         limit = self.settings.per_subscription
         per_tenant = self.settings.per_tenant()
-        busy = [sid for sid, n in self._in_flight.items() if n >= limit]
+        # In flight as the store is told (attempts may end while it claims), plus what it gave.
+        tenants = collections.Counter(self._tenants)
+        in_flight = collections.Counter(self._in_flight)
+        busy = [sid for sid, n in in_flight.items() if n >= limit]
         claimed = await self.store.claim_deliveries(
             owner=self.owner,
-            now=time.time(),
             lease=self.settings.lease,
             limit=free,
             exclude=busy,
             per_tenant=per_tenant,
-            busy=dict(self._tenants),
+            busy=dict(tenants),
         )
         started = 0
         for item in claimed:
@@ -212,11 +230,21 @@ class DeliveryWorker:
                 continue
             self._in_flight[subscription] += 1
             self._tenants[tenant] += 1
+            tenants[tenant] += 1
+            in_flight[subscription] += 1
             task = asyncio.create_task(self._deliver(item))
             self._tasks.add(task)
             task.add_done_callback(self._done)
             started += 1
-        return started
+        # An attempt that ends makes room worth a claim only if this one may have left something
+        # for want of it: a delivery handed back, or a subscription or a tenant at its share (the
+        # store gave the tenant no more than its room) by the counts the store was given.
+        self._starved = (
+            len(claimed) > started
+            or any(n >= limit for n in in_flight.values())
+            or any(n >= per_tenant for n in tenants.values())
+        )
+        return len(claimed) >= free
 
     def _release_later(self, item: ClaimedDelivery) -> None:
         outcome = AttemptOutcome(
@@ -227,11 +255,12 @@ class DeliveryWorker:
             next_attempt_at=time.time(),
             subscription_succeeded=item.subscription.failing_since is None,
         )
-        self._record(outcome)
+        self._record(outcome, frees=True)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._wake.set()  # room for more
+        if self._starved:
+            self._wake.set()  # room for what the last claim left
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook.worker_error", error=repr(task.exception()))
 
@@ -279,7 +308,9 @@ class DeliveryWorker:
                 next_attempt_at=next_at,
                 subscription_succeeded=ok,
                 hold_until=hold_until,
-            )
+            ),
+            # The end of its key's head: the key's next delivery may go.
+            frees=subscription.order_by is not None and outcome != "pending",
         )
         label = SUCCEEDED if ok else (RETRYING if outcome == "pending" else FAILED)
         if ok:
@@ -360,8 +391,12 @@ class DeliveryWorker:
 
     # -- recording ------------------------------------------------------------------------------
 
-    def _record(self, outcome: AttemptOutcome) -> None:
+    def _record(self, outcome: AttemptOutcome, *, frees: bool = False) -> None:
+        """Queue `outcome` for the next flush; `frees`: once written, it lets another delivery
+        go (it was handed back, or it ended an ordered key's head), so the claims look again
+        then rather than at the next poll."""
         self._outcomes.append(outcome)
+        self._frees = self._frees or frees
         self._have_outcomes.set()
 
     async def _record_loop(self) -> None:
@@ -375,6 +410,7 @@ class DeliveryWorker:
         store was unavailable (the outcomes are kept for the next try)."""
         self._have_outcomes.clear()
         batch, self._outcomes = self._outcomes, []
+        frees, self._frees = self._frees, False
         if batch:
             try:
                 await self.store.complete_attempts(batch, now=time.time())
@@ -382,11 +418,15 @@ class DeliveryWorker:
                 # Written once the store is back, unless their leases end first: then they go
                 # out again (at least once), and recording them later changes nothing.
                 self._outcomes[:0] = batch
+                self._frees = self._frees or frees
                 self._have_outcomes.set()
                 return False
             except Exception:
                 # Not lost: the deliveries keep their lease and go out again when it ends.
                 log.exception("webhook.record_failed", count=len(batch))
+            else:
+                if frees:
+                    self.wake()
         return True
 
 
