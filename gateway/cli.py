@@ -25,7 +25,7 @@ from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.plugins import PluginError, PluginHost
 from gateway.scaffold import ScaffoldError, new_backend
-from gateway.server import EdgeSite, reserve_descriptors
+from gateway.server import EdgeSite, reserve_descriptors, settle_heap
 from gateway.settings import (
     ConfigError,
     Settings,
@@ -306,6 +306,7 @@ async def _run(
             sandbox_run.print_sandbox_banner(base, demo_key)
         if parent is not None:
             stack.enter_context(_stop_when_orphaned(parent, stop))
+        settle_heap()
         await stop.wait()
 
 

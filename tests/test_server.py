@@ -5,6 +5,7 @@ a refused request never reaches the log."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import resource
@@ -25,7 +26,8 @@ from aiohttp.test_utils import unused_port
 from gateway.app import create_app
 from gateway.problems import PROBLEM_CONTENT_TYPE
 from gateway.redaction import REDACTED
-from gateway.server import FD_RESERVE, EdgeSite, track_requests
+from gateway.server import FD_RESERVE, EdgeSite, settle_heap, track_requests
+from gateway.server.heap import YOUNG_THRESHOLD
 from gateway.settings import ServerSettings, load_settings
 from gateway.state import CALLBACKS
 from gateway.testing import ContractCheck, problem_validator
@@ -449,3 +451,17 @@ def test_library_log_records_lose_credentials_by_shape(logs: LogLines) -> None:
     assert first == f"line b'Authorization: {REDACTED}\\x01\\r\\n' refused"
     assert second == f"headers {{'authorization': '{REDACTED}'}} from peer"
     assert third == f"sent bearer {REDACTED} and {REDACTED}"
+
+
+def test_a_started_server_sets_the_collector_for_serving() -> None:
+    """`settle_heap` (what `gateway serve` calls once it listens) freezes the heap as started out
+    of the collector's reach and collects the young generation every 20k allocations, not 700."""
+    saved = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, saved[1], saved[2])
+        assert YOUNG_THRESHOLD >= 10_000
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)

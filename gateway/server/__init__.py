@@ -12,7 +12,15 @@ the gateway, not the client, is the one working (an upstream call, say).
 from __future__ import annotations
 
 from gateway.server.connection import EdgeHandler, track_requests
+from gateway.server.heap import settle_heap
 from gateway.server.limits import FD_RESERVE, reserve_descriptors
 from gateway.server.site import EdgeSite
 
-__all__ = ["FD_RESERVE", "EdgeHandler", "EdgeSite", "reserve_descriptors", "track_requests"]
+__all__ = [
+    "FD_RESERVE",
+    "EdgeHandler",
+    "EdgeSite",
+    "reserve_descriptors",
+    "settle_heap",
+    "track_requests",
+]
