@@ -21,7 +21,7 @@ from gateway.dispatch import wire_dispatch
 from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
 from gateway.logs import SECRETS, add_processor, remove_processor
 from gateway.metrics import Metrics
-from gateway.middleware import MB, MIDDLEWARES, wire_edge
+from gateway.middleware import MB
 from gateway.owners import Owners
 from gateway.payloads import SubscriptionDisabledData
 from gateway.plugins import PluginHost
@@ -99,11 +99,8 @@ def create_app(
     configs = structure_backend_configs(settings, plugins.config_types)
 
     app = web.Application(
-        middlewares=(
-            MIDDLEWARES
-            if telemetry is None
-            else (server_middleware(telemetry, store), *MIDDLEWARES)  # outermost
-        ),
+        # The edge wraps each route (gateway.middleware.at_edge): no middleware, unless tracing.
+        middlewares=() if telemetry is None else (server_middleware(telemetry, store),),
         client_max_size=settings.server.max_upload_mb * MB,
     )
     app[SETTINGS] = settings
@@ -130,7 +127,6 @@ def create_app(
     app.cleanup_ctx.append(_webhooks)
     app.cleanup_ctx.append(_recoveries)
     add_routes(app, app[CONTRACT])
-    wire_edge(app)
     wire_dispatch(app)
     return app
 

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway import dispatch, handlers
 from gateway.contract import Contract
+from gateway.middleware import UNMATCHED, at_edge, edge_of, unmatched
 from gateway.webhooks import api as webhooks, recovery_api as recovery
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -58,15 +59,19 @@ def route_table(contract: Contract) -> Mapping[str, Handler]:
 
 
 def add_routes(app: web.Application, contract: Contract) -> None:
-    """Register a route per contract operation, named by its operationId."""
+    """Register a route per contract operation, named by its operationId, each behind the edge;
+    then the `UNMATCHED` route, for any other path or method. Call when the app's state is set."""
     table = route_table(contract)
     missing = set(contract.operations) - set(table)
     if missing:
         raise RuntimeError(f"operations without a handler: {', '.join(sorted(missing))}")
+    edge = edge_of(app)
     for operation in contract.operations.values():
         app.router.add_route(
             operation.method,
             operation.route_path,
-            table[operation.operation_id],
+            at_edge(edge, operation, table[operation.operation_id]),
             name=operation.operation_id,
         )
+    # Last: aiohttp's router tries it only when nothing else has the path and method.
+    app.router.add_route("*", "/{path:.*}", at_edge(edge, None, unmatched), name=UNMATCHED)

@@ -127,7 +127,7 @@ class EdgeHandler(web.RequestHandler, RequestTracker):
             self._deadline = self._clock.time() + self._settings.body_idle_timeout
         super().resume_reading(resume_parser)
 
-    # -- told by the app's middleware (gateway_middleware, or track_requests) ----------------------
+    # -- told by the app's edge (gateway.middleware.at_edge, or track_requests) --------------------
 
     def request_started(self, payload: StreamReader) -> None:
         """The request's headers are parsed and its handler runs."""

@@ -6,6 +6,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from gateway.middleware import UNMATCHED
 from gateway.state import OPERATION, REQUEST_ID, TENANT
 from gateway.store import Store
 from gateway.telemetry.propagation import PROPAGATOR
@@ -22,7 +23,9 @@ def server_middleware(telemetry: Telemetry, store: Store) -> Middleware:
     @web.middleware
     async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route
-        template = route.resource.canonical if route.resource is not None else None
+        # No template for a path no operation has (the catch-all UNMATCHED route's is none).
+        resource = route.resource if route.name != UNMATCHED else None
+        template = resource.canonical if resource is not None else None
         attributes: dict[str, str | int] = {
             "http.request.method": request.method,
             "url.path": request.path,
