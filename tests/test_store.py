@@ -736,8 +736,16 @@ async def test_sqlite_looks_a_resource_up_on_the_loops_thread_and_hops_only_when
         await store.close()
 
 
+class _BusyCursor(sqlite3.Cursor):
+    """A cursor SQLite cannot answer on at once, as while it recovers a WAL file."""
+
+    def execute(self, *_: Any) -> sqlite3.Cursor:
+        raise sqlite3.OperationalError("database is locked")
+
+
 class _BusyConnection(sqlite3.Connection):
-    """A connection SQLite cannot answer on at once, as while it recovers a WAL file."""
+    def cursor(self, *_: Any) -> sqlite3.Cursor:
+        return super().cursor(_BusyCursor)
 
     def execute(self, *_: Any) -> sqlite3.Cursor:
         raise sqlite3.OperationalError("database is locked")

@@ -120,7 +120,7 @@ class SQLiteStore(SQLStore):
         if self._prober is None:
             raise RuntimeError("the store is not open")
         try:
-            return self._prober.conn.execute(query, args).fetchall()
+            return self._prober.fetch(query, args)
         except sqlite3.OperationalError:
             return await self._read(lambda db: db.rows(query, args))
 
@@ -308,6 +308,9 @@ class SQLiteDb(Db):
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        # `fetch`'s: it runs each statement to its end (which resets it) before the next, and
+        # a cursor made per statement costs 1.3 k instructions more (callgrind).
+        self._cursor = conn.cursor()
         self._unfiltered: set[str] = set()  # tenants without an enabled filtered subscription
         self._held: float | Unknown | None = UNKNOWN  # the latest held_until of any
         self._ordered: bool | Unknown = UNKNOWN  # a subscription orders, or a delivery is keyed
@@ -358,8 +361,12 @@ class SQLiteDb(Db):
         where = (f" AND {HELD}" if held else "") + (f" AND {HEAD}" if self._ordered else "")
         return where, (now,) if held else ()
 
+    def fetch(self, query: str, args: Sequence[object] = ()) -> list[Row]:
+        """The rows of `query`, here and now."""
+        return self._cursor.execute(query, args).fetchall()
+
     async def rows(self, query: str, args: Sequence[object] = ()) -> Sequence[Row]:
-        return self.conn.execute(query, args).fetchall()
+        return self.fetch(query, args)
 
     async def row(self, query: str, args: Sequence[object] = ()) -> Row | None:
         return self.conn.execute(query, args).fetchone()
