@@ -117,6 +117,8 @@ class ResourceBook:
         """The records of `kind` under each of `parent_ids` (every one a key, oldest first), in
         one read however many parents there are."""
         found: dict[str, list[ResourceRecord]] = {parent: [] for parent in parent_ids}
+        if not found:  # a listing of nothing (a product without configurations): no read
+            return found
         records = await self._store.list_resources(self._tenant, kind, tuple(found))
         for record in records:
             if record.parent_id is not None:

@@ -28,7 +28,7 @@ from gateway.store import (
 )
 from gateway.store.logic import FEW_CHILDREN
 from gateway.store.opening import open_store
-from gateway.store.sqlite import SQLiteStore, migrations
+from gateway.store.sqlite import SQLiteDb, SQLiteStore, migrations
 from tests.conftest import eventually
 from tests.pg import running_server
 
@@ -734,6 +734,45 @@ async def test_sqlite_looks_a_resource_up_on_the_loops_thread_and_hops_only_when
         assert threads == ["reader"]
     finally:
         await store.close()
+
+
+class _BusyCursor(sqlite3.Cursor):
+    """A cursor SQLite cannot answer on at once, as while it recovers a WAL file."""
+
+    def execute(self, *_: Any) -> sqlite3.Cursor:
+        raise sqlite3.OperationalError("database is locked")
+
+
+class _BusyConnection(sqlite3.Connection):
+    def cursor(self, *_: Any) -> sqlite3.Cursor:
+        return super().cursor(_BusyCursor)
+
+    def execute(self, *_: Any) -> sqlite3.Cursor:
+        raise sqlite3.OperationalError("database is locked")
+
+
+async def test_sqlite_reads_a_parents_children_in_a_reader_when_busy_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    """The children lookup (a statement on the loop's thread, without an operation) takes the
+    reader thread's hop when SQLite cannot answer at once there, and lists the same children."""
+    store = SQLiteStore(tmp_path / "gateway.db")
+    await store.open()
+    prober = store._prober
+    assert prober is not None
+    try:
+        for n in range(2):
+            await store.claim_resource(
+                "configuration", f"c{n}", tenant="t1", backend="acme", parent_id="p1"
+            )
+        threads = _reader_hops(store)
+        store._prober = SQLiteDb(sqlite3.connect(tmp_path / "gateway.db", factory=_BusyConnection))
+        listed = await store.list_resources("t1", "configuration", ["p1"])
+        assert [r.id for r in listed] == ["c0", "c1"]
+        assert threads == ["reader"]
+    finally:
+        await store.close()
+        prober.conn.close()
 
 
 async def test_a_filter_made_after_a_tenants_events_applies_to_its_next_one(

@@ -10,9 +10,10 @@ across processes on one PostgreSQL database is asked of the dialect where it hap
 from __future__ import annotations
 
 import abc
+import functools
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 
@@ -68,6 +69,8 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
     # Evaluates subscriptions' filters; the app sets one that counts failures in its metrics.
     filters: FilterCheck = Filters()
     writes_in_order = False
+    # The store's SQL dialect, whose text and arguments a query may take before it runs.
+    dialect: ClassVar[type[Db]]
 
     @abc.abstractmethod
     async def _read(self, op: Op[T]) -> T:
@@ -83,6 +86,11 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
         by a unique key, or `FEW_CHILDREN` under a parent), whatever the store's size; a store
         may run it where a longer read would not be allowed to run."""
         return await self._read(op)
+
+    async def _lookup_rows(self, query: str, args: Sequence[object]) -> Sequence[Row]:
+        """The rows of `query`, one statement that is a lookup (`_lookup`); a store may spare it
+        an operation's plumbing."""
+        return await self._lookup(lambda db: db.rows(query, args))
 
     async def schema_version(self) -> int:
         version = await self._read(
@@ -177,38 +185,20 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
     ) -> Sequence[ResourceRecord]:
         if not parent_ids:
             return []
-
-        def read(limit: int | None) -> Op[list[ResourceRecord]]:
-            async def op(db: Db) -> list[ResourceRecord]:
-                among, args = db.any_of("parent_id", parent_ids)
-                matching = (
-                    f"SELECT {rows.RESOURCE} FROM resources"
-                    f" WHERE {among} AND kind = ? AND tenant = ?"
-                )
-                if limit is not None:
-                    # The index range stops there, and the few are sorted here: SQLite's sorter
-                    # costs more than the whole lookup (26 k instructions of 47 k, with no row).
-                    # Python compares text by code point, as BINARY and "C" do UTF-8's bytes.
-                    few = await db.rows(f"{matching} LIMIT {limit}", (*args, kind, tenant))
-                    records = [rows.resource(row) for row in few]
-                    records.sort(key=_creation_order)
-                    return records
-                found = await db.rows(
-                    f"{matching} ORDER BY created_at{db.binary}, id{db.binary}",
-                    (*args, kind, tenant),
-                )
-                return [rows.resource(row) for row in found]
-
-            return op
-
+        args = (*self.dialect.any_of_args(parent_ids), kind, tenant)
         # A parent's children are a few rows as a rule: read as a lookup (on SQLite, on the
         # loop's thread, sparing the reader thread's hop), bounded so that a parent with many
         # children never holds the loop; those are read again, in full, as any listing is.
         if len(parent_ids) <= FEW_CHILDREN:
-            few = await self._lookup(read(FEW_CHILDREN + 1))
-            if len(few) <= FEW_CHILDREN:
-                return few
-        return await self._read(read(None))
+            query = _children(self.dialect, len(parent_ids), FEW_CHILDREN + 1)
+            found = await self._lookup_rows(query, args)
+            if len(found) <= FEW_CHILDREN:
+                # The index range stops at the limit, and the few are sorted here: SQLite's
+                # sorter costs more than the whole lookup (26 k instructions of 47 k, with no
+                # row). Python compares text by code point, as BINARY and "C" do UTF-8's bytes.
+                return sorted([rows.resource(row) for row in found], key=_creation_order)
+        query = _children(self.dialect, len(parent_ids), None)
+        return [rows.resource(row) for row in await self._read(lambda db: db.rows(query, args))]
 
     # -- idempotency keys -----------------------------------------------------------------------
 
@@ -536,6 +526,17 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
             )
         )
         return int(count or 0)
+
+
+@functools.lru_cache(maxsize=4 * FEW_CHILDREN)
+def _children(dialect: type[Db], parents: int, limit: int | None) -> str:
+    """`list_resources`' query, built once per shape (every proxied listing reads children):
+    the same str every time, whose hash sqlite3's statement cache and `sql.numbered` keep."""
+    among = dialect.any_of_text("parent_id", parents)
+    query = f"SELECT {rows.RESOURCE} FROM resources WHERE {among} AND kind = ? AND tenant = ?"
+    if limit is None:
+        return f"{query} ORDER BY created_at{dialect.binary}, id{dialect.binary}"
+    return f"{query} LIMIT {limit}"
 
 
 def _creation_order(record: ResourceRecord) -> tuple[str, str]:

@@ -348,8 +348,13 @@ class PostgresDb(Db):
     async def many(self, query: str, args: Iterable[Sequence[object]]) -> None:
         await self.conn.executemany(sql.numbered(query), args)
 
-    def any_of(self, column: str, values: Sequence[str]) -> tuple[str, Sequence[object]]:
-        return f"{column} = ANY(?::text[])", [list(values)]
+    @staticmethod
+    def any_of_text(column: str, count: int) -> str:
+        return f"{column} = ANY(?::text[])"
+
+    @staticmethod
+    def any_of_args(values: Sequence[str]) -> Sequence[object]:
+        return [list(values)]
 
     async def attempts_of(self, delivery_ids: Sequence[str]) -> Sequence[Row]:
         # Without statistics `delivery_id = ANY(a page of ids)` is estimated at a quarter of the
@@ -508,3 +513,6 @@ class PostgresDb(Db):
             list(claim.busy),
             list(claim.busy.values()),
         )
+
+
+PostgresStore.dialect = PostgresDb  # the dialect is defined after the store

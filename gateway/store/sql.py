@@ -113,9 +113,20 @@ class Db(abc.ABC):
         """The text of top-level `key` of the JSON in `column`, spelt as the expression indexes
         on it are (`key` is a constant of the caller's, never input)."""
 
-    @abc.abstractmethod
     def any_of(self, column: str, values: Sequence[str]) -> tuple[str, Sequence[object]]:
         """A condition that `column` is one of `values` (not empty), and its arguments."""
+        return self.any_of_text(column, len(values)), self.any_of_args(values)
+
+    @staticmethod
+    @abc.abstractmethod
+    def any_of_text(column: str, count: int) -> str:
+        """`any_of`'s condition for `count` values: the same for any values, so a caller may
+        keep it (`any_of_args` are its arguments). Of the dialect, not of a connection."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def any_of_args(values: Sequence[str]) -> Sequence[object]:
+        """`any_of`'s arguments for `values`, in place of its condition's placeholders."""
 
     # -- the dialect's own steps ------------------------------------------------------------------
 
