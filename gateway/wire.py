@@ -7,7 +7,7 @@ import email.utils
 import time
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -59,7 +59,8 @@ def _make_converter() -> cattrs.Converter:
     def attrs_tuple_factory(type_: Any) -> Any:
         # `tuple[Value, ...]`: a list, each item by its class's function, found once.
         item = converter.get_unstructure_hook(typing.get_args(type_)[0])
-        return lambda values: list(map(item, values))
+        # An empty one (a configuration's images, mostly) is not worth a map and its iteration.
+        return lambda values: list(map(item, values)) if values else []
 
     converter.register_unstructure_hook_factory(_attrs_tuple, attrs_tuple_factory)
     return converter
@@ -88,10 +89,23 @@ def _plain_union(type_: Any) -> bool:
 _converter = _make_converter()
 
 
+class _Hooks(dict[type, Callable[[Any], Any]]):
+    """Each class's unstructure function, asked of the converter once: its dispatch on every
+    value (several lookups through its strategies) cost as much as a small value's function."""
+
+    def __missing__(self, cls: type) -> Callable[[Any], Any]:
+        hook: Callable[[Any], Any] = _converter.get_unstructure_hook(cls)
+        self[cls] = hook
+        return hook
+
+
+_hooks = _Hooks()
+
+
 def unstructure(value: Any) -> Any:
     """Plain data of `value` as `dumps` writes it (attrs values as dicts with camelCase keys),
     for what is kept as JSON before it is sent: an event's `data`."""
-    return _converter.unstructure(value)
+    return _hooks[value.__class__](value)
 
 
 def structure(data: Any, cls: type[T]) -> T:
@@ -114,7 +128,7 @@ def dumps(value: Any) -> bytes:
 
     orjson encodes dicts and lists itself and asks the converter only for what it does not know.
     """
-    return orjson.dumps(value, default=_converter.unstructure)
+    return orjson.dumps(value, default=unstructure)
 
 
 # Longer asks are read as this (a year): callers cap lower still, and no date or digit string

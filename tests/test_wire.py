@@ -32,3 +32,18 @@ def test_values_are_written_in_camel_case_with_nulls_and_omissions() -> None:
     }
     assert unstructure(attrs.evolve(page, next_cursor="c"))["nextCursor"] == "c"
     assert orjson.loads(wire.dumps({"page": page})) == unstructure({"page": page})
+
+
+def test_empty_tuples_and_values_inside_plain_data_are_written_alike() -> None:
+    """An empty tuple of values is an empty array (a list in plain data, as a full one is); values
+    inside lists and dicts are written by their class's function, the same on every call."""
+    empty = Page(0, ())
+    assert unstructure(empty) == {"pageSize": 0, "items": []}
+    assert type(unstructure(Page(1, (Item(None, 1),)))["items"]) is list
+    mixed = [empty, {"item": Item("b", 3)}, Item(None, 4)]
+    for _ in range(2):  # the second time through the functions already found
+        assert orjson.loads(wire.dumps(mixed)) == [
+            {"pageSize": 0, "items": []},
+            {"item": {"fileName": "b", "size": 3}},
+            {"fileName": None, "size": 4},
+        ]
