@@ -73,5 +73,7 @@ def add_routes(app: web.Application, contract: Contract) -> None:
             at_edge(edge, operation, table[operation.operation_id]),
             name=operation.operation_id,
         )
-    # Last: aiohttp's router tries it only when nothing else has the path and method.
-    app.router.add_route("*", "/{path:.*}", at_edge(edge, None, unmatched), name=UNMATCHED)
+    # Last: aiohttp's router tries it only when nothing else has the path and method. Any
+    # character: a decoded path may hold a line break, which `.` does not match.
+    anything = r"/{path:[\s\S]*}"
+    app.router.add_route("*", anything, at_edge(edge, None, unmatched), name=UNMATCHED)

@@ -149,6 +149,13 @@ async def test_unknown_route_and_method_are_problems(gateway: Gateway) -> None:
     assert "GET" in response.headers["Allow"]
 
 
+async def test_an_unknown_path_with_a_line_break_is_a_problem(gateway: Gateway) -> None:
+    """A path no route has is a 404 problem whatever it decodes to, a line break (%0A) or a tab
+    included: the catch-all route matches any character, not only those `.` matches."""
+    for path in ("/v1/nothing%0Ahere", "/callbacks/acme/tenant-a/%0A", "/v1/%09"):
+        await problem(await gateway.client.post(path, headers=gateway.auth()), 404)
+
+
 async def test_request_id_is_kept_echoed_and_sent_upstream(
     gateway: Gateway, logs: LogLines
 ) -> None:
