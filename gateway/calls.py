@@ -106,7 +106,11 @@ class ResourceBook:
 
     async def children(self, kind: str, parent_id: str) -> list[ResourceRecord]:
         """The records of `kind` under `parent_id`, oldest first."""
-        found = list(await self._store.list_resources(self._tenant, kind, (parent_id,)))
+        # Remembered by the store, when it can (no coroutine to run), else read.
+        parents = (parent_id,)
+        found = self._store.known_resources(self._tenant, kind, parents)
+        if found is None:
+            found = list(await self._store.list_resources(self._tenant, kind, parents))
         if (traced := telemetry_current()) is not None:
             await traced.read(found)
         return found
@@ -119,7 +123,10 @@ class ResourceBook:
         found: dict[str, list[ResourceRecord]] = {parent: [] for parent in parent_ids}
         if not found:  # a listing of nothing (a product without configurations): no read
             return found
-        records = await self._store.list_resources(self._tenant, kind, tuple(found))
+        parents = tuple(found)
+        records = self._store.known_resources(self._tenant, kind, parents)
+        if records is None:
+            records = list(await self._store.list_resources(self._tenant, kind, parents))
         for record in records:
             if record.parent_id is not None:
                 found[record.parent_id].append(record)

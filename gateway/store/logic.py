@@ -181,6 +181,11 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
 
         return await self._write(op)
 
+    def known_resources(
+        self, tenant: str, kind: str, parent_ids: Sequence[str]
+    ) -> list[ResourceRecord] | None:
+        return None  # replicas write too: only the database knows
+
     async def list_resources(
         self, tenant: str, kind: str, parent_ids: Sequence[str]
     ) -> Sequence[ResourceRecord]:

@@ -172,6 +172,11 @@ class SQLiteStore(SQLStore):
 
     # -- resources: a parent's children remembered (`gateway.store.children`) ------------------
 
+    def known_resources(
+        self, tenant: str, kind: str, parent_ids: Sequence[str]
+    ) -> list[ResourceRecord] | None:
+        return self._children.get(tenant, kind, parent_ids)
+
     async def list_resources(
         self, tenant: str, kind: str, parent_ids: Sequence[str]
     ) -> Sequence[ResourceRecord]:
