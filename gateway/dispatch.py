@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from aiohttp import web
@@ -52,6 +52,18 @@ from gateway.values import Reply
 MAX_CALLBACK_BYTES = 1024 * 1024
 
 
+class Capabilities:
+    """Whether a backend serves an operation (`PluginHost.serves`), asked on every call: read
+    once from the installed backends' `capabilities`, and compiled here."""
+
+    def __init__(self, backends: Mapping[str, frozenset[str]]) -> None:
+        self._backends: Final = dict(backends)
+
+    def __call__(self, backend: str, operation_id: str) -> bool:
+        found = self._backends.get(backend)
+        return found is not None and operation_id in found
+
+
 @attrs.frozen
 class Wiring:
     """What dispatch reads of the app for every call, looked up once when the app is built:
@@ -65,6 +77,7 @@ class Wiring:
     backends: Mapping[str, Backend[Any]]  # filled as the app starts
     upstreams: Mapping[str, UpstreamClient]  # the same
     idempotency: IdempotencySettings
+    serves: Capabilities
 
 
 WIRING = web.AppKey("dispatch_wiring", Wiring)
@@ -84,6 +97,9 @@ def wire_dispatch(app: web.Application) -> None:
         backends=backends,
         upstreams=upstreams,
         idempotency=settings.idempotency,
+        serves=Capabilities(
+            {name: backend.capabilities for name, backend in app[PLUGINS].backends.items()}
+        ),
     )
 
 
@@ -204,7 +220,7 @@ async def operate(request: web.Request) -> web.StreamResponse:
     backend = choose_backend(
         tenant,
         operation.operation_id,
-        serves=wiring.plugins.serves,
+        serves=wiring.serves,
         owner=owner,
         requested=body_backend or checked.query.get("backend"),
         requested_at="/backend" if body_backend else "backend",

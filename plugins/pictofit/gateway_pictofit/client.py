@@ -21,9 +21,10 @@ import orjson
 
 from gateway.plugin_api import BoundUpstream, TtlCache, UpstreamServerError
 from gateway_pictofit import NAME
+from gateway_pictofit.auth import Auth
 from gateway_pictofit.config import PictofitConfig
 
-__all__ = ["JSON", "Kind", "PictofitClient", "TypeCache", "TypeEntry"]
+__all__ = ["JSON", "Kind", "PictofitClient", "TypeCache", "TypeEntry", "open_client"]
 
 JSON = dict[str, Any]
 TypeEntry = tuple[Any, str]  # (id as the service gives it, name)
@@ -174,3 +175,12 @@ class PictofitClient:
         """Stream a result file (from wherever the service keeps it: the tenant's credential goes
         only to the service's own origin, see `auth`)."""
         return self.upstream.stream("GET", url, operation="getResult")
+
+
+async def open_client(
+    auth: Auth, types: TypeCache, tenant: str, config: PictofitConfig, upstream: BoundUpstream
+) -> PictofitClient:
+    """The tenant's client for one call, its token fetched first if one is due."""
+    if config.token is not None:  # an API key needs nothing fetched: no coroutine to await
+        await auth.prepare(tenant, config, upstream)
+    return PictofitClient(upstream, config, types)
