@@ -7,7 +7,6 @@ Made on every request, so compiled (gateway.compiled); plugins import them throu
 
 from __future__ import annotations
 
-import functools
 import re
 import string
 import urllib.parse
@@ -143,11 +142,19 @@ def path_template(path: str) -> PathTemplate:
 
 # What `quote(text, safe="")` leaves as it is: ids usually are only this, and need no quoting.
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+_QUOTED: dict[str, str] = {}  # text -> itself quoted: a listing's links name the same few ids
+_QUOTED_MAX = 4096
 
 
-@functools.lru_cache(maxsize=4096)  # a listing's links name the same few ids on every call
 def _quote(text: str) -> str:
-    return text if _UNRESERVED.fullmatch(text) else urllib.parse.quote(text, safe="")
+    # A dict of its own rather than functools.lru_cache: a compiled lookup, not a Python call.
+    quoted = _QUOTED.get(text)
+    if quoted is None:
+        quoted = text if _UNRESERVED.fullmatch(text) else urllib.parse.quote(text, safe="")
+        if len(_QUOTED) >= _QUOTED_MAX:
+            _QUOTED.clear()
+        _QUOTED[text] = quoted
+    return quoted
 
 
 class UrlTemplate:

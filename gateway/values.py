@@ -86,7 +86,7 @@ def _environment_variable(name: str) -> str | None:
     """
     environ: Any = os.environ  # typeshed has its keys as str: they are bytes in the table
     table = getattr(environ, "_data", None)
-    if table is None:
+    if not isinstance(table, dict):
         return os.environ.get(name)
     known = _ENVIRONMENT_READ.get(name)
     key = known[0] if known is not None else environ.encodekey(name)

@@ -54,9 +54,15 @@ class PictofitClient:
         self.config = config
         self.assumptions = config.assumptions
         self._types_cache = types
+        self._base_url = config.base_url
+
+    def url(self, path: str) -> str:
+        """The service's URL of `path`: `base_url` read once a call (the config's class is
+        interpreted, its attributes a lookup each)."""
+        return self._base_url + path
 
     async def _get_json(self, path: str, operation: str) -> tuple[int, Any]:
-        answer = await self.upstream.request("GET", self.config.url(path), operation=operation)
+        answer = await self.upstream.request("GET", self.url(path), operation=operation)
         try:
             return answer.status, answer.json()
         except ValueError:
@@ -98,14 +104,14 @@ class PictofitClient:
     # --- products and configurations ----------------------------------------------------------
 
     async def put_product(self, product_id: str, body: Mapping[str, Any]) -> None:
-        url = self.config.url(f"/products/{product_id}")
+        url = self.url(f"/products/{product_id}")
         await self.upstream.request("PUT", url, operation="putProduct", json=body)
 
     async def put_configuration(
         self, configuration_id: str, body: Mapping[str, Any]
     ) -> JSON | None:
         """The configuration as answered, or None when the answer is not one (undocumented)."""
-        url = self.config.url(f"/configurations/{configuration_id}")
+        url = self.url(f"/configurations/{configuration_id}")
         answer = await self.upstream.request("PUT", url, operation="putConfiguration", json=body)
         return _object_or_none(answer.body)
 
@@ -122,7 +128,7 @@ class PictofitClient:
         """Flag for processing; the configuration as answered, or None (the doc shows none)."""
         path = f"/configurations/{configuration_id}/ready"
         answer = await self.upstream.request(
-            "POST", self.config.url(path), operation="postReady", data=b""
+            "POST", self.url(path), operation="postReady", data=b""
         )
         return _object_or_none(answer.body)
 
@@ -153,7 +159,7 @@ class PictofitClient:
 
         try:
             await self.upstream.request(
-                "POST", self.config.url("/files"), operation="postFile", data=form, idempotent=True
+                "POST", self.url("/files"), operation="postFile", data=form, idempotent=True
             )
         finally:
             for handle in handles:
@@ -165,9 +171,7 @@ class PictofitClient:
         customer = quote(self.config.customer_id, safe="")
         path = f"/customers/{customer}/callbacks/{quote(str(type_id), safe='')}"
         body = {"url": url, "authorizationHeaderValue": authorization}
-        await self.upstream.request(
-            "PUT", self.config.url(path), operation="putCallback", json=body
-        )
+        await self.upstream.request("PUT", self.url(path), operation="putCallback", json=body)
 
     # --- results ------------------------------------------------------------------------------
 

@@ -143,9 +143,6 @@ class PictofitConfig:
         if (self.api_key is None) == (self.token is None):
             raise ValueError("set exactly one of api_key and token")
 
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
     def known_secrets(self) -> frozenset[str]:
         """Values to redact wherever they could appear, besides the credential in use."""
         if self.callback_secret is None and self.token is None:
