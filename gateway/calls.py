@@ -7,6 +7,9 @@ Made on every request, so compiled (gateway.compiled); plugins import them throu
 
 from __future__ import annotations
 
+import re
+import string
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -106,7 +109,11 @@ class ResourceBook:
 
     async def children(self, kind: str, parent_id: str) -> list[ResourceRecord]:
         """The records of `kind` under `parent_id`, oldest first."""
-        found = list(await self._store.list_resources(self._tenant, kind, (parent_id,)))
+        # Remembered by the store, when it can (no coroutine to run), else read.
+        parents = (parent_id,)
+        found = self._store.known_resources(self._tenant, kind, parents)
+        if found is None:
+            found = list(await self._store.list_resources(self._tenant, kind, parents))
         if (traced := telemetry_current()) is not None:
             await traced.read(found)
         return found
@@ -119,13 +126,60 @@ class ResourceBook:
         found: dict[str, list[ResourceRecord]] = {parent: [] for parent in parent_ids}
         if not found:  # a listing of nothing (a product without configurations): no read
             return found
-        records = await self._store.list_resources(self._tenant, kind, tuple(found))
+        parents = tuple(found)
+        records = self._store.known_resources(self._tenant, kind, parents)
+        if records is None:
+            records = list(await self._store.list_resources(self._tenant, kind, parents))
         for record in records:
             if record.parent_id is not None:
                 found[record.parent_id].append(record)
         if (traced := telemetry_current()) is not None:
             await traced.read(records)
         return found
+
+
+PathTemplate = tuple[tuple[str, str], ...]
+"""A path as (text, the parameter after it or "") pairs: filled in without parsing it again
+(`str.format_map` parses its template on every call: most of what a URL cost)."""
+
+
+def path_template(path: str) -> PathTemplate:
+    return tuple((text, name or "") for text, name, _, _ in string.Formatter().parse(path))
+
+
+# What `quote(text, safe="")` leaves as it is: ids usually are only this, and need no quoting.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+_QUOTED: dict[str, str] = {}  # text -> itself quoted: a listing's links name the same few ids
+_QUOTED_MAX = 4096
+
+
+def _quote(text: str) -> str:
+    # A dict of its own rather than functools.lru_cache: a compiled lookup, not a Python call.
+    quoted = _QUOTED.get(text)
+    if quoted is None:
+        quoted = text if _UNRESERVED.fullmatch(text) else urllib.parse.quote(text, safe="")
+        if len(_QUOTED) >= _QUOTED_MAX:
+            _QUOTED.clear()
+        _QUOTED[text] = quoted
+    return quoted
+
+
+class UrlTemplate:
+    """The absolute URL of one of the gateway's own routes, its origin already resolved:
+    `GatewayServices.url_template`, made once for the many links of one answer."""
+
+    def __init__(self, origin: str, path: PathTemplate) -> None:
+        self._origin: Final = origin
+        self._path: Final = path
+
+    def fill(self, path: Mapping[str, Any]) -> str:
+        """The URL with `path`'s parameters (by name, as in the contract) quoted into it."""
+        parts = [self._origin]
+        for literal, name in self._path:
+            parts.append(literal)
+            if name:
+                parts.append(_quote(str(path[name])))
+        return "".join(parts)
 
 
 class GatewayServices:
@@ -140,14 +194,14 @@ class GatewayServices:
         *,
         resources: ResourceBook,
         publish: Callable[[Event], Awaitable[bool]],
-        url_for: Callable[..., str],
+        url_template: Callable[[str], UrlTemplate],
         start_stream: Callable[..., Awaitable[web.StreamResponse]],
         tenant: str,
         backend: str,
     ) -> None:
         self.resources = resources
         self._publish = publish
-        self._url_for = url_for
+        self._url_template = url_template
         self._start_stream = start_stream
         self._tenant = tenant
         self._backend = backend
@@ -173,7 +227,12 @@ class GatewayServices:
 
     def url_for(self, operation_id: str, /, **path: str) -> str:
         """The absolute URL of one of the gateway's own routes, e.g. `downloadResult`."""
-        return self._url_for(operation_id, **path)
+        return self._url_template(operation_id).fill(path)
+
+    def url_template(self, operation_id: str, /) -> UrlTemplate:
+        """The same URLs, for `fill`ing one by one: the route and origin looked up once for the
+        many links of one answer (`url_for` looks them up again for each)."""
+        return self._url_template(operation_id)
 
     async def start_stream(
         self,

@@ -7,18 +7,22 @@ build the call, let the plugin do its work, encode its reply. Errors propagate t
 from __future__ import annotations
 
 import functools
-import re
-import string
-import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from aiohttp import web
 
 from gateway import idempotency, problems, wire
 from gateway.backend import Backend, CallbackCall
-from gateway.calls import GatewayServices, OperationCall, ResourceBook
+from gateway.calls import (
+    GatewayServices,
+    OperationCall,
+    PathTemplate,
+    ResourceBook,
+    UrlTemplate,
+    path_template,
+)
 from gateway.contract import Operation
 from gateway.middleware import REQUEST_ID_HEADER
 from gateway.owners import Owners
@@ -48,6 +52,18 @@ from gateway.values import Reply
 MAX_CALLBACK_BYTES = 1024 * 1024
 
 
+class Capabilities:
+    """Whether a backend serves an operation (`PluginHost.serves`), asked on every call: read
+    once from the installed backends' `capabilities`, and compiled here."""
+
+    def __init__(self, backends: Mapping[str, frozenset[str]]) -> None:
+        self._backends: Final = dict(backends)
+
+    def __call__(self, backend: str, operation_id: str) -> bool:
+        found = self._backends.get(backend)
+        return found is not None and operation_id in found
+
+
 @attrs.frozen
 class Wiring:
     """What dispatch reads of the app for every call, looked up once when the app is built:
@@ -61,6 +77,7 @@ class Wiring:
     backends: Mapping[str, Backend[Any]]  # filled as the app starts
     upstreams: Mapping[str, UpstreamClient]  # the same
     idempotency: IdempotencySettings
+    serves: Capabilities
 
 
 WIRING = web.AppKey("dispatch_wiring", Wiring)
@@ -73,47 +90,26 @@ def wire_dispatch(app: web.Application) -> None:
     upstreams = app[UPSTREAMS]
     app[WIRING] = Wiring(
         public_url=(settings.server.public_url or "").rstrip("/") or None,
-        paths={
-            op.operation_id: _path_template(op.path) for op in app[CONTRACT].operations.values()
-        },
+        paths={op.operation_id: path_template(op.path) for op in app[CONTRACT].operations.values()},
         store=app[STORE],
         plugins=app[PLUGINS],
         owners=app[OWNERS],
         backends=backends,
         upstreams=upstreams,
         idempotency=settings.idempotency,
+        serves=Capabilities(
+            {name: backend.capabilities for name, backend in app[PLUGINS].backends.items()}
+        ),
     )
 
 
 def url_for(request: web.Request, operation_id: str, /, **path: str) -> str:
-    return _url_for(request.app[WIRING], request, operation_id, **path)
+    return url_template(request.app[WIRING], request, operation_id).fill(path)
 
 
-def _url_for(wiring: Wiring, request: web.Request, operation_id: str, /, **path: str) -> str:
-    parts = [wiring.public_url or f"{request.scheme}://{request.host}"]
-    for literal, name in wiring.paths[operation_id]:
-        parts.append(literal)
-        if name:
-            parts.append(_quote(str(path[name])))
-    return "".join(parts)
-
-
-PathTemplate = tuple[tuple[str, str], ...]
-"""A path as (text, the parameter after it or "") pairs: filled in without parsing it again
-(`str.format_map` parses its template on every call: most of what a URL cost)."""
-
-
-def _path_template(path: str) -> PathTemplate:
-    return tuple((text, name or "") for text, name, _, _ in string.Formatter().parse(path))
-
-
-# What `quote(text, safe="")` leaves as it is: ids usually are only this, and need no quoting.
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
-
-
-@functools.lru_cache(maxsize=4096)  # a listing's links name the same few ids on every call
-def _quote(text: str) -> str:
-    return text if _UNRESERVED.fullmatch(text) else urllib.parse.quote(text, safe="")
+def url_template(wiring: Wiring, request: web.Request, operation_id: str) -> UrlTemplate:
+    origin = wiring.public_url or f"{request.scheme}://{request.host}"
+    return UrlTemplate(origin, wiring.paths[operation_id])
 
 
 async def start_stream(
@@ -143,7 +139,7 @@ def services(
     return GatewayServices(
         resources=resources or ResourceBook(wiring.store, tenant=tenant, backend=backend),
         publish=wiring.plugins.publish_event,
-        url_for=functools.partial(_url_for, wiring, request),
+        url_template=functools.partial(url_template, wiring, request),
         start_stream=functools.partial(start_stream, request),
         tenant=tenant,
         backend=backend,
@@ -224,7 +220,7 @@ async def operate(request: web.Request) -> web.StreamResponse:
     backend = choose_backend(
         tenant,
         operation.operation_id,
-        serves=wiring.plugins.serves,
+        serves=wiring.serves,
         owner=owner,
         requested=body_backend or checked.query.get("backend"),
         requested_at="/backend" if body_backend else "backend",

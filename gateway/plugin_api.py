@@ -33,7 +33,7 @@ from gateway.backend import (
     hookimpl,
 )
 from gateway.caching import TtlCache
-from gateway.calls import GatewayServices, OperationCall, Recorded, ResourceBook
+from gateway.calls import GatewayServices, OperationCall, Recorded, ResourceBook, UrlTemplate
 from gateway.forms import Form, UploadedFile
 from gateway.problems import (
     FieldError,
@@ -139,6 +139,7 @@ __all__ = [
     "UpstreamServerError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "UrlTemplate",
     "WebhookSubscriber",
     "bad_request",
     "count_knob",

@@ -57,10 +57,10 @@ class Secret:
             return self._literal
         kind, _, where = self.ref.partition(":")
         if kind == "env":
-            try:
-                return os.environ[where]
-            except KeyError:
-                raise SecretUnavailable(self.ref, "environment variable is not set") from None
+            value = _environment_variable(where)
+            if value is None:
+                raise SecretUnavailable(self.ref, "environment variable is not set")
+            return value
         try:
             return Path(where).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
@@ -69,6 +69,36 @@ class Secret:
 
     def __repr__(self) -> str:
         return f"Secret({self.ref!r})"
+
+
+# Variable name -> (its key in os.environ's table, the value read last, that value decoded).
+_ENVIRONMENT_READ: dict[str, tuple[Any, Any, str]] = {}
+
+
+def _environment_variable(name: str) -> str | None:
+    """`os.environ.get(name)`, decoding the value only when it changed since the last read.
+
+    An env secret is read before every upstream attempt, and `os.environ[name]` is interpreted
+    code (encode the name, look up, decode the value: 6.9 k instructions). Its table (`_data`) is
+    what every change through `os.environ` or `os.environb` updates, so reading it sees a rotated
+    value at once; the value read last is kept referenced, so the same object means the same
+    value. A Python without that table reads `os.environ` itself.
+    """
+    environ: Any = os.environ  # typeshed has its keys as str: they are bytes in the table
+    table = getattr(environ, "_data", None)
+    if not isinstance(table, dict):
+        return os.environ.get(name)
+    known = _ENVIRONMENT_READ.get(name)
+    key = known[0] if known is not None else environ.encodekey(name)
+    raw = table.get(key)
+    if raw is None:
+        _ENVIRONMENT_READ.pop(name, None)
+        return None
+    if known is not None and known[1] is raw:
+        return known[2]
+    value: str = environ.decodevalue(raw)
+    _ENVIRONMENT_READ[name] = (key, raw, value)
+    return value
 
 
 @attrs.frozen

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from gateway.contract import HTTP_METHODS
+from gateway.contract import HTTP_METHODS, VALID_KEPT
 from gateway.middleware import UNMATCHED
 from gateway.plugin_api import hookimpl
 from gateway.plugins import PluginError, PluginHost
@@ -129,6 +129,22 @@ def test_every_owned_id_has_one_canonical_spelling() -> None:
     put = gateway_contract().operations["putProduct"]
     (product_id,) = put.params_in("path")
     spelt = "3F2504E0-4F89-41D3-9A0C-0305E82C3301"
+    assert product_id.check(spelt) == (spelt.lower(), [])
+
+
+def test_a_parameter_checked_again_gives_what_its_first_check_gave() -> None:
+    """A parameter remembers the raw values it found valid (ids come back): checked again, each
+    gives the value and canonical spelling its first check gave, an invalid one its errors
+    every time, and what is remembered stays bounded."""
+    put = gateway_contract().operations["putProduct"]
+    (product_id,) = put.params_in("path")
+    spelt = "3F2504E0-4F89-41D3-9A0C-0305E82C3301"
+    for _ in range(2):
+        assert product_id.check(spelt) == (spelt.lower(), [])
+        assert product_id.check("not-a-uuid")[1]
+    for _ in range(VALID_KEPT + 1):
+        assert product_id.check(str(uuid.uuid4()))[1] == []
+    assert len(product_id._valid) <= VALID_KEPT
     assert product_id.check(spelt) == (spelt.lower(), [])
 
 

@@ -4,6 +4,7 @@ log line, and `/readyz` says which check fails; it all recovers once the secret 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,27 @@ def test_a_rotated_away_file_is_an_unavailable_secret(tmp_path: Path) -> None:
         secret.reveal()
     assert str(caught.value) == f"file:{path}: cannot be read (no such file or directory)"
     assert isinstance(caught.value, LookupError)
+
+
+def test_an_env_secret_sees_every_change_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `env:` secret reads the variable as it is now, whichever way it changed: set anew,
+    written through `os.environb`, set back to a value read before, unset (`SecretUnavailable`,
+    naming the reference only), and set again."""
+    name = "TEST_ROTATING_SECRET"
+    secret = Secret(f"env:{name}")
+    monkeypatch.setenv(name, "first-value")
+    assert secret.reveal() == "first-value"
+    assert secret.reveal() == "first-value"
+    monkeypatch.setenv(name, "second-value")
+    assert secret.reveal() == "second-value"
+    monkeypatch.setitem(os.environb, name.encode(), "thïrd-välue".encode())
+    assert secret.reveal() == "thïrd-välue"
+    assert Secret(f"env:{name}").reveal() == "thïrd-välue"
+    monkeypatch.setenv(name, "first-value")
+    assert secret.reveal() == "first-value"
+    monkeypatch.delenv(name)
+    with pytest.raises(SecretUnavailable) as caught:
+        secret.reveal()
+    assert str(caught.value) == f"env:{name}: environment variable is not set"
+    monkeypatch.setenv(name, "fourth-value")
+    assert secret.reveal() == "fourth-value"

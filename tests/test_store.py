@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,36 @@ async def test_children_of_several_parents_come_in_one_read(store: Store) -> Non
     assert [(r.id, r.parent_id) for r in listed] == [("i1", "c1"), ("i2", "c2"), ("i3", "c1")]
     assert [r.id for r in await store.list_resources("t2", "image", ["c1"])] == ["i5"]
     assert await store.list_resources("t1", "image", []) == []
+
+
+async def test_a_listing_of_children_follows_every_write(store: Store) -> None:
+    """A parent's children, listed again after each kind of write of one of them (a create, new
+    attributes by put and by update, a refused create released, another tenant's attempt at the
+    same id), are what the database holds then, listed alone or among several parents."""
+
+    async def listed(tenant: str = "t1", parents: tuple[str, ...] = ("p1",)) -> list[Any]:
+        found = await store.list_resources(tenant, "configuration", parents)
+        return [(r.id, dict(r.attributes)) for r in found]
+
+    assert await listed() == []
+    await store.claim_resource("configuration", "c1", tenant="t1", backend="acme", parent_id="p1")
+    assert await listed() == [("c1", {})]
+    await store.put_resource(
+        "configuration", "c1", tenant="t1", backend="acme", parent_id="p1", attributes={"n": 1}
+    )
+    assert await listed() == [("c1", {"n": 1})]
+    await store.update_resource("configuration", "c1", {"n": 2})
+    assert await listed() == [("c1", {"n": 2})]
+    await store.claim_resource("configuration", "c2", tenant="t1", backend="acme", parent_id="p1")
+    assert await listed(parents=("p1", "p2")) == [("c1", {"n": 2}), ("c2", {})]
+    assert await store.release_resource("configuration", "c2", tenant="t1")
+    assert await listed() == [("c1", {"n": 2})]
+    assert await listed(parents=("p2", "p1")) == [("c1", {"n": 2})]
+    await store.put_resource(
+        "configuration", "c1", tenant="t2", backend="acme", parent_id="p1", attributes={"n": 3}
+    )
+    assert await listed() == [("c1", {"n": 2})]
+    assert await listed("t2") == []
 
 
 async def test_event_fans_out_to_matching_enabled_subscriptions(store: Store) -> None:
@@ -883,5 +913,80 @@ async def test_sqlite_lists_a_parents_few_children_on_the_loops_thread(tmp_path:
         listed = await store.list_resources("t1", "configuration", ["many"])
         assert [r.id for r in listed] == [f"many-{n:03}" for n in reversed(range(FEW_CHILDREN + 1))]
         assert threads == ["reader"]
+    finally:
+        await store.close()
+
+
+def _lookups(store: SQLiteStore) -> list[Sequence[object]]:
+    """A list that gets the arguments of every children lookup `store` makes from now on."""
+    made: list[Sequence[object]] = []
+    lookup = store._lookup_rows
+
+    async def counted(query: str, args: Sequence[object]) -> Sequence[Any]:
+        made.append(args)
+        return await lookup(query, args)
+
+    store._lookup_rows = counted  # type: ignore[method-assign]
+    return made
+
+
+async def test_sqlite_remembers_a_parents_children_until_one_is_written(tmp_path: Path) -> None:
+    """The SQLite store serves one process, which writes every resource through it: a parent's
+    children are read from the database once, then again only after a write under that parent;
+    each tenant's apart."""
+    store = SQLiteStore(tmp_path / "gateway.db")
+    await store.open()
+    try:
+        await store.claim_resource(
+            "configuration", "c1", tenant="t1", backend="acme", parent_id="p1"
+        )
+        lookups = _lookups(store)
+        for _ in range(3):
+            assert [r.id for r in await store.list_resources("t1", "configuration", ["p1"])] == [
+                "c1"
+            ]
+        assert len(lookups) == 1
+        assert await store.list_resources("t2", "configuration", ["p1"]) == []
+        assert len(lookups) == 2
+        await store.claim_resource(
+            "configuration", "c2", tenant="t1", backend="acme", parent_id="p2"
+        )
+        await store.list_resources("t1", "configuration", ["p1"])
+        assert len(lookups) == 2  # a write under another parent
+        await store.claim_resource(
+            "configuration", "c3", tenant="t1", backend="acme", parent_id="p1"
+        )
+        listed = await store.list_resources("t1", "configuration", ["p1", "p2"])
+        assert [r.id for r in listed] == ["c1", "c2", "c3"]
+        assert len(lookups) == 3
+    finally:
+        await store.close()
+
+
+async def test_sqlite_forgets_a_listing_read_while_a_write_ended(tmp_path: Path) -> None:
+    """A children lookup that read the database before a write under its parent ended, and
+    returns after it, answers what it read, and is not remembered: the next listing has the
+    written child."""
+    store = SQLiteStore(tmp_path / "gateway.db")
+    await store.open()
+    try:
+        await store.claim_resource(
+            "configuration", "c1", tenant="t1", backend="acme", parent_id="p1"
+        )
+        lookup = store._lookup_rows
+
+        async def overtaken(query: str, args: Sequence[object]) -> Sequence[Any]:
+            found = await lookup(query, args)
+            await store.claim_resource(
+                "configuration", "c2", tenant="t1", backend="acme", parent_id="p1"
+            )
+            return found
+
+        store._lookup_rows = overtaken  # type: ignore[method-assign]
+        listed = await store.list_resources("t1", "configuration", ["p1"])
+        assert [r.id for r in listed] == ["c1"]
+        store._lookup_rows = lookup  # type: ignore[method-assign]
+        listed = await store.list_resources("t1", "configuration", ["p1"])
+        assert [r.id for r in listed] == ["c1", "c2"]
     finally:
         await store.close()

@@ -336,6 +336,12 @@ class Store(Protocol):
         """The tenant's resources of `kind` under any of `parent_ids`, oldest first: one read
         for a product's configurations and for the images of all of them alike."""
 
+    def known_resources(
+        self, tenant: str, kind: str, parent_ids: Sequence[str]
+    ) -> list[ResourceRecord] | None:
+        """What `list_resources` would answer, when the store remembers it without a read (a
+        store one process writes); None when only `list_resources` can tell."""
+
     async def begin_idempotent(
         self, tenant: str, key: str, *, operation: str, fingerprint: str, lease: float
     ) -> IdempotentRecord | None:

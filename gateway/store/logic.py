@@ -39,6 +39,7 @@ from gateway.store import (
     throttle,
     traces,
 )
+from gateway.store.children import creation_order
 from gateway.store.rows import to_json
 from gateway.store.sql import Claim, Db, Row, timestamp
 from gateway.values import Event
@@ -180,6 +181,11 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
 
         return await self._write(op)
 
+    def known_resources(
+        self, tenant: str, kind: str, parent_ids: Sequence[str]
+    ) -> list[ResourceRecord] | None:
+        return None  # replicas write too: only the database knows
+
     async def list_resources(
         self, tenant: str, kind: str, parent_ids: Sequence[str]
     ) -> Sequence[ResourceRecord]:
@@ -196,7 +202,7 @@ class SQLStore(retention.Purging, recovery.Recovering, traces.TraceContexts):
                 # The index range stops at the limit, and the few are sorted here: SQLite's
                 # sorter costs more than the whole lookup (26 k instructions of 47 k, with no
                 # row). Python compares text by code point, as BINARY and "C" do UTF-8's bytes.
-                return sorted([rows.resource(row) for row in found], key=_creation_order)
+                return sorted([rows.resource(row) for row in found], key=creation_order)
         query = _children(self.dialect, len(parent_ids), None)
         return [rows.resource(row) for row in await self._read(lambda db: db.rows(query, args))]
 
@@ -537,7 +543,3 @@ def _children(dialect: type[Db], parents: int, limit: int | None) -> str:
     if limit is None:
         return f"{query} ORDER BY created_at{dialect.binary}, id{dialect.binary}"
     return f"{query} LIMIT {limit}"
-
-
-def _creation_order(record: ResourceRecord) -> tuple[str, str]:
-    return record.created_at, record.id

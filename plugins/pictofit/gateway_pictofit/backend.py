@@ -3,8 +3,9 @@ and type lists (the package's docstring lists the other modules)."""
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from importlib import metadata
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -22,9 +23,9 @@ from gateway.plugin_api import (
 )
 from gateway_pictofit import NAME, callbacks
 from gateway_pictofit.auth import Auth
-from gateway_pictofit.client import PictofitClient, TypeCache
+from gateway_pictofit.client import PictofitClient, TypeCache, open_client
 from gateway_pictofit.config import PictofitConfig
-from gateway_pictofit.operations import OPERATIONS
+from gateway_pictofit.operations import OPERATIONS, serve
 
 __all__ = ["PictofitBackend"]
 
@@ -60,20 +61,22 @@ class PictofitBackend(Backend[PictofitConfig]):
         # carries only the first's, and their secrets must agree (`callbacks.register`).
         self._sharing: dict[str, set[PictofitConfig]] = {}
 
-    async def _client(
+    def _client(
         self, tenant: str, config: PictofitConfig, upstream: BoundUpstream
-    ) -> PictofitClient:
+    ) -> Coroutine[Any, Any, PictofitClient]:
         """The tenant's client for one call, its token fetched first if one is due."""
-        if config.token is not None:  # an API key needs nothing fetched: no coroutine to await
-            await self.auth.prepare(tenant, config, upstream)
-        return PictofitClient(upstream, config, self.types)
+        return open_client(self.auth, self.types, tenant, config, upstream)
 
-    async def credentials(self, request: CredentialsRequest) -> Credentials:
-        return await self.auth.credentials(request)
+    # `credentials` and `operation` hand back the compiled coroutines that do the work: each is
+    # awaited by the core on every call (`credentials` on every attempt), and a coroutine of
+    # their own here would be one more interpreted frame to run each time.
+    def credentials(self, request: CredentialsRequest) -> Coroutine[Any, Any, Credentials]:
+        return self.auth.credentials(request)
 
-    async def operation(self, call: OperationCall[PictofitConfig]) -> Reply | web.StreamResponse:
-        client = await self._client(call.tenant, call.config, call.upstream)
-        return await OPERATIONS[call.operation](call, client)
+    def operation(
+        self, call: OperationCall[PictofitConfig]
+    ) -> Coroutine[Any, Any, Reply | web.StreamResponse]:
+        return serve(call, self.auth, self.types)
 
     def callback_account(self, config: PictofitConfig) -> str | None:
         account = callbacks.account_of(config)

@@ -21,9 +21,10 @@ import orjson
 
 from gateway.plugin_api import BoundUpstream, TtlCache, UpstreamServerError
 from gateway_pictofit import NAME
+from gateway_pictofit.auth import Auth
 from gateway_pictofit.config import PictofitConfig
 
-__all__ = ["JSON", "Kind", "PictofitClient", "TypeCache", "TypeEntry"]
+__all__ = ["JSON", "Kind", "PictofitClient", "TypeCache", "TypeEntry", "open_client"]
 
 JSON = dict[str, Any]
 TypeEntry = tuple[Any, str]  # (id as the service gives it, name)
@@ -53,9 +54,15 @@ class PictofitClient:
         self.config = config
         self.assumptions = config.assumptions
         self._types_cache = types
+        self._base_url = config.base_url
+
+    def url(self, path: str) -> str:
+        """The service's URL of `path`: `base_url` read once a call (the config's class is
+        interpreted, its attributes a lookup each)."""
+        return self._base_url + path
 
     async def _get_json(self, path: str, operation: str) -> tuple[int, Any]:
-        answer = await self.upstream.request("GET", self.config.url(path), operation=operation)
+        answer = await self.upstream.request("GET", self.url(path), operation=operation)
         try:
             return answer.status, answer.json()
         except ValueError:
@@ -97,14 +104,14 @@ class PictofitClient:
     # --- products and configurations ----------------------------------------------------------
 
     async def put_product(self, product_id: str, body: Mapping[str, Any]) -> None:
-        url = self.config.url(f"/products/{product_id}")
+        url = self.url(f"/products/{product_id}")
         await self.upstream.request("PUT", url, operation="putProduct", json=body)
 
     async def put_configuration(
         self, configuration_id: str, body: Mapping[str, Any]
     ) -> JSON | None:
         """The configuration as answered, or None when the answer is not one (undocumented)."""
-        url = self.config.url(f"/configurations/{configuration_id}")
+        url = self.url(f"/configurations/{configuration_id}")
         answer = await self.upstream.request("PUT", url, operation="putConfiguration", json=body)
         return _object_or_none(answer.body)
 
@@ -121,7 +128,7 @@ class PictofitClient:
         """Flag for processing; the configuration as answered, or None (the doc shows none)."""
         path = f"/configurations/{configuration_id}/ready"
         answer = await self.upstream.request(
-            "POST", self.config.url(path), operation="postReady", data=b""
+            "POST", self.url(path), operation="postReady", data=b""
         )
         return _object_or_none(answer.body)
 
@@ -152,7 +159,7 @@ class PictofitClient:
 
         try:
             await self.upstream.request(
-                "POST", self.config.url("/files"), operation="postFile", data=form, idempotent=True
+                "POST", self.url("/files"), operation="postFile", data=form, idempotent=True
             )
         finally:
             for handle in handles:
@@ -164,9 +171,7 @@ class PictofitClient:
         customer = quote(self.config.customer_id, safe="")
         path = f"/customers/{customer}/callbacks/{quote(str(type_id), safe='')}"
         body = {"url": url, "authorizationHeaderValue": authorization}
-        await self.upstream.request(
-            "PUT", self.config.url(path), operation="putCallback", json=body
-        )
+        await self.upstream.request("PUT", self.url(path), operation="putCallback", json=body)
 
     # --- results ------------------------------------------------------------------------------
 
@@ -174,3 +179,12 @@ class PictofitClient:
         """Stream a result file (from wherever the service keeps it: the tenant's credential goes
         only to the service's own origin, see `auth`)."""
         return self.upstream.stream("GET", url, operation="getResult")
+
+
+async def open_client(
+    auth: Auth, types: TypeCache, tenant: str, config: PictofitConfig, upstream: BoundUpstream
+) -> PictofitClient:
+    """The tenant's client for one call, its token fetched first if one is due."""
+    if config.token is not None:  # an API key needs nothing fetched: no coroutine to await
+        await auth.prepare(tenant, config, upstream)
+    return PictofitClient(upstream, config, types)

@@ -27,6 +27,7 @@ __all__ = [
 
 MIB: Final = 1024 * 1024
 UNIFIED_STATES: Final = ("draft", "submitted", "processing", "finished", "rejected")
+_NO_SECRETS: Final[frozenset[str]] = frozenset()
 
 
 def _http_url(_: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -142,11 +143,10 @@ class PictofitConfig:
         if (self.api_key is None) == (self.token is None):
             raise ValueError("set exactly one of api_key and token")
 
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
     def known_secrets(self) -> frozenset[str]:
         """Values to redact wherever they could appear, besides the credential in use."""
+        if self.callback_secret is None and self.token is None:
+            return _NO_SECRETS  # an API key alone: asked before every attempt, nothing to read
         secrets = [self.callback_secret] if self.callback_secret else []
         if self.token is not None:
             secrets += [self.token.password, self.token.client_secret]

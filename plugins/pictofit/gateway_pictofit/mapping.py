@@ -98,9 +98,11 @@ def unified_state(raw: Mapping[str, Any], assumptions: Assumptions) -> str:
 
 
 def result_link(services: GatewayServices, product_id: str) -> ResultLink:
+    template = services.url_template("downloadResult")  # once for every result of the answer
+
     def link(configuration_id: str, fmt: str, compressed: bool) -> str:
-        url = services.url_for(
-            "downloadResult", productId=product_id, configurationId=configuration_id, format=fmt
+        url = template.fill(
+            {"productId": product_id, "configurationId": configuration_id, "format": fmt}
         )
         return f"{url}?compressed={'true' if compressed else 'false'}"
 

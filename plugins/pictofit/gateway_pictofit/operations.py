@@ -30,7 +30,8 @@ from gateway.plugin_api import (
     unstructure,
 )
 from gateway_pictofit import NAME, mapping
-from gateway_pictofit.client import JSON, Kind, PictofitClient
+from gateway_pictofit.auth import Auth
+from gateway_pictofit.client import JSON, Kind, PictofitClient, TypeCache, open_client
 from gateway_pictofit.config import PictofitConfig
 from gateway_pictofit.preflight import check_image
 from gateway_pictofit.values import (
@@ -41,7 +42,7 @@ from gateway_pictofit.values import (
     TypeName,
 )
 
-__all__ = ["OPERATIONS"]
+__all__ = ["OPERATIONS", "serve"]
 
 log = structlog.get_logger("gateway_pictofit.operations")
 
@@ -309,3 +310,10 @@ OPERATIONS: Final[Mapping[str, Handler]] = {
     "submitConfiguration": submit_configuration,
     "downloadResult": download_result,
 }
+
+
+async def serve(call: Call, auth: Auth, types: TypeCache) -> Reply | web.StreamResponse:
+    """One caller request, from the backend object's tokens and type lists (compiled here: the
+    backend's own methods are interpreted, and this runs on every proxied call)."""
+    client = await open_client(auth, types, call.tenant, call.config, call.upstream)
+    return await OPERATIONS[call.operation](call, client)
