@@ -20,12 +20,14 @@ from gateway.problems import ProblemError
 from gateway.store import (
     AttemptOutcome,
     Position,
+    ResourceRecord,
     Store,
     StoreUnavailable,
     Subscription,
     SubscriptionChanges,
     postgres as pg_store,
 )
+from gateway.store.children import Children
 from gateway.store.logic import FEW_CHILDREN
 from gateway.store.opening import open_store
 from gateway.store.sqlite import SQLiteDb, SQLiteStore, migrations
@@ -990,3 +992,21 @@ async def test_sqlite_forgets_a_listing_read_while_a_write_ended(tmp_path: Path)
         assert [r.id for r in listed] == ["c1", "c2"]
     finally:
         await store.close()
+
+
+def test_remembered_children_stay_bounded() -> None:
+    """At most `parents` parents are remembered (the oldest goes first), and a parent with more
+    than `most` children is not remembered at all: memory stays bounded at any size."""
+    made = [
+        ResourceRecord("image", f"i{n}", "t1", "acme", "many", {}, f"2026-01-01T00:00:0{n}Z", "")
+        for n in range(3)
+    ]
+    children = Children(parents=2, most=2)
+    for parent in ("a", "b", "c"):
+        children.remember(children.generation, "t1", "image", [parent], [])
+    assert children.get("t1", "image", ["a"]) is None
+    assert children.get("t1", "image", ["b", "c"]) == []
+    children.remember(children.generation, "t1", "image", ["many"], made)
+    assert children.get("t1", "image", ["many"]) is None
+    children.remember(children.generation, "t1", "image", ["many"], made[:2])
+    assert children.get("t1", "image", ["many"]) == made[:2]
