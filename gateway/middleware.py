@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 import re
 import time
@@ -195,7 +196,8 @@ async def _at_edge(
             path=request.path,
             route=route,
             status=response.status,
-            duration_ms=round(seconds * 1000, 2),
+            # To a hundredth; round() would format a decimal string (2.6 k instructions).
+            duration_ms=math.floor(seconds * 100_000 + 0.5) / 100,
             tenant=tenant.id if tenant else None,
         )
         return response

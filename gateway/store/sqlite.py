@@ -12,7 +12,7 @@ one exception is a lookup (`_lookup`: a row by its key, e.g. a resource's owner 
 call, or the few children of a parent): one bounded index range, a few microseconds at any size,
 costs less on the loop's thread than the hop to a reader and back would; if SQLite cannot answer
 at once, it takes the hop. A parent's few children, once read, are remembered until one of them
-is written (`gateway.store.children`): this process is the database's only writer.
+is written (`gateway.store.remembering`): this process is the database's only writer.
 
 The store keeps its own statistics (`PRAGMA optimize`, bounded by `analysis_limit`, at open, after
 each purge and at close) and its WAL file's size (`journal_size_limit`).
@@ -29,15 +29,15 @@ import functools
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
-from gateway.store import ResourceRecord, retention, rows, sql
-from gateway.store.children import Children
-from gateway.store.logic import FEW_CHILDREN, Op, SQLStore
+from gateway.store import retention, rows, sql
+from gateway.store.logic import Op
 from gateway.store.ordering import HEAD
+from gateway.store.remembering import RemembersChildren
 from gateway.store.sql import Claim, Db, Row
 from gateway.values import Event
 
@@ -58,7 +58,6 @@ ANALYSIS_LIMIT = 1000
 T = TypeVar("T")
 # Not a delivery of a subscription held back (throttled): the few held are one index range.
 HELD = "subscription_id NOT IN (SELECT id FROM subscriptions WHERE held_until > ?)"
-REMEMBERED_PARENTS = 20_000  # parents whose few children the store remembers (`Children`)
 
 
 class Unknown(enum.Enum):
@@ -75,10 +74,11 @@ def migrations() -> list[tuple[int, str]]:
     return sql.migrations(MIGRATIONS)
 
 
-class SQLiteStore(SQLStore):
+class SQLiteStore(RemembersChildren):  # this process is the database's only writer
     writes_in_order = True  # one writer, queued writes committed in turn (`_write`)
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = path
         self._db: SQLiteDb | None = None
         self._readers: asyncio.Queue[SQLiteDb] | None = None
@@ -87,8 +87,6 @@ class SQLiteStore(SQLStore):
         self._thread: ThreadPoolExecutor | None = None
         self._queued: list[tuple[Op[Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
-        # This process is the database's only writer, so it may remember what it wrote.
-        self._children = Children(parents=REMEMBERED_PARENTS, most=FEW_CHILDREN)
 
     @property
     def db(self) -> SQLiteDb:
@@ -169,68 +167,6 @@ class SQLiteStore(SQLStore):
         await self._in_thread(_optimize)
 
     # -- lifecycle ------------------------------------------------------------------------------
-
-    # -- resources: a parent's children remembered (`gateway.store.children`) ------------------
-
-    def known_resources(
-        self, tenant: str, kind: str, parent_ids: Sequence[str]
-    ) -> list[ResourceRecord] | None:
-        return self._children.get(tenant, kind, parent_ids)
-
-    async def list_resources(
-        self, tenant: str, kind: str, parent_ids: Sequence[str]
-    ) -> Sequence[ResourceRecord]:
-        known = self._children.get(tenant, kind, parent_ids)
-        if known is not None:
-            return known
-        generation = self._children.generation
-        found = await super().list_resources(tenant, kind, parent_ids)
-        self._children.remember(generation, tenant, kind, parent_ids, found)
-        return found
-
-    async def put_resource(
-        self,
-        kind: str,
-        resource_id: str,
-        *,
-        tenant: str,
-        backend: str,
-        parent_id: str | None,
-        attributes: Mapping[str, Any],
-    ) -> tuple[ResourceRecord, bool]:
-        try:
-            put = await super().put_resource(
-                kind,
-                resource_id,
-                tenant=tenant,
-                backend=backend,
-                parent_id=parent_id,
-                attributes=attributes,
-            )
-        except BaseException:
-            self._children.forget_all()  # committed or not: ask the database again
-            raise
-        record = put[0]  # as stored: another tenant's, or under its first parent
-        self._children.forget(record.tenant, kind, record.parent_id)
-        return put
-
-    async def release_resource(self, kind: str, resource_id: str, *, tenant: str) -> bool:
-        try:
-            return await super().release_resource(kind, resource_id, tenant=tenant)
-        finally:
-            self._children.forget_all()  # a refused create: rare, and its parent is not known here
-
-    async def update_resource(
-        self, kind: str, resource_id: str, attributes: Mapping[str, Any]
-    ) -> ResourceRecord | None:
-        try:
-            record = await super().update_resource(kind, resource_id, attributes)
-        except BaseException:
-            self._children.forget_all()
-            raise
-        if record is not None:  # else there was no such record: nothing changed
-            self._children.forget(record.tenant, kind, record.parent_id)
-        return record
 
     async def open(self) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")

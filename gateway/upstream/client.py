@@ -10,6 +10,7 @@ caller's deadline.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -446,7 +447,9 @@ class UpstreamClient:
 
 
 def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
+    # Milliseconds to a tenth, as round(ms, 1) (which formats a decimal string: 2.6 k
+    # instructions a line against 0.5 k), but for a tie's rounding direction.
+    return math.floor(seconds * 10_000 + 0.5) / 10
 
 
 class _OpenStream:
