@@ -53,8 +53,8 @@ MAX_CALLBACK_BYTES = 1024 * 1024
 
 
 class Capabilities:
-    """Whether a backend serves an operation (`PluginHost.serves`), asked on every call: read
-    once from the installed backends' `capabilities`, and compiled here."""
+    """Whether a backend serves an operation, asked on every call: the installed backends'
+    `capabilities`, read once as the app is built (compiled, as the rest of this module)."""
 
     def __init__(self, backends: Mapping[str, frozenset[str]]) -> None:
         self._backends: Final = dict(backends)
@@ -101,10 +101,6 @@ def wire_dispatch(app: web.Application) -> None:
             {name: backend.capabilities for name, backend in app[PLUGINS].backends.items()}
         ),
     )
-
-
-def url_for(request: web.Request, operation_id: str, /, **path: str) -> str:
-    return url_template(request.app[WIRING], request, operation_id).fill(path)
 
 
 def url_template(wiring: Wiring, request: web.Request, operation_id: str) -> UrlTemplate:

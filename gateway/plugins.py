@@ -198,10 +198,6 @@ class PluginHost:
         if problems:
             raise PluginError("\n  ".join(["backends' fragments are not theirs:", *problems]))
 
-    def serves(self, backend: str, operation_id: str) -> bool:
-        found = self.backends.get(backend)
-        return found is not None and operation_id in found.capabilities
-
     def sandboxes(self) -> list[Sandbox]:
         return [s for s in self.manager.hook.gateway_sandbox() if s is not None]
 
