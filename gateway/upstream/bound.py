@@ -21,6 +21,7 @@ IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT",
 # Headers a caller (or a plugin passing the caller's headers on) may never set upstream: the
 # gateway authenticates with its own credentials, from the credentials provider only.
 _CALLER_FORBIDDEN_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+_NO_STATUSES: Final[frozenset[int]] = frozenset()
 
 
 class Sender(Protocol):
@@ -133,9 +134,12 @@ class BoundUpstream:
         target = _absolute_url(url)
         if params:
             target = target.extend_query(params)
-        clean = {
-            k: v for k, v in (headers or {}).items() if k.lower() not in _CALLER_FORBIDDEN_HEADERS
-        }
+        # Most calls pass no headers (and no `expect`): nothing to filter or convert then.
+        clean = (
+            {k: v for k, v in headers.items() if k.lower() not in _CALLER_FORBIDDEN_HEADERS}
+            if headers
+            else {}
+        )
         body: bytes | BodyFactory | None = data
         if json is not None:
             if data is not None:
@@ -150,7 +154,7 @@ class BoundUpstream:
             headers=clean,
             body=body,
             idempotent=method in IDEMPOTENT_METHODS if idempotent is None else idempotent,
-            expect=frozenset(expect),
+            expect=frozenset(expect) if expect else _NO_STATUSES,
         )
 
 
