@@ -41,19 +41,41 @@ def _origin(base_url: str) -> URL:
     return URL(base_url).origin()
 
 
-@functools.lru_cache(maxsize=1024)
+# Plain dicts, not `functools.lru_cache`: a hit of the C wrapper (its key tuple, the URL hashed
+# by yarl in Python for `_same_origin`) cost ~1.5 k instructions, twice an attempt. Bounded by
+# starting over, as `UpstreamClient.redacted`'s memo.
+_MEMO_SIZE: Final = 1024
+_ABSOLUTE: dict[str, URL] = {}
+_SAME_ORIGIN: dict[tuple[int, str], tuple[URL, bool]] = {}
+
+
 def _absolute_url(url: str) -> URL:
     """The plugin's URL parsed, once per distinct text: the same URL object each time also lets
     the client find its redacted form remembered."""
+    target = _ABSOLUTE.get(url)
+    if target is not None:
+        return target
     target = URL(url)
     if not target.absolute or target.scheme not in ("http", "https"):
         raise ValueError("an upstream URL must be absolute http(s)")
+    if len(_ABSOLUTE) >= _MEMO_SIZE:
+        _ABSOLUTE.clear()
+    _ABSOLUTE[url] = target
     return target
 
 
-@functools.lru_cache(maxsize=1024)
 def _same_origin(url: URL, base_url: str) -> bool:
-    return url.origin() == _origin(base_url)
+    # Keyed by the URL's identity (the same object comes back from `_absolute_url`), which the
+    # entry keeps alive so that its id cannot be reused while it is remembered.
+    key = (id(url), base_url)
+    found = _SAME_ORIGIN.get(key)
+    if found is not None and found[0] is url:
+        return found[1]
+    same = url.origin() == _origin(base_url)
+    if len(_SAME_ORIGIN) >= _MEMO_SIZE:
+        _SAME_ORIGIN.clear()
+    _SAME_ORIGIN[key] = (url, same)
+    return same
 
 
 class BoundUpstream:
