@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -24,6 +23,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import __version__
+from gateway.clock import loop_clock
 from gateway.logs import get_logger
 from gateway.metrics import UpstreamMetrics
 from gateway.redaction import SecretRegistry, redact_url
@@ -47,7 +47,6 @@ _log = get_logger("gateway.upstream")
 
 _ERROR_MAX: Final = 200
 _REDACTED_URLS: Final = 1024
-_LOOP_TIME: Final = asyncio.BaseEventLoop.time
 _EXCERPT_BYTES: Final = 64 * 1024  # of a failed streamed response, to find the upstream's reason
 # A bodiless attempt's stats: sent on the session without the counting trace, so never counted
 # into; shared rather than made per attempt.
@@ -187,7 +186,7 @@ class UpstreamClient:
     ) -> BoundUpstream:
         """The client as one caller request uses it; `deadline` is an absolute `loop.time()`."""
         if deadline is None:
-            deadline = _clock(asyncio.get_running_loop())() + self.policy.deadline
+            deadline = loop_clock(asyncio.get_running_loop())() + self.policy.deadline
         return BoundUpstream(
             self,
             tenant=tenant,
@@ -289,7 +288,7 @@ class UpstreamClient:
     ) -> UpstreamResponse | StreamAttempt | Failure:
         if self._session is None or self._traced is None:
             raise RuntimeError(f"the upstream client of {self.backend} is not started")
-        now = _clock(asyncio.get_running_loop())
+        now = loop_clock(asyncio.get_running_loop())
         remaining = bound.deadline - now()
         if remaining <= 0:
             line = AttemptLine(bound, call, attempt, self.redacted(call.url))
@@ -418,7 +417,7 @@ class UpstreamClient:
         failure: Failure,
         error: str,
     ) -> Failure:
-        duration = _clock(asyncio.get_running_loop())() - started
+        duration = loop_clock(asyncio.get_running_loop())() - started
         self.breaker.record_failure()
         self._emit(line, kind, error, duration, stats.bytes_sent)
         return failure
@@ -484,7 +483,7 @@ class UpstreamClient:
 
     async def finish_stream(self, opened: StreamAttempt, exc: BaseException | None) -> None:
         """A streamed attempt's log line and metrics, once the plugin is done with its body."""
-        duration = _clock(asyncio.get_running_loop())() - opened.started
+        duration = loop_clock(asyncio.get_running_loop())() - opened.started
         line = opened.line
         sent = opened.stats.bytes_sent
         # What arrived from upstream (decompressed, as the plugin reads it).
@@ -500,13 +499,6 @@ class UpstreamClient:
             # The plugin's own failure (or its caller going away): not the upstream's.
             kind, error = str(line.status), f"aborted: {type(exc).__name__}"
         self._emit(line, kind, error, duration, sent, received)
-
-
-def _clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
-    """`loop.time`, or `time.monotonic` itself where that is all the method is (asyncio's own
-    loops): the same readings without the method's Python frame, ~0.9 k instructions a call,
-    three an attempt. A loop with a clock of its own (uvloop, a test's) keeps its method."""
-    return time.monotonic if type(loop).time is _LOOP_TIME else loop.time
 
 
 def _ms(seconds: float) -> float:
