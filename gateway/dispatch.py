@@ -170,7 +170,8 @@ async def _owned_backend(
     parent: str | None = None
     for ref in operation.resources:
         resource_id = str(path[ref.param])
-        owner = await owners.get(ref.kind, resource_id)
+        # Remembered (the usual case) is answered without a coroutine.
+        owner = owners.known(ref.kind, resource_id) or await owners.get(ref.kind, resource_id)
         if owner is None:
             if not ref.create:
                 raise problems.not_found(f"{ref.kind} {resource_id} does not exist")
