@@ -32,14 +32,11 @@ from gateway.state import (
     BACKENDS,
     CALLBACKS,
     CONTRACT,
-    INPUT,
-    OPERATION,
+    EXCHANGE,
     OWNERS,
     PLUGINS,
-    REQUEST_ID,
     SETTINGS,
     STORE,
-    TENANT,
     TENANTS,
     UPSTREAMS,
 )
@@ -120,7 +117,7 @@ async def start_stream(
     response.content_type = content_type
     if content_length is not None:
         response.content_length = content_length
-    response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+    response.headers[REQUEST_ID_HEADER] = request[EXCHANGE].request_id
     await response.prepare(request)
     return response
 
@@ -173,7 +170,8 @@ async def _owned_backend(
     parent: str | None = None
     for ref in operation.resources:
         resource_id = str(path[ref.param])
-        owner = await owners.get(ref.kind, resource_id)
+        # Remembered (the usual case) is answered without a coroutine.
+        owner = owners.known(ref.kind, resource_id) or await owners.get(ref.kind, resource_id)
         if owner is None:
             if not ref.create:
                 raise problems.not_found(f"{ref.kind} {resource_id} does not exist")
@@ -193,8 +191,8 @@ def handler_for(operation: Operation) -> Callable[[web.Request], Awaitable[web.S
 
 
 async def _creating(request: web.Request) -> web.StreamResponse:
-    operation = request[OPERATION]
-    path = request[INPUT].path
+    exchange = request[EXCHANGE]
+    operation, path = exchange.route, exchange.input.path
     # Creates of one id take turns in this process, from the check to the backend's record.
     async with request.app[WIRING].owners.creating(
         [(r.kind, str(path[r.param])) for r in operation.creates]
@@ -204,10 +202,9 @@ async def _creating(request: web.Request) -> web.StreamResponse:
 
 async def operate(request: web.Request) -> web.StreamResponse:
     """Serve a backend operation: check ownership, choose the backend, call it."""
-    operation = request[OPERATION]
-    tenant = request[TENANT]
-    checked = request[INPUT]
-    request_id = request[REQUEST_ID]
+    exchange = request[EXCHANGE]
+    operation, tenant, checked = exchange.route, exchange.tenant, exchange.input
+    request_id = exchange.request_id
     wiring = request.app[WIRING]
     store = wiring.store
     owners = wiring.owners
@@ -274,7 +271,8 @@ async def _record_created(
 
 
 async def receive_callback(request: web.Request) -> web.StreamResponse:
-    path = request[INPUT].path
+    exchange = request[EXCHANGE]
+    path = exchange.input.path
     backend, tenant_id = path["backend"], path["tenantId"]
     wiring = request.app[WIRING]
     receiver = wiring.backends.get(backend)
@@ -300,11 +298,11 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
         tenant=tenant_id,
         config=config,
         callback_path=path["callbackPath"],
-        request_id=request[REQUEST_ID],
+        request_id=exchange.request_id,
         headers=request.headers,
         body=body,
         upstream=bound_upstream(
-            wiring, request[REQUEST_ID], tenant_id, backend, config, "receiveBackendCallback"
+            wiring, exchange.request_id, tenant_id, backend, config, "receiveBackendCallback"
         ),
         services=services(wiring, request, tenant_id, backend),
         account=account,

@@ -15,10 +15,10 @@ from gateway.secret_health import unreadable_settings
 from gateway.state import (
     CALLBACKS,
     CONTRACT,
+    EXCHANGE,
     METRICS,
     PLUGINS,
     STORE,
-    TENANT,
     TENANTS,
     UPSTREAMS,
 )
@@ -121,7 +121,7 @@ async def get_docs_asset(request: web.Request) -> web.Response:
 
 
 async def list_backends(request: web.Request) -> web.Response:
-    tenant = request[TENANT]
+    tenant = request[EXCHANGE].tenant
     upstreams = request.app[UPSTREAMS]
     registrar = request.app[CALLBACKS]
     items = [

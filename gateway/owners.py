@@ -25,6 +25,10 @@ class Owners:
         self._known: dict[tuple[str, str], ResourceRecord] = {}
         self._creating: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
+    def known(self, kind: str, resource_id: str) -> ResourceRecord | None:
+        """The record if it is remembered: the hot path's answer, without a coroutine."""
+        return self._known.get((kind, resource_id))
+
     async def get(self, kind: str, resource_id: str) -> ResourceRecord | None:
         key = (kind, resource_id)
         found = self._known.get(key)

@@ -9,15 +9,15 @@ from aiohttp import web
 
 from gateway.backend import Backend
 from gateway.callbacks import CallbackRegistrar
-from gateway.contract import Contract, Operation
+from gateway.contract import Contract
+from gateway.exchange import Exchange
 from gateway.metrics import Metrics
 from gateway.owners import Owners
 from gateway.plugins import PluginHost
 from gateway.settings import Settings
 from gateway.store import Store
-from gateway.tenants import Tenant, TenantDirectory
+from gateway.tenants import TenantDirectory
 from gateway.upstream import UpstreamClient
-from gateway.validation import Input
 from gateway.webhooks.delivery import DeliveryWorker
 from gateway.webhooks.recovery import Recoverer
 
@@ -35,7 +35,4 @@ RECOVERER = web.AppKey("recoverer", Recoverer)
 OWNERS = web.AppKey("owners", Owners)
 UPLOADS = web.AppKey("uploads", Path)  # the folder multipart file parts are spooled into
 
-REQUEST_ID = web.RequestKey("request_id", str)
-OPERATION = web.RequestKey("operation", Operation)
-TENANT = web.RequestKey("tenant", Tenant)
-INPUT = web.RequestKey("input", Input)
+EXCHANGE = web.RequestKey("exchange", Exchange)  # what the edge learned of the request

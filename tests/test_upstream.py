@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import example, given, strategies as st
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
+from yarl import URL
 
 import gateway.upstream
 from gateway import wire
@@ -664,3 +665,79 @@ def test_upstream_modules_use_only_each_others_public_names() -> None:
                 continue
             trespass += [f"{path.name}:{node.lineno}: {name}" for name in names]
     assert trespass == []
+
+
+# --- cheap paths keep their guarantees ----------------------------------------------------------
+
+
+async def test_bodiless_attempts_count_nothing_sent_between_bodies(
+    serve: Any, make_client: Any
+) -> None:
+    """Bodiless attempts share one never-counted stats object: a GET logs 0 bytes sent, before and
+    after a POST whose body is counted."""
+    upstream = Upstream(reply(200, {"ok": True}))
+    base = await serve(upstream)
+    client = await make_client()
+    with capture_logs() as logs:
+        await bound(client).request("GET", base + "a")
+        await bound(client).request("POST", base + "b", json={"a": 1})
+        await bound(client).request("GET", base + "a")
+    assert [line["bytes_sent"] for line in calls(logs)] == [0, len(b'{"a":1}'), 0]
+
+
+async def test_remembered_redaction_redone_when_secrets_change(serve: Any) -> None:
+    """The same URL object, redacted again after a secret it holds became known, hides it."""
+    secrets = SecretRegistry()
+    client = UpstreamClient(
+        "acme",
+        policy=FAST,
+        credentials=Provider(),
+        metrics=UpstreamMetrics(CollectorRegistry()),
+        secrets=secrets,
+    )
+    url = URL("https://api.example/items/ITEM-SECRET-42")
+    assert client.redacted(url) == str(url)
+    assert client.redacted(url) == str(url)
+    secrets.add("ITEM-SECRET-42")
+    assert client.redacted(url) == f"https://api.example/items/{REDACTED}"
+    assert client.redacted(URL(str(url))) == f"https://api.example/items/{REDACTED}"
+
+
+def test_a_loop_with_its_own_clock_is_read_by_it() -> None:
+    """Deadlines and durations are read with the running loop's own `time()` when it has one
+    (uvloop, a test's clock), not with `time.monotonic` as for asyncio's loops."""
+
+    class Behind(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return super().time() - 10_000.0
+
+    async def main() -> None:
+        upstream = Upstream(reply(200, {"ok": True}))
+        server = TestServer(upstream.app())
+        await server.start_server()
+        client = UpstreamClient(
+            "acme",
+            policy=FAST,
+            credentials=Provider(),
+            metrics=UpstreamMetrics(CollectorRegistry()),
+            secrets=SecretRegistry(),
+        )
+        await client.start()
+        try:
+            loop = asyncio.get_running_loop()
+            with capture_logs() as logs:
+                response = await bound(client, deadline=loop.time() + 5.0).request(
+                    "GET", str(server.make_url("/thing"))
+                )
+                await bound(client).request("GET", str(server.make_url("/thing")))
+            assert response.json() == {"ok": True}
+            assert [0 <= line["duration_ms"] < 5_000 for line in calls(logs)] == [True, True]
+        finally:
+            await client.close()
+            await server.close()
+
+    loop = Behind()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()

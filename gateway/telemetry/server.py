@@ -7,7 +7,7 @@ from aiohttp.typedefs import Handler, Middleware
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from gateway.middleware import UNMATCHED
-from gateway.state import OPERATION, REQUEST_ID, TENANT
+from gateway.state import EXCHANGE
 from gateway.store import Store
 from gateway.telemetry.propagation import PROPAGATOR
 from gateway.telemetry.provider import Telemetry
@@ -60,9 +60,12 @@ def server_middleware(telemetry: Telemetry, store: Store) -> Middleware:
 
 def _describe(span: Span, request: web.Request) -> None:
     """What the edge learnt: the caller's tenant and operation (never its key), the request id."""
-    if (tenant := request.get(TENANT)) is not None:
+    exchange = request.get(EXCHANGE)
+    if exchange is None:
+        return
+    if (tenant := exchange.found_tenant) is not None:
         span.set_attribute("gateway.tenant", tenant.id)
-    if (operation := request.get(OPERATION)) is not None:
+    if (operation := exchange.operation) is not None:
         span.set_attribute("gateway.operation_id", operation.operation_id)
-    if request_id := request.get(REQUEST_ID):
-        span.set_attribute("gateway.request_id", request_id)
+    if exchange.request_id:
+        span.set_attribute("gateway.request_id", exchange.request_id)

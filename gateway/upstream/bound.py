@@ -21,6 +21,7 @@ IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT",
 # Headers a caller (or a plugin passing the caller's headers on) may never set upstream: the
 # gateway authenticates with its own credentials, from the credentials provider only.
 _CALLER_FORBIDDEN_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+_NO_STATUSES: Final[frozenset[int]] = frozenset()
 
 
 class Sender(Protocol):
@@ -40,19 +41,41 @@ def _origin(base_url: str) -> URL:
     return URL(base_url).origin()
 
 
-@functools.lru_cache(maxsize=1024)
+# Plain dicts, not `functools.lru_cache`: a hit of the C wrapper (its key tuple, the URL hashed
+# by yarl in Python for `_same_origin`) cost ~1.5 k instructions, twice an attempt. Bounded by
+# starting over, as `UpstreamClient.redacted`'s memo.
+_MEMO_SIZE: Final = 1024
+_ABSOLUTE: dict[str, URL] = {}
+_SAME_ORIGIN: dict[tuple[int, str], tuple[URL, bool]] = {}
+
+
 def _absolute_url(url: str) -> URL:
     """The plugin's URL parsed, once per distinct text: the same URL object each time also lets
     the client find its redacted form remembered."""
+    target = _ABSOLUTE.get(url)
+    if target is not None:
+        return target
     target = URL(url)
     if not target.absolute or target.scheme not in ("http", "https"):
         raise ValueError("an upstream URL must be absolute http(s)")
+    if len(_ABSOLUTE) >= _MEMO_SIZE:
+        _ABSOLUTE.clear()
+    _ABSOLUTE[url] = target
     return target
 
 
-@functools.lru_cache(maxsize=1024)
 def _same_origin(url: URL, base_url: str) -> bool:
-    return url.origin() == _origin(base_url)
+    # Keyed by the URL's identity (the same object comes back from `_absolute_url`), which the
+    # entry keeps alive so that its id cannot be reused while it is remembered.
+    key = (id(url), base_url)
+    found = _SAME_ORIGIN.get(key)
+    if found is not None and found[0] is url:
+        return found[1]
+    same = url.origin() == _origin(base_url)
+    if len(_SAME_ORIGIN) >= _MEMO_SIZE:
+        _SAME_ORIGIN.clear()
+    _SAME_ORIGIN[key] = (url, same)
+    return same
 
 
 class BoundUpstream:
@@ -133,9 +156,12 @@ class BoundUpstream:
         target = _absolute_url(url)
         if params:
             target = target.extend_query(params)
-        clean = {
-            k: v for k, v in (headers or {}).items() if k.lower() not in _CALLER_FORBIDDEN_HEADERS
-        }
+        # Most calls pass no headers (and no `expect`): nothing to filter or convert then.
+        clean = (
+            {k: v for k, v in headers.items() if k.lower() not in _CALLER_FORBIDDEN_HEADERS}
+            if headers
+            else {}
+        )
         body: bytes | BodyFactory | None = data
         if json is not None:
             if data is not None:
@@ -150,7 +176,7 @@ class BoundUpstream:
             headers=clean,
             body=body,
             idempotent=method in IDEMPOTENT_METHODS if idempotent is None else idempotent,
-            expect=frozenset(expect),
+            expect=frozenset(expect) if expect else _NO_STATUSES,
         )
 
 

@@ -23,6 +23,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import __version__
+from gateway.clock import loop_clock
 from gateway.logs import get_logger
 from gateway.metrics import UpstreamMetrics
 from gateway.redaction import SecretRegistry, redact_url
@@ -47,6 +48,22 @@ _log = get_logger("gateway.upstream")
 _ERROR_MAX: Final = 200
 _REDACTED_URLS: Final = 1024
 _EXCERPT_BYTES: Final = 64 * 1024  # of a failed streamed response, to find the upstream's reason
+# A bodiless attempt's stats: sent on the session without the counting trace, so never counted
+# into; shared rather than made per attempt.
+_UNCOUNTED: Final = AttemptStats()
+
+
+class AttemptLine:
+    """What an attempt's `upstream.call` line says besides its outcome and figures: the fields
+    as plain attributes, passed to the logger as keywords when the line is written, rather than
+    a dict built per attempt and unpacked again into the logger's keywords."""
+
+    def __init__(self, bound: BoundUpstream, call: UpstreamCall, attempt: int, url: str) -> None:
+        self.bound: Final = bound
+        self.call: Final = call
+        self.attempt: Final = attempt
+        self.url: Final = url  # redacted
+        self.status: int | None = None
 
 
 @attrs.define
@@ -55,7 +72,7 @@ class StreamAttempt:
     writes its log line when the plugin is done with it."""
 
     response: aiohttp.ClientResponse
-    fields: dict[str, Any]
+    line: AttemptLine
     stats: AttemptStats
     started: float
     seconds: float  # the attempt's timeout, which also bounds reading the body
@@ -106,6 +123,10 @@ class UpstreamClient:
         # URL -> (the secrets' version, its redacted text): a backend calls a few URLs over and
         # over, and redacting one (str() and a scan for every known secret) costs each attempt.
         self._redacted: dict[URL, tuple[int, str]] = {}
+        # The last URL redacted, the same object: found without the dict, whose key is hashed
+        # by yarl in Python (~1 k instructions); plugins' URLs are parsed once each
+        # (`bound._absolute_url`), so a repeated call brings the very object again.
+        self._last_redacted: tuple[URL, int, str] | None = None
         # The same pool, with the trace config that counts what a body sends: kept off bodiless
         # calls (most reads), which send nothing to count, since tracing costs every request a
         # few signal dispatches.
@@ -165,7 +186,7 @@ class UpstreamClient:
     ) -> BoundUpstream:
         """The client as one caller request uses it; `deadline` is an absolute `loop.time()`."""
         if deadline is None:
-            deadline = asyncio.get_running_loop().time() + self.policy.deadline
+            deadline = loop_clock(asyncio.get_running_loop())() + self.policy.deadline
         return BoundUpstream(
             self,
             tenant=tenant,
@@ -267,31 +288,21 @@ class UpstreamClient:
     ) -> UpstreamResponse | StreamAttempt | Failure:
         if self._session is None or self._traced is None:
             raise RuntimeError(f"the upstream client of {self.backend} is not started")
-        loop = asyncio.get_running_loop()
-        fields: dict[str, Any] = {
-            "request_id": bound.request_id,
-            "tenant": bound.tenant,
-            "backend": self.backend,
-            "operation": call.operation,
-            "method": call.method,
-            "url": None,  # redacted below, once: with the credentials' query and secrets if any
-            "status": None,
-            "duration_ms": 0.0,
-            "attempt": attempt,
-            "bytes_sent": 0,
-            "bytes_received": 0,
-        }
-        remaining = bound.deadline - loop.time()
+        now = loop_clock(asyncio.get_running_loop())
+        remaining = bound.deadline - now()
         if remaining <= 0:
-            fields["url"] = self.redacted(call.url)
-            self._emit(fields, "timeout", "deadline exhausted before sending")
+            line = AttemptLine(bound, call, attempt, self.redacted(call.url))
+            self._emit(line, "timeout", "deadline exhausted before sending")
             return Failure(UpstreamTimeout(self.backend, 0.0))
         try:
             self.breaker.before_call()
         except CircuitOpen:
             # Nothing is sent, but operators still see each refused call.
-            fields["url"] = self.redacted(call.url)
-            self._emit(fields, "circuit_open", "circuit open")
+            self._emit(
+                AttemptLine(bound, call, attempt, self.redacted(call.url)),
+                "circuit_open",
+                "circuit open",
+            )
             raise
         try:
             creds = await self.credentials(
@@ -301,17 +312,16 @@ class UpstreamClient:
             )
         except Exception as exc:
             self.breaker.release()
-            fields["url"] = self.redacted(call.url)
-            self._emit(
-                fields, "credentials_error", f"credentials unavailable: {type(exc).__name__}"
-            )
+            line = AttemptLine(bound, call, attempt, self.redacted(call.url))
+            self._emit(line, "credentials_error", f"credentials unavailable: {type(exc).__name__}")
             raise
         except BaseException:
             self.breaker.release()
             raise
-        self._secrets.add(*creds.secrets)
+        for secret in creds.secrets:  # one by one: a native call each, `add(*...)` is generic
+            self._secrets.add(secret)
         url = call.url.update_query(creds.query) if creds.query else call.url
-        fields["url"] = self.redacted(url)
+        line = AttemptLine(bound, call, attempt, self.redacted(url))
         headers: CIMultiDict[str] = CIMultiDict(call.headers)
         headers["X-Request-ID"] = bound.request_id
         headers.update(creds.headers)
@@ -319,36 +329,46 @@ class UpstreamClient:
         timeout = self._timeout
         if seconds != timeout.total:
             timeout = aiohttp.ClientTimeout(total=seconds, connect=self.policy.connect_timeout)
-        stats = AttemptStats()
-        started = loop.time()
+        stats = _UNCOUNTED
+        started = now()
         response: aiohttp.ClientResponse | None = None
         handed_over = False
         try:
             body = call.body() if callable(call.body) else call.body  # fresh per attempt
-            session = self._session if body is None else self._traced
-            response = await session.request(
-                call.method,
-                url,
-                headers=headers,
-                data=body,
-                timeout=timeout,
-                trace_request_ctx=stats,
-                middlewares=middlewares_for(call, url, creds),
-            )
+            if body is None:
+                # Nothing to count: the untraced session, which never touches `_UNCOUNTED`.
+                response = await self._session.request(
+                    call.method,
+                    url,
+                    headers=headers,
+                    timeout=timeout,
+                    middlewares=middlewares_for(call, url, creds),
+                )
+            else:
+                stats = AttemptStats()
+                response = await self._traced.request(
+                    call.method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    timeout=timeout,
+                    trace_request_ctx=stats,
+                    middlewares=middlewares_for(call, url, creds),
+                )
             status = response.status
-            fields["status"] = status
+            line.status = status
             if streaming and 200 <= status < 300:
                 self.breaker.record_success()
                 handed_over = True
-                return StreamAttempt(response, fields, stats, started, seconds)
+                return StreamAttempt(response, line, stats, started, seconds)
             data = await (response.content.read(_EXCERPT_BYTES) if streaming else response.read())
         except TimeoutError:
             failure = Failure(UpstreamTimeout(self.backend, seconds), retryable=True)
-            return self._failed(fields, stats, started, "timeout", failure, "timeout")
+            return self._failed(line, stats, started, "timeout", failure, "timeout")
         except aiohttp.ClientError as exc:
             failure = Failure(UpstreamUnavailable(self.backend, type(exc).__name__), retryable=True)
             error = f"{type(exc).__name__}: {exc}"
-            return self._failed(fields, stats, started, "connection_error", failure, error)
+            return self._failed(line, stats, started, "connection_error", failure, error)
         except BaseException:
             self.breaker.release()
             raise
@@ -356,14 +376,10 @@ class UpstreamClient:
             if response is not None and not handed_over:
                 response.release()
 
-        fields.update(
-            duration_ms=_ms(loop.time() - started),
-            bytes_sent=stats.bytes_sent,
-            bytes_received=len(data),
-        )
+        duration = now() - started
         if 200 <= status < 300 or status in call.expect:
             self.breaker.record_success()
-            self._emit(fields, str(status), None, duration=loop.time() - started)
+            self._emit(line, str(status), None, duration, stats.bytes_sent, len(data))
             return UpstreamResponse(status, response.headers, data)
         outcome = classify(self.backend, status, response.headers, data, self._secrets)
         if outcome.refresh:
@@ -372,48 +388,92 @@ class UpstreamClient:
             self.breaker.record_failure()
         else:
             self.breaker.record_success()  # it answered: alive, whatever it thought of the request
-        self._emit(fields, str(status), f"HTTP {status}", duration=loop.time() - started)
+        self._emit(line, str(status), f"HTTP {status}", duration, stats.bytes_sent, len(data))
         return outcome
 
     def redacted(self, url: URL) -> str:
         """`redact_url(url, secrets)`, remembered until the known secrets change."""
         version = self._secrets.version
+        last = self._last_redacted
+        if last is not None and last[0] is url and last[1] == version:
+            return last[2]
         found = self._redacted.get(url)
         if found is not None and found[0] == version:
-            return found[1]
-        text = redact_url(url, self._secrets)
-        if len(self._redacted) >= _REDACTED_URLS:
-            self._redacted.clear()  # URLs with ids in them: bounded, and rebuilt as used
-        self._redacted[url] = (version, text)
+            text = found[1]
+        else:
+            text = redact_url(url, self._secrets)
+            if len(self._redacted) >= _REDACTED_URLS:
+                self._redacted.clear()  # URLs with ids in them: bounded, and rebuilt as used
+            self._redacted[url] = (version, text)
+        self._last_redacted = (url, version, text)
         return text
 
     def _failed(
         self,
-        fields: dict[str, Any],
+        line: AttemptLine,
         stats: AttemptStats,
         started: float,
         kind: str,
         failure: Failure,
         error: str,
     ) -> Failure:
-        duration = asyncio.get_running_loop().time() - started
+        duration = loop_clock(asyncio.get_running_loop())() - started
         self.breaker.record_failure()
-        fields.update(duration_ms=_ms(duration), bytes_sent=stats.bytes_sent)
-        self._emit(fields, kind, error, duration=duration)
+        self._emit(line, kind, error, duration, stats.bytes_sent)
         return failure
 
     def _emit(
-        self, fields: dict[str, Any], status: str, error: str | None, duration: float | None = None
+        self,
+        line: AttemptLine,
+        status: str,
+        error: str | None,
+        duration: float | None = None,
+        sent: int = 0,
+        received: int = 0,
     ) -> None:
-        """The attempt's one log line, and its metrics."""
-        operation = fields["operation"]
+        """The attempt's one log line, and its metrics; `duration` None: nothing was sent."""
+        call = line.call
+        operation = call.operation
         self._metrics.calls.inc((self.backend, operation, status))
+        duration_ms = 0.0
         if duration is not None:
             self._metrics.latency.observe((self.backend, operation), duration)
+            duration_ms = _ms(duration)
+        bound = line.bound
+        # The fields as keywords (the logger's own dict is built once from them), in this order;
+        # written out for each level, since a dict of them shared by both would be built and
+        # unpacked again on every attempt, the cost this saves.
         if error is None:
-            _log.info("upstream.call", **fields)
+            _log.info(
+                "upstream.call",
+                request_id=bound.request_id,
+                tenant=bound.tenant,
+                backend=self.backend,
+                operation=operation,
+                method=call.method,
+                url=line.url,
+                status=line.status,
+                duration_ms=duration_ms,
+                attempt=line.attempt,
+                bytes_sent=sent,
+                bytes_received=received,
+            )
         else:
-            _log.warning("upstream.call", **fields, error=scrub(self._secrets, error, _ERROR_MAX))
+            _log.warning(
+                "upstream.call",
+                request_id=bound.request_id,
+                tenant=bound.tenant,
+                backend=self.backend,
+                operation=operation,
+                method=call.method,
+                url=line.url,
+                status=line.status,
+                duration_ms=duration_ms,
+                attempt=line.attempt,
+                bytes_sent=sent,
+                bytes_received=received,
+                error=scrub(self._secrets, error, _ERROR_MAX),
+            )
 
     def open_stream(
         self, bound: BoundUpstream, call: UpstreamCall
@@ -425,16 +485,13 @@ class UpstreamClient:
 
     async def finish_stream(self, opened: StreamAttempt, exc: BaseException | None) -> None:
         """A streamed attempt's log line and metrics, once the plugin is done with its body."""
-        loop = asyncio.get_running_loop()
-        duration = loop.time() - opened.started
-        opened.fields.update(
-            duration_ms=_ms(duration),
-            bytes_sent=opened.stats.bytes_sent,
-            # What arrived from upstream (decompressed, as the plugin reads it).
-            bytes_received=opened.response.content.total_bytes,
-        )
+        duration = loop_clock(asyncio.get_running_loop())() - opened.started
+        line = opened.line
+        sent = opened.stats.bytes_sent
+        # What arrived from upstream (decompressed, as the plugin reads it).
+        received = opened.response.content.total_bytes
         if exc is None:
-            self._emit(opened.fields, str(opened.fields["status"]), None, duration=duration)
+            self._emit(line, str(line.status), None, duration, sent, received)
             return
         if isinstance(exc, TimeoutError):
             kind, error = "timeout", "timeout while reading the body"
@@ -442,8 +499,8 @@ class UpstreamClient:
             kind, error = "connection_error", f"{type(exc).__name__}: {exc}"
         else:
             # The plugin's own failure (or its caller going away): not the upstream's.
-            kind, error = str(opened.fields["status"]), f"aborted: {type(exc).__name__}"
-        self._emit(opened.fields, kind, error, duration=duration)
+            kind, error = str(line.status), f"aborted: {type(exc).__name__}"
+        self._emit(line, kind, error, duration, sent, received)
 
 
 def _ms(seconds: float) -> float:

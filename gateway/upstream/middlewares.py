@@ -74,11 +74,11 @@ def middlewares_for(
     call: UpstreamCall, url: URL, creds: Credentials
 ) -> tuple[aiohttp.ClientMiddlewareType, ...]:
     """Only the middlewares this call needs: each costs a little on every request."""
-    chosen: list[aiohttp.ClientMiddlewareType] = []
-    if not call.idempotent:
-        chosen.append(_send_once)
+    chosen: tuple[aiohttp.ClientMiddlewareType, ...] = () if call.idempotent else (_send_once,)
     # aiohttp drops Authorization on a cross-origin redirect itself; other credentials need us.
-    others = [name for name in creds.headers if name.lower() != "authorization"]
-    if others:
-        chosen.append(_credentials_guard(url.origin(), others))
-    return tuple(chosen)
+    # Looked for first, without a list: most calls carry Authorization alone, or nothing.
+    for name in creds.headers:
+        if name.lower() != "authorization":
+            others = [name for name in creds.headers if name.lower() != "authorization"]
+            return (*chosen, _credentials_guard(url.origin(), others))
+    return chosen

@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway import cursors, payloads, problems, wire
 from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
 from gateway.problems import FieldError
-from gateway.state import EVENTS, INPUT, PLUGINS, SETTINGS, STORE, TENANT
+from gateway.state import EVENTS, EXCHANGE, PLUGINS, SETTINGS, STORE
 from gateway.store import (
     UNSET,
     WILDCARD,
@@ -84,19 +84,19 @@ def _rate(given: float | Unset | None) -> float | Unset | None:
 
 
 async def subscription_of(request: web.Request) -> Subscription:
-    subscription_id = request[INPUT].path["subscriptionId"]
-    found = await request.app[STORE].get_subscription(request[TENANT].id, subscription_id)
+    subscription_id = request[EXCHANGE].input.path["subscriptionId"]
+    found = await request.app[STORE].get_subscription(request[EXCHANGE].tenant.id, subscription_id)
     if found is None:
         raise problems.not_found(f"subscription {subscription_id} does not exist")
     return found
 
 
 async def create_subscription(request: web.Request) -> web.Response:
-    given = wire.structure(request[INPUT].body, payloads.SubscriptionInput)
+    given = wire.structure(request[EXCHANGE].input.body, payloads.SubscriptionInput)
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     subscription = Subscription(
         id=f"sub_{uuid.uuid4().hex}",
-        tenant=request[TENANT].id,
+        tenant=request[EXCHANGE].tenant.id,
         url=await _check_url(request, given.url),
         event_types=_check_types(request, given.event_types),
         filter=_check_filter(given.filter),
@@ -123,9 +123,9 @@ async def create_subscription(request: web.Request) -> web.Response:
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
-    query = request[INPUT].query
+    query = request[EXCHANGE].input.query
     page = await request.app[STORE].list_subscriptions(
-        request[TENANT].id,
+        request[EXCHANGE].tenant.id,
         after=cursors.SUBSCRIPTIONS.decode(query.get("cursor")),
         limit=query.get("limit", 50),
     )
@@ -140,7 +140,7 @@ async def get_subscription(request: web.Request) -> web.Response:
 
 async def update_subscription(request: web.Request) -> web.Response:
     current = await subscription_of(request)
-    body = request[INPUT].body
+    body = request[EXCHANGE].input.body
     changes = SubscriptionChanges(
         url=await _check_url(request, body["url"]) if "url" in body else UNSET,
         event_types=_check_types(request, body["eventTypes"]) if "eventTypes" in body else UNSET,
@@ -164,7 +164,7 @@ async def delete_subscription(request: web.Request) -> web.Response:
 
 async def rotate_subscription_secret(request: web.Request) -> web.Response:
     current = await subscription_of(request)
-    given = wire.structure(request[INPUT].body or {}, payloads.SecretRotationInput)
+    given = wire.structure(request[EXCHANGE].input.body or {}, payloads.SecretRotationInput)
     default = request.app[SETTINGS].events.rotation_grace
     expires = time.time() + (default if given.grace_seconds is None else given.grace_seconds)
     changes = SubscriptionChanges(
@@ -191,18 +191,18 @@ async def send_test_event(request: web.Request) -> web.Response:
 
 
 async def _event(request: web.Request) -> Event:
-    event_id = request[INPUT].path["eventId"]
-    event = await request.app[STORE].get_event(request[TENANT].id, event_id)
+    event_id = request[EXCHANGE].input.path["eventId"]
+    event = await request.app[STORE].get_event(request[EXCHANGE].tenant.id, event_id)
     if event is None:
         raise problems.not_found(f"event {event_id} does not exist")
     return event
 
 
 async def list_events(request: web.Request) -> web.Response:
-    query = request[INPUT].query
+    query = request[EXCHANGE].input.query
     since, until = time_bounds(query)
     page = await request.app[STORE].list_events(
-        request[TENANT].id,
+        request[EXCHANGE].tenant.id,
         event_type=query.get("type"),
         after=cursors.EVENTS.decode(query.get("cursor")),
         limit=query.get("limit", 50),
@@ -222,8 +222,8 @@ async def get_event(request: web.Request) -> web.Response:
 async def list_event_deliveries(request: web.Request) -> web.Response:
     # The deliveries first: an event's go with it (retention deletes both in one transaction),
     # so only an empty list needs the event looked up (404 or none queued): one read, not two.
-    event_id = request[INPUT].path["eventId"]
-    deliveries = await request.app[STORE].list_deliveries(request[TENANT].id, event_id)
+    event_id = request[EXCHANGE].input.path["eventId"]
+    deliveries = await request.app[STORE].list_deliveries(request[EXCHANGE].tenant.id, event_id)
     if not deliveries:
         await _event(request)
     return wire.json_response(payloads.DeliveryList([payloads.Delivery.of(d) for d in deliveries]))
@@ -239,7 +239,7 @@ async def redeliver_event(request: web.Request) -> web.Response:
     if event.payload_purged:
         raise _payload_purged(event.id)
     subscription_id = wire.structure(
-        request[INPUT].body or {}, payloads.RedeliveryInput
+        request[EXCHANGE].input.body or {}, payloads.RedeliveryInput
     ).subscription_id
     store = request.app[STORE]
     if subscription_id is not None:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway import cursors, payloads, problems, wire
 from gateway.problems import FieldError
-from gateway.state import INPUT, RECOVERER, STORE
+from gateway.state import EXCHANGE, RECOVERER, STORE
 from gateway.store import Subscription
 from gateway.webhooks.api import subscription_of
 from gateway.webhooks.times import moment, ordered, time_bounds
@@ -17,7 +17,7 @@ from gateway.webhooks.times import moment, ordered, time_bounds
 
 async def list_subscription_deliveries(request: web.Request) -> web.Response:
     subscription = await subscription_of(request)
-    query = request[INPUT].query
+    query = request[EXCHANGE].input.query
     since, until = time_bounds(query)
     page = await request.app[STORE].list_subscription_deliveries(
         subscription.tenant,
@@ -43,7 +43,7 @@ def _location(request: web.Request, subscription: Subscription, recovery_id: str
 
 async def recover_subscription(request: web.Request) -> web.Response:
     subscription = await subscription_of(request)
-    given = wire.structure(request[INPUT].body, payloads.RecoveryInput)
+    given = wire.structure(request[EXCHANGE].input.body, payloads.RecoveryInput)
     now = time.time()
     since = moment(given.since, "/since", in_body=True)
     if given.until is None:
@@ -96,7 +96,7 @@ async def recover_subscription(request: web.Request) -> web.Response:
 
 async def get_recovery(request: web.Request) -> web.Response:
     subscription = await subscription_of(request)
-    recovery_id = request[INPUT].path["recoveryId"]
+    recovery_id = request[EXCHANGE].input.path["recoveryId"]
     found = await request.app[STORE].get_recovery(subscription.tenant, subscription.id, recovery_id)
     if found is None:
         raise problems.not_found(f"recovery {recovery_id} does not exist")

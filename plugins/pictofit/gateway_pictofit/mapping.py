@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gateway.plugin_api import FieldError, invalid_input
-from gateway_pictofit.client import Kind, TypeEntry
+from gateway_pictofit.client import JSON, Kind, TypeEntry
 from gateway_pictofit.config import Assumptions
 from gateway_pictofit.values import Configuration, Image, Product, Result
 
@@ -46,7 +46,7 @@ def now_iso() -> str:
 
 def epoch_to_iso(value: Any) -> str | None:
     """The doc's epoch float seconds as RFC 3339; None when absent or unreadable."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return _iso(value)
 
@@ -90,7 +90,7 @@ def type_id(types: Sequence[TypeEntry], kind: Kind, name: str, location: str) ->
     )
 
 
-def unified_state(raw: Mapping[str, Any], assumptions: Assumptions) -> str:
+def unified_state(raw: JSON, assumptions: Assumptions) -> str:
     state_id = raw.get("stateId")
     if isinstance(state_id, int) and not isinstance(state_id, bool):
         return assumptions.states.get(state_id, assumptions.unknown_state)
@@ -109,7 +109,7 @@ def result_link(services: GatewayServices, product_id: str) -> ResultLink:
     return link
 
 
-def _results(raw: Mapping[str, Any], assumptions: Assumptions) -> list[Mapping[str, Any]]:
+def _results(raw: JSON, assumptions: Assumptions) -> list[JSON]:
     results = raw.get("results")
     if not isinstance(results, list):
         return []
@@ -123,9 +123,7 @@ def _results(raw: Mapping[str, Any], assumptions: Assumptions) -> list[Mapping[s
     ]
 
 
-def find_result(
-    raw: Mapping[str, Any], fmt: str, compressed: bool, assumptions: Assumptions
-) -> Mapping[str, Any] | None:
+def find_result(raw: JSON, fmt: str, compressed: bool, assumptions: Assumptions) -> JSON | None:
     a = assumptions
     for result in _results(raw, a):
         if result[a.result_format_key] == fmt and result[a.result_compressed_key] is compressed:
@@ -149,7 +147,7 @@ def _images(records: Sequence[ResourceRecord]) -> tuple[Image, ...]:
 
 
 def configuration_value(
-    raw: Mapping[str, Any],
+    raw: JSON,
     *,
     configuration_id: str,
     product_id: str,
@@ -185,7 +183,7 @@ def configuration_value(
 
 
 def configuration_values(
-    raws: Iterable[Mapping[str, Any]],
+    raws: Iterable[JSON],
     *,
     product_id: str,
     records: Sequence[ResourceRecord],

@@ -106,7 +106,7 @@ async def _upstream_configuration(call: Call, client: PictofitClient) -> JSON:
     raise not_found(f"configuration {_configuration_id(call)} is not known to PICTOFiT")
 
 
-async def _configuration(call: Call, raw: Mapping[str, Any]) -> Configuration:
+async def _configuration(call: Call, raw: JSON) -> Configuration:
     configuration_id, product_id = _configuration_id(call), _product_id(call)
     return mapping.configuration_value(
         raw,
