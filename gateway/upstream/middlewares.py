@@ -76,9 +76,5 @@ def middlewares_for(
     """Only the middlewares this call needs: each costs a little on every request."""
     chosen: tuple[aiohttp.ClientMiddlewareType, ...] = () if call.idempotent else (_send_once,)
     # aiohttp drops Authorization on a cross-origin redirect itself; other credentials need us.
-    # Looked for first, without a list: most calls carry Authorization alone, or nothing.
-    for name in creds.headers:
-        if name.lower() != "authorization":
-            others = [name for name in creds.headers if name.lower() != "authorization"]
-            return (*chosen, _credentials_guard(url.origin(), others))
-    return chosen
+    others = [name for name in creds.headers if name.lower() != "authorization"]
+    return (*chosen, _credentials_guard(url.origin(), others)) if others else chosen
