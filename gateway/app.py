@@ -54,7 +54,7 @@ from gateway.upstream import CredentialsRequest, UpstreamClient
 from gateway.values import Credentials, Event
 from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
 from gateway.webhooks.filters import Filters
-from gateway.webhooks.recovery import Recoverer
+from gateway.webhooks.recovery import POLL as RECOVERY_POLL, Recoverer
 
 
 def create_app(
@@ -112,7 +112,11 @@ def create_app(
     app[UPSTREAMS] = {}
     app[BACKENDS] = {}
     app[EVENTS] = worker
-    app[RECOVERER] = Recoverer(store, owner=worker.owner, wake_workers=worker.wake)
+    # Recoveries a stopped process left are dead leases too: looked for no more often than those.
+    recovery_poll = max(RECOVERY_POLL, settings.events.poll_interval)
+    app[RECOVERER] = Recoverer(
+        store, owner=worker.owner, wake_workers=worker.wake, poll=recovery_poll
+    )
     app[OWNERS] = Owners(store)
     if telemetry is not None:
         app[TELEMETRY] = telemetry

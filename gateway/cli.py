@@ -25,7 +25,7 @@ from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.plugins import PluginError, PluginHost
 from gateway.scaffold import ScaffoldError, new_backend
-from gateway.server import EdgeSite, reserve_descriptors, settle_heap
+from gateway.server import EdgeSite, ServingLoop, reserve_descriptors, settle_heap
 from gateway.settings import (
     ConfigError,
     Settings,
@@ -230,9 +230,10 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log.format, settings.log.level)
     if args.workers > 1:
         return supervise(settings, workers=args.workers, config=args.config)
-    asyncio.run(
-        _run(settings, sandbox=args.sandbox, parent=args.worker_of, workers=args.workers_total)
-    )
+    with asyncio.Runner(loop_factory=ServingLoop) as runner:
+        runner.run(
+            _run(settings, sandbox=args.sandbox, parent=args.worker_of, workers=args.workers_total)
+        )
     return 0
 
 

@@ -6,14 +6,20 @@ Acme's fragments merged in, so what a fragment brings is held to the same rules.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import pytest
 import yaml
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from hypothesis import given, settings, strategies as st
 from openapi_spec_validator import validate
 
-from gateway.contract import HTTP_METHODS, VALID_KEPT
+from gateway.contract import HTTP_METHODS, VALID_KEPT, Contract, Operation
 from gateway.middleware import UNMATCHED
 from gateway.plugin_api import hookimpl
 from gateway.plugins import PluginError, PluginHost
@@ -239,3 +245,70 @@ async def test_contract_is_served_as_json_and_yaml(gateway: Gateway) -> None:
     assert as_json.status == as_yaml.status == 200
     assert as_yaml.content_type == "application/yaml"
     assert await as_json.json() == yaml.safe_load(await as_yaml.text())
+
+
+_SEGMENT_TEXT = st.text(st.sampled_from("ab9-_.~%2F{}é\n/"), max_size=6)
+
+
+def _router(contract: Contract, paths: Callable[[Operation], str]) -> web.UrlDispatcher:
+    app = web.Application()
+    for op in contract.operations.values():
+        app.router.add_route(op.method, paths(op), _no_handler, name=op.operation_id)
+    return app.router
+
+
+def _aiohttps_own_path(op: Operation) -> str:
+    """The route path with aiohttp's own `[^{}/]+` for a parameter (`.+` for a greedy one)."""
+    path = op.path
+    for param in op.params_in("path"):
+        if param.greedy:
+            path = path.replace("{" + param.name + "}", "{" + param.name + ":.+}")
+    return path
+
+
+@attrs.frozen
+class TwoRouters:
+    contract: Contract
+    ours: web.UrlDispatcher
+    aiohttps: web.UrlDispatcher
+    loop: asyncio.AbstractEventLoop
+
+
+@pytest.fixture(scope="module")
+def two_routers() -> Iterator[TwoRouters]:
+    contract, loop = gateway_contract(), asyncio.new_event_loop()
+    ours = _router(contract, lambda op: op.route_path)
+    yield TwoRouters(contract, ours, _router(contract, _aiohttps_own_path), loop)
+    loop.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    operation_id=st.sampled_from(sorted(gateway_contract().operations)),  # built at collection
+    values=st.lists(_SEGMENT_TEXT, min_size=3, max_size=3),
+    tail=st.sampled_from(["", "/", "/x", "/configurations"]),
+)
+def test_route_paths_match_what_aiohttps_own_patterns_match(
+    two_routers: TwoRouters,
+    operation_id: str,
+    values: list[str],
+    tail: str,
+) -> None:
+    """A path parameter's pattern is possessive (a route that fails gives up at once), and routes
+    exactly what aiohttp's default `[^{}/]+` would: a contract path, its parameters filled with
+    any text (slashes, braces, encodings) and something appended, resolves to the same route
+    with the same values."""
+    op = two_routers.contract.operations[operation_id]
+    path = op.path
+    for param, value in zip(op.params_in("path"), values, strict=False):
+        path = path.replace("{" + param.name + "}", value)
+    request = make_mocked_request(op.method, path + tail)
+    mine, theirs = (
+        two_routers.loop.run_until_complete(router.resolve(request))
+        for router in (two_routers.ours, two_routers.aiohttps)
+    )
+    assert (mine.route.name, dict(mine)) == (theirs.route.name, dict(theirs))
+
+
+async def _no_handler(request: web.Request) -> web.StreamResponse:
+    raise AssertionError("not called")

@@ -318,3 +318,15 @@ async def test_a_recovery_ends_failed_when_its_subscription_goes(store: Any, cha
     ended = await store.recover_step(recovery.id, owner="me", now=time.time(), lease=5, batch=10)
     assert ended.status == "failed"
     assert ("disabled" if change == "disable" else "deleted") in ended.reason
+
+
+async def test_recoveries_are_looked_for_no_more_often_than_idle_workers_look(
+    make_gateway: MakeGateway,
+) -> None:
+    """Idle, the recoverer looks for recoveries every 5 s, or every `[events] poll_interval` when
+    that is longer: an operator who made idle polling rare (an hour, as the instruction benchmark
+    does) made it rare for both."""
+    often = await make_events_gateway(make_gateway)  # poll_interval 0.02
+    rarely = await make_gateway(events={"poll_interval": 3600.0})
+    assert often.client.app[RECOVERER].poll == 5.0
+    assert rarely.client.app[RECOVERER].poll == 3600.0

@@ -14,12 +14,14 @@ from __future__ import annotations
 from gateway.server.connection import EdgeHandler, track_requests
 from gateway.server.heap import settle_heap
 from gateway.server.limits import FD_RESERVE, reserve_descriptors
+from gateway.server.loop import ServingLoop
 from gateway.server.site import EdgeSite
 
 __all__ = [
     "FD_RESERVE",
     "EdgeHandler",
     "EdgeSite",
+    "ServingLoop",
     "reserve_descriptors",
     "settle_heap",
     "track_requests",

@@ -21,7 +21,9 @@ log = get_logger("gateway.webhooks")
 
 BATCH = 200  # deliveries queued per transaction
 LEASE = 30.0  # seconds a recovery stays leased without a batch (then another process takes it)
-POLL = 5.0  # seconds between looks for recoveries other processes started or left
+# Seconds between looks for recoveries other processes started or left, at the most often; the
+# app looks no more often than `[events] poll_interval` either.
+POLL = 5.0
 
 
 class Recoverer:
@@ -42,6 +44,11 @@ class Recoverer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._current: str | None = None
+
+    @property
+    def poll(self) -> float:
+        """Seconds between looks for recoveries while none is known to have started."""
+        return self._poll
 
     def wake(self) -> None:
         """A recovery was started: look now rather than at the next poll."""
