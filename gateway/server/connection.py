@@ -13,7 +13,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.typedefs import Handler
 
-from gateway.clock import loop_clock
 from gateway.logs import get_logger
 from gateway.request_tracker import RequestTracker
 from gateway.server.limits import Gate
@@ -62,7 +61,6 @@ class EdgeHandler(web.RequestHandler, RequestTracker):
         self._settings = settings
         self._gate = gate
         self._clock = loop
-        self._now = loop_clock(loop)  # read on every request: without loop.time's frame
         self._admitted = False
         self._phase = _HEAD
         self._deadline = 0.0
@@ -106,7 +104,7 @@ class EdgeHandler(web.RequestHandler, RequestTracker):
             if self._payload.is_eof():
                 self._phase = _BUSY if self._phase == _BODY else _IDLE  # its timer finds nothing
             elif self._phase == _BODY:
-                self._deadline = self._now() + self._settings.body_idle_timeout
+                self._deadline = self._clock.time() + self._settings.body_idle_timeout
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel()
@@ -126,7 +124,7 @@ class EdgeHandler(web.RequestHandler, RequestTracker):
     def resume_reading(self, resume_parser: bool = True) -> None:
         if self._held:
             self._held = False
-            self._deadline = self._now() + self._settings.body_idle_timeout
+            self._deadline = self._clock.time() + self._settings.body_idle_timeout
         super().resume_reading(resume_parser)
 
     # -- told by the app's edge (gateway.middleware.at_edge, or track_requests) --------------------
@@ -201,7 +199,7 @@ class EdgeHandler(web.RequestHandler, RequestTracker):
     # -- timers -----------------------------------------------------------------------------------
 
     def _arm(self, seconds: float) -> None:
-        self._deadline = self._now() + seconds
+        self._deadline = self._clock.time() + seconds
         if self._timer is not None and self._timer.when() > self._deadline:
             self._cancel()
         if self._timer is None:
@@ -218,8 +216,8 @@ class EdgeHandler(web.RequestHandler, RequestTracker):
         if self._phase not in (_HEAD, _BODY) or self.transport is None:
             return
         if self._phase == _BODY and self._held:
-            self._deadline = self._now() + self._settings.body_idle_timeout
-        if self._now() < self._deadline:
+            self._deadline = self._clock.time() + self._settings.body_idle_timeout
+        if self._clock.time() < self._deadline:
             self._timer = self._clock.call_at(self._deadline, self._expire)
             return
         if self._phase == _HEAD:

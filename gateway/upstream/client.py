@@ -23,7 +23,6 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import __version__
-from gateway.clock import loop_clock
 from gateway.logs import get_logger
 from gateway.metrics import UpstreamMetrics
 from gateway.redaction import SecretRegistry, redact_url
@@ -186,7 +185,7 @@ class UpstreamClient:
     ) -> BoundUpstream:
         """The client as one caller request uses it; `deadline` is an absolute `loop.time()`."""
         if deadline is None:
-            deadline = loop_clock(asyncio.get_running_loop())() + self.policy.deadline
+            deadline = asyncio.get_running_loop().time() + self.policy.deadline
         return BoundUpstream(
             self,
             tenant=tenant,
@@ -288,7 +287,7 @@ class UpstreamClient:
     ) -> UpstreamResponse | StreamAttempt | Failure:
         if self._session is None or self._traced is None:
             raise RuntimeError(f"the upstream client of {self.backend} is not started")
-        now = loop_clock(asyncio.get_running_loop())
+        now = asyncio.get_running_loop().time
         remaining = bound.deadline - now()
         if remaining <= 0:
             line = AttemptLine(bound, call, attempt, self.redacted(call.url))
@@ -419,7 +418,7 @@ class UpstreamClient:
         failure: Failure,
         error: str,
     ) -> Failure:
-        duration = loop_clock(asyncio.get_running_loop())() - started
+        duration = asyncio.get_running_loop().time() - started
         self.breaker.record_failure()
         self._emit(line, kind, error, duration, stats.bytes_sent)
         return failure
@@ -487,7 +486,7 @@ class UpstreamClient:
 
     async def finish_stream(self, opened: StreamAttempt, exc: BaseException | None) -> None:
         """A streamed attempt's log line and metrics, once the plugin is done with its body."""
-        duration = loop_clock(asyncio.get_running_loop())() - opened.started
+        duration = asyncio.get_running_loop().time() - opened.started
         line = opened.line
         sent = opened.stats.bytes_sent
         # What arrived from upstream (decompressed, as the plugin reads it).
