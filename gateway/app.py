@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from gateway import wire
 from gateway.backend import BackendContext
 from gateway.callbacks import CallbackRegistrar
+from gateway.config_loading import structure_backend_configs
 from gateway.dispatch import wire_dispatch
 from gateway.events import SUBSCRIPTION_DISABLED, CoreEvents
 from gateway.logs import SECRETS, add_processor, remove_processor
@@ -27,7 +28,7 @@ from gateway.payloads import SubscriptionDisabledData
 from gateway.plugins import PluginHost
 from gateway.redaction import shown_url
 from gateway.routes import add_routes
-from gateway.settings import Settings, StoreSettings, structure_backend_configs
+from gateway.settings import Settings, StoreSettings
 from gateway.state import (
     BACKENDS,
     CALLBACKS,
@@ -52,8 +53,9 @@ from gateway.telemetry.server import server_middleware
 from gateway.tenants import TenantDirectory
 from gateway.upstream import CredentialsRequest, UpstreamClient
 from gateway.values import Credentials, Event
-from gateway.webhooks.delivery import DeliveryWorker, WebhookMetrics
+from gateway.webhooks.delivery import DeliveryWorker
 from gateway.webhooks.filters import Filters
+from gateway.webhooks.metrics import WebhookMetrics
 from gateway.webhooks.recovery import POLL as RECOVERY_POLL, Recoverer
 
 

@@ -22,19 +22,13 @@ from aiohttp import web
 
 from gateway import __version__, sandbox_run
 from gateway.app import create_app
+from gateway.config_converter import ConfigError
+from gateway.config_loading import check_config, config_path, read_raw, read_settings
 from gateway.logs import configure_logging
 from gateway.plugins import PluginError, PluginHost
 from gateway.scaffold import ScaffoldError, new_backend
 from gateway.server import EdgeSite, ServingLoop, reserve_descriptors, settle_heap
-from gateway.settings import (
-    ConfigError,
-    Settings,
-    StoreSettings,
-    check_config,
-    config_path,
-    read_raw,
-    read_settings,
-)
+from gateway.settings import Settings, StoreSettings
 from gateway.state import CALLBACKS, PLUGINS
 from gateway.supervisor import supervise
 from gateway.tenants import digest_key, new_key

@@ -22,10 +22,11 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
+from gateway.config_loading import load_settings
 from gateway.contract import Contract
 from gateway.logs import configure_logging
 from gateway.plugins import PluginHost
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings
 from gateway.state import CALLBACKS
 from gateway.store import Store
 from gateway.store.opening import open_store

@@ -11,8 +11,8 @@ import sys
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.config_loading import read_settings
 from gateway.logs import configure_logging
-from gateway.settings import read_settings
 from tests.acme_backend import AcmePlugin
 
 

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.backend import CallbackRegistration
 from gateway.callbacks import CallbackRegistrar
-from gateway.settings import load_settings
+from gateway.config_loading import load_settings
 from gateway.state import BACKENDS, CALLBACKS, STORE
 from gateway.tenants import digest_key
 from gateway.testing import ContractCheck, WebhookSubscriber, eventually, webhook_subscriber

@@ -15,8 +15,9 @@ from typing import Any
 
 import attrs
 
+from gateway.config_loading import load_settings
 from gateway.plugins import PluginHost
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings
 from gateway.values import Secret
 
 ROOT = Path(__file__).resolve().parent.parent

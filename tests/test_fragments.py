@@ -19,11 +19,11 @@ import yaml
 
 from gateway.app import create_app
 from gateway.cli import main
+from gateway.config_loading import load_settings
 from gateway.contract import default_contract
 from gateway.fragments import merged_contract
 from gateway.plugin_api import Backend, Reply, hookimpl
 from gateway.plugins import PluginError, PluginHost
-from gateway.settings import load_settings
 from gateway.state import CONTRACT
 from gateway.testing import ContractCheck
 from gateway_artifi.backend import ArtifiBackend

@@ -14,9 +14,9 @@ from yarl import URL
 
 from gateway import hookspecs
 from gateway.app import create_app
+from gateway.config_loading import load_settings
 from gateway.plugin_api import Backend, CredentialsRequest, Event, SendOutcome, Sink, hookimpl
 from gateway.plugins import PluginError, PluginHost
-from gateway.settings import load_settings
 from gateway.state import BACKENDS, STORE, TENANTS
 from tests.acme_backend import AcmeBackend, AcmeConfig, AcmePlugin
 from tests.conftest import CALLBACK_SECRET_A, Gateway, eventually
@@ -256,7 +256,7 @@ def test_hook_gateway_sandbox_offers_each_simulator() -> None:
     for name, sandbox in sandboxes.items():
         settings = load_settings({"tenants": [{"id": "demo", "keys": [], "backends": {name: {}}}]})
         raw = sandbox.tenant_config("http://127.0.0.1:1")
-        from gateway.settings import structure_section
+        from gateway.config_converter import structure_section
 
         config = structure_section(raw, host.config_types[name], f"sandbox.{name}")
         assert config is not None

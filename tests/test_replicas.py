@@ -23,7 +23,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer, unused_port
 
-from gateway.settings import ConfigError, load_settings
+from gateway.config_converter import ConfigError
+from gateway.config_loading import load_settings
 from gateway.tenants import digest_key
 from tests.conftest import ACME_KEY_A, CALLBACK_SECRET_A, CALLER_KEY_A, REPORTS, eventually
 from tests.pg import running_server

@@ -24,11 +24,12 @@ from aiohttp import web
 from aiohttp.test_utils import unused_port
 
 from gateway.app import create_app
+from gateway.config_loading import load_settings
 from gateway.problems import PROBLEM_CONTENT_TYPE
 from gateway.redaction import REDACTED
 from gateway.server import FD_RESERVE, EdgeSite, settle_heap, track_requests
 from gateway.server.heap import YOUNG_THRESHOLD
-from gateway.settings import ServerSettings, load_settings
+from gateway.settings import ServerSettings
 from gateway.state import CALLBACKS
 from gateway.testing import ContractCheck, problem_validator
 from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream

@@ -16,10 +16,11 @@ import yaml
 from aiohttp.test_utils import unused_port
 
 from gateway.cli import main
+from gateway.config_converter import ConfigError
+from gateway.config_loading import load_settings, read_settings, structure_backend_configs
 from gateway.contract import default_contract
 from gateway.plugin_api import Secret
 from gateway.plugins import PluginHost
-from gateway.settings import ConfigError, load_settings, read_settings, structure_backend_configs
 from gateway.tenants import digest_key
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.config_loading import load_settings
 from gateway.metrics import StoreMetrics
-from gateway.settings import load_settings
 from gateway.state import STORE
 from gateway.store import Attempt, AttemptOutcome, PayloadPurged, Store
 from gateway.store.opening import open_store

@@ -17,7 +17,8 @@ from opentelemetry.trace import (
     format_trace_id,
 )
 
-from gateway.settings import ConfigError, load_settings
+from gateway.config_converter import ConfigError
+from gateway.config_loading import load_settings
 from gateway.state import EVENTS, UPSTREAMS
 from gateway.telemetry import contexts
 from gateway.testing import WebhookSubscriber, eventually

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import FormData, web
 
 from gateway.app import create_app
-from gateway.settings import load_settings
+from gateway.config_loading import load_settings
 from gateway.state import UPLOADS
 from gateway.testing import ContractCheck
 from tests import raw_http

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from gateway.app import create_app
 from gateway.backend import Sandbox
+from gateway.config_loading import load_settings
 from gateway.plugins import PluginHost
-from gateway.settings import load_settings
 from gateway.state import CALLBACKS
 from gateway.tenants import digest_key, new_key
 from gateway.testing.contract_check import ContractCheck

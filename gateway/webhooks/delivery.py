@@ -4,10 +4,10 @@ Every event is committed with one delivery row per matching subscription before 
 was received. Workers lease due deliveries from the store (so a process killed at any moment loses
 nothing: its leases run out and another worker, or the restarted process, sends them again), send
 them signed with Standard Webhooks headers (over HTTP, or to a message broker through an installed
-sink: `gateway.webhooks.transports`), and write the outcomes back in batches. Concurrency is
-bounded per process, per tenant and per subscription, so one slow or dead subscriber, or one
-tenant's, never holds up the others; where a delivery may go is checked at every attempt
-(`gateway.webhooks.targets`).
+sink: `gateway.webhooks.transports`), and write the outcomes back in batches
+(`gateway.webhooks.outcomes`). Concurrency is bounded per process, per tenant and per
+subscription, so one slow or dead subscriber, or one tenant's, never holds up the others; where a
+delivery may go is checked at every attempt (`gateway.webhooks.targets`).
 
 Delivery is at least once: a subscriber may see an event twice (after a crash, or a redelivery)
 and de-duplicates by `webhook-id`, which is the event id on every attempt.
@@ -28,23 +28,17 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import aiohttp
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway import payloads, wire
 from gateway.logs import SECRETS, get_logger
 from gateway.redaction import redact_url, shown_url
 from gateway.settings import EventsSettings
 from gateway.sink import SendOutcome
-from gateway.store import (
-    Attempt,
-    AttemptOutcome,
-    ClaimedDelivery,
-    Store,
-    StoreUnavailable,
-    Subscription,
-)
+from gateway.store import Attempt, AttemptOutcome, ClaimedDelivery, Store, Subscription
 from gateway.values import Event
 from gateway.webhooks import signing
+from gateway.webhooks.metrics import DISABLED, FAILED, RETRYING, SUCCEEDED, WebhookMetrics
+from gateway.webhooks.outcomes import OutcomeRecorder
 from gateway.webhooks.targets import TargetNotAllowed, TargetPolicy
 from gateway.webhooks.transports import Transports
 
@@ -52,9 +46,6 @@ log = get_logger("gateway.webhooks")
 
 # A subscriber answering these with Retry-After holds its whole subscription, not one delivery.
 HOLDING_STATUSES = frozenset({429, 503})
-RECORD_RETRY = 0.5  # seconds between tries to record outcomes while the store is unavailable
-# Outcome labels of the attempts metric.
-SUCCEEDED, RETRYING, FAILED, DISABLED = "succeeded", "retrying", "failed", "disabled"
 
 Send = Callable[[ClaimedDelivery, bytes, dict[str, str]], Awaitable[SendOutcome]]
 
@@ -74,27 +65,6 @@ def event_payload(event: Event) -> bytes:
     """The exact bytes subscribers receive (and that are signed): the same event, the same bytes,
     as the converter writes fields in their declared order and `data` in its own."""
     return wire.dumps(payloads.Event.of(event))
-
-
-class WebhookMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.attempts = Counter(
-            "gateway_webhook_attempts_total",
-            "Delivery attempts, by outcome (succeeded, retrying, failed, disabled).",
-            ["outcome"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "gateway_webhook_delivery_latency_seconds",
-            "From the event's commit to the end of a successful attempt.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 36000),
-            registry=registry,
-        )
-        self.queue_depth = Gauge(
-            "gateway_webhook_queue_depth",
-            "Deliveries not yet final (pending or being delivered).",
-            registry=registry,
-        )
 
 
 class DeliveryWorker:
@@ -120,13 +90,11 @@ class DeliveryWorker:
         self._in_flight: collections.Counter[str] = collections.Counter()  # by subscription
         self._tenants: collections.Counter[str] = collections.Counter()  # in flight, by tenant
         self._tasks: set[asyncio.Task[None]] = set()
-        self._outcomes: list[AttemptOutcome] = []
-        self._have_outcomes = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._depth: asyncio.Task[None] | None = None  # the queue depth's count, when under way
         self._starved = False  # the last claim left something for want of room
-        self._frees = False  # an outcome to flush lets another delivery go
         self._rng = random.Random()
+        self.outcomes = OutcomeRecorder(store, on_frees=self.wake)
         self.targets = TargetPolicy(settings.allowed_targets, resolver)
         self.transports = Transports(settings, self.targets)
         # A span per attempt when the app traces ([telemetry]): gateway.telemetry.clients.
@@ -140,7 +108,7 @@ class DeliveryWorker:
         self.transports.http.start()
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="webhooks-claim"),
-            asyncio.create_task(self._record_loop(), name="webhooks-record"),
+            asyncio.create_task(self.outcomes.run(), name="webhooks-record"),
         ]
         # Deliveries queued by other processes on the same database wake this one too.
         self.store.listen(self.wake)
@@ -157,7 +125,7 @@ class DeliveryWorker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._loops[1].cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        await self._flush()  # unfinished ones keep their lease and go out again after it
+        await self.outcomes.flush()  # unfinished ones keep their lease and go out again after it
         await self.transports.close()
         await self.targets.close()
 
@@ -255,7 +223,7 @@ class DeliveryWorker:
             next_attempt_at=time.time(),
             subscription_succeeded=item.subscription.failing_since is None,
         )
-        self._record(outcome, frees=True)
+        self.outcomes.record(outcome, frees=True)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -299,7 +267,7 @@ class DeliveryWorker:
         hold_until = None
         if status in HOLDING_STATUSES and sent.retry_after is not None:
             hold_until = time.time() + min(sent.retry_after, self.settings.retry_after_cap)
-        self._record(
+        self.outcomes.record(
             AttemptOutcome(
                 delivery_id=delivery.id,
                 subscription_id=subscription.id,
@@ -388,46 +356,6 @@ class DeliveryWorker:
             return None
         days = self.settings.disable_after / 86400
         return f"every delivery failed for {days:g} days (last: {error})"
-
-    # -- recording ------------------------------------------------------------------------------
-
-    def _record(self, outcome: AttemptOutcome, *, frees: bool = False) -> None:
-        """Queue `outcome` for the next flush; `frees`: once written, it lets another delivery
-        go (it was handed back, or it ended an ordered key's head), so the claims look again
-        then rather than at the next poll."""
-        self._outcomes.append(outcome)
-        self._frees = self._frees or frees
-        self._have_outcomes.set()
-
-    async def _record_loop(self) -> None:
-        while True:
-            await self._have_outcomes.wait()
-            if not await self._flush():
-                await asyncio.sleep(RECORD_RETRY)
-
-    async def _flush(self) -> bool:
-        """Write every outcome gathered since the last flush in one transaction; False when the
-        store was unavailable (the outcomes are kept for the next try)."""
-        self._have_outcomes.clear()
-        batch, self._outcomes = self._outcomes, []
-        frees, self._frees = self._frees, False
-        if batch:
-            try:
-                await self.store.complete_attempts(batch, now=time.time())
-            except StoreUnavailable:
-                # Written once the store is back, unless their leases end first: then they go
-                # out again (at least once), and recording them later changes nothing.
-                self._outcomes[:0] = batch
-                self._frees = self._frees or frees
-                self._have_outcomes.set()
-                return False
-            except Exception:
-                # Not lost: the deliveries keep their lease and go out again when it ends.
-                log.exception("webhook.record_failed", count=len(batch))
-            else:
-                if frees:
-                    self.wake()
-        return True
 
 
 def _iso(moment: float) -> str:

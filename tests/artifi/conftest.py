@@ -24,8 +24,8 @@ from aiohttp.typedefs import Handler
 from PIL import Image
 
 from gateway.app import create_app
+from gateway.config_loading import load_settings
 from gateway.contract import default_contract
-from gateway.settings import load_settings
 from gateway.tenants import digest_key
 from gateway.testing import ContractCheck
 from gateway_artifi.sandbox import (

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import ConfigError
+from gateway.config_converter import ConfigError
 from tests.artifi.conftest import (
     ARTIFI_KEY_A,
     ARTIFI_KEY_B,

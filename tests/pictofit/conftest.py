@@ -27,8 +27,8 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 from PIL import Image
 
 from gateway.app import create_app
+from gateway.config_loading import load_settings
 from gateway.contract import default_contract
-from gateway.settings import load_settings
 from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
 from gateway.testing import ContractCheck

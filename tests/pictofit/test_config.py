@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from gateway.config_converter import ConfigError, structure_section
 from gateway.plugin_api import Secret
 from gateway.plugins import PluginHost
-from gateway.settings import ConfigError, structure_section
 from gateway_pictofit.config import PictofitConfig
 from tests.pictofit.conftest import CUSTOMER
 
