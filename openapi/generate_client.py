@@ -10,7 +10,7 @@ builds its wheel into OUTPUT_DIR/dist: `pip install build/client/dist/gateway_cl
 `pip install build/client`). A warning means the generator dropped or degraded part of the
 contract (an operation, a body, a response), so any warning, or any line of output other than the
 one naming what it generates, is a failure. `make client` runs this; so do
-tests/test_generated_client.py (into a temporary directory, and installs the wheel into a fresh
+tests/generated_client/ (into a temporary directory, and installs the wheel into a fresh
 virtualenv) and .ci/new-backend.
 """
 

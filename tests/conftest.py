@@ -174,6 +174,15 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
+async def twin(store: Store, store_url: str) -> AsyncIterator[Store]:
+    """A second store on the same database, as another gateway process would have."""
+    opened = open_store(store_url)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
 async def make_gateway(
     aiohttp_client: Any,
     aiohttp_server: Any,

@@ -1,5 +1,6 @@
 """The tree's boundaries: plugins (backends and sinks) reach the core through the plugin API alone,
-and no module imports itself back through others (an import circle)."""
+no module imports itself back through others (an import circle), and the upstream client's
+modules use only each other's public names."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import gateway.upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_API = "gateway.plugin_api"
@@ -111,3 +114,22 @@ def test_no_import_circles() -> None:
     the ones below it."""
     circle = _circle(_graph())
     assert circle is None, " -> ".join(circle or [])
+
+
+def test_upstream_modules_use_only_each_others_public_names() -> None:
+    """Issue 14: no module of the package imports another's private names or reaches into an
+    object's private attributes other than its own (`self._x`)."""
+    package = Path(gateway.upstream.__file__).parent
+    trespass = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                names = [a.name for a in node.names if a.name.startswith("_")]
+                names = [n for n in names if not n.startswith("__")]
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                own = isinstance(node.value, ast.Name) and node.value.id == "self"
+                names = [] if own or node.attr.startswith("__") else [node.attr]
+            else:
+                continue
+            trespass += [f"{path.name}:{node.lineno}: {name}" for name in names]
+    assert trespass == []

@@ -14,8 +14,8 @@ import pytest
 from gateway.state import RECOVERER, STORE
 from gateway.values import Event
 from tests.conftest import CALLER_KEY_B, Gateway, MakeGateway, eventually
+from tests.subscribers import Receiver, callback, make_events_gateway, receiver, subscribe
 from tests.test_recovery_store import failed_history
-from tests.test_webhooks import Receiver, callback, make_events_gateway, receiver, subscribe
 
 __all__ = ["receiver"]  # the fixture, for this module's tests
 

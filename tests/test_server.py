@@ -1,150 +1,34 @@
 """The listening server (gateway.server), driven over raw sockets: slow, idle and surplus clients
-are cut off within their limits, aiohttp's own refusals are problem documents, and a caller key in
-a refused request never reaches the log."""
+are cut off within their limits, and `gateway serve` applies them (and settles the heap) once
+it listens."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import os
 import resource
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import attrs
 import orjson
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import unused_port
 
-from gateway.app import create_app
-from gateway.config_loading import load_settings
-from gateway.problems import PROBLEM_CONTENT_TYPE
-from gateway.redaction import REDACTED
 from gateway.server import FD_RESERVE, EdgeSite, settle_heap, track_requests
 from gateway.server.heap import YOUNG_THRESHOLD
 from gateway.settings import ServerSettings
-from gateway.state import CALLBACKS
-from gateway.testing import ContractCheck, problem_validator
-from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream
 from tests.conftest import (
-    ACME_KEY_A,
-    ACME_KEY_B,
     CALLER_KEY_A,
     LogLines,
     eventually,
-    gateway_config,
 )
+from tests.edge_server import MB, QUICK, Serve, exchange, get, read_answer, rest_until_closed, serve
 
-MB = 1024 * 1024
-# Limits small enough to watch them act; each test waits a few times longer at most.
-QUICK = {"headers_timeout": 0.5, "body_idle_timeout": 0.5, "keepalive_timeout": 0.5}
-PATIENCE = 3.0  # seconds a test waits for the server to act before failing
-
-
-@attrs.frozen
-class Edge:
-    port: int
-    upstream: AcmeUpstreamState
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection("127.0.0.1", self.port)
-
-
-Serve = Callable[..., Awaitable[Edge]]
-
-
-@pytest.fixture
-async def serve(
-    aiohttp_server: Any, tmp_path: Path, secrets_env: None, contract_check: ContractCheck
-) -> AsyncIterator[Serve]:
-    """Start the gateway (tenants A and B on the Acme simulator) as `gateway serve` does, through
-    `EdgeSite`, on a free loopback port; keyword arguments set [server] limits."""
-    runners: list[web.AppRunner] = []
-
-    async def start(**server: Any) -> Edge:
-        upstream = await aiohttp_server(make_acme_upstream(ACME_KEY_A, ACME_KEY_B))
-        raw = gateway_config(tmp_path, str(upstream.make_url("")).rstrip("/"))
-        raw["server"].update(port=0, **server)
-        settings = load_settings(raw)
-        app = contract_check.install(create_app(settings, extra_plugins=[AcmePlugin()]))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        runners.append(runner)
-        site = EdgeSite(runner, settings.server)
-        await site.start()
-        registrar = app[CALLBACKS]
-        await eventually(lambda: all(s.state != "pending" for s in registrar.states.values()))
-        return Edge(site.port, upstream.app[ACME_STATE])
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
-
-
-@attrs.frozen
-class Answer:
-    status: int
-    headers: dict[str, str]  # names in lower case
-    body: bytes
-
-    def problem(self) -> dict[str, Any]:
-        """The body as a problem document, checked against the contract's `Problem` schema."""
-        assert self.headers["content-type"].startswith(PROBLEM_CONTENT_TYPE), self.headers
-        document: dict[str, Any] = orjson.loads(self.body)
-        errors = [e.message for e in problem_validator().iter_errors(document)]
-        assert not errors, errors
-        assert document["status"] == self.status
-        assert document["requestId"] == self.headers["x-request-id"]
-        return document
-
-
-async def read_answer(reader: asyncio.StreamReader) -> Answer:
-    try:
-        async with asyncio.timeout(PATIENCE):
-            head = await reader.readuntil(b"\r\n\r\n")
-            status_line, *lines = head.decode("latin-1").split("\r\n")
-            fields = (line.partition(":") for line in lines if line)
-            headers = {name.strip().lower(): value.strip() for name, _, value in fields}
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-    except TimeoutError:
-        raise AssertionError(f"no answer within {PATIENCE} s") from None
-    return Answer(int(status_line.split()[1]), headers, body)
-
-
-async def exchange(port: int, request: bytes) -> Answer:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        return await read_answer(reader)
-    finally:
-        writer.close()
-
-
-async def rest_until_closed(reader: asyncio.StreamReader, within: float = PATIENCE) -> bytes:
-    """What the server still sends before it closes the connection; fails if it stays open."""
-    try:
-        async with asyncio.timeout(within):
-            return await reader.read()
-    except TimeoutError:
-        raise AssertionError(f"the connection is still open after {within} s") from None
-    except ConnectionResetError:
-        return b""
-
-
-def get(path: str, *headers: str) -> bytes:
-    head = [f"GET {path} HTTP/1.1", "Host: gateway.test", *headers]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+__all__ = ["serve"]  # the fixture, for this module's tests
 
 
 # -- slow, idle and surplus clients (issue 12, row 7) ----------------------------------------------
@@ -387,71 +271,6 @@ async def test_gateway_serve_applies_the_server_limits(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert await asyncio.wait_for(process.wait(), 10) == 0
-
-
-# -- aiohttp's refusals as problems (row 9) and without the request in the log (row 8) -------------
-
-
-@pytest.mark.parametrize(
-    ("request_bytes", "status", "slug"),
-    [
-        (get("/healthz", "X-Big: " + "a" * 9000), 431, "header-fields-too-large"),
-        (get("/healthz", *(f"X-Many-{i}: x" for i in range(200))), 431, "header-fields-too-large"),
-        (get("/healthz?q=" + "a" * 9000), 414, "uri-too-long"),
-        (b"GET /healthz HTTP/1.1 and more\r\nHost: gateway.test\r\n\r\n", 400, "bad-request"),
-        (b"G@T /healthz HTTP/1.1\r\nHost: gateway.test\r\n\r\n", 400, "bad-request"),
-        (get("/healthz", "Content-Length: twelve"), 400, "bad-request"),
-    ],
-    ids=["header-too-long", "too-many-headers", "url-too-long", "bad-line", "bad-method", "bad-cl"],
-)
-async def test_requests_aiohttp_refuses_get_problem_documents(
-    serve: Serve, logs: LogLines, request_bytes: bytes, status: int, slug: str
-) -> None:
-    """Each refusal of aiohttp's parser is a problem document with the right status (431 for
-    header fields, 414 for the request line, 400 otherwise), logged once as `http.refused`."""
-    edge = await serve()
-    answer = await exchange(edge.port, request_bytes)
-    assert answer.status == status, answer.body
-    problem = answer.problem()
-    assert problem["type"] == f"urn:gateway:problem:{slug}"
-    assert problem["title"]
-    assert problem["detail"]
-    [refused] = logs.events("http.refused")
-    assert (refused["status"], refused["request_id"]) == (status, problem["requestId"])
-
-
-async def test_a_caller_key_in_a_refused_header_is_never_logged(
-    serve: Serve, logs: LogLines
-) -> None:
-    """`Authorization: Bearer <key>\\x01` is refused (400 problem) and the key appears in no log
-    line; aiohttp's own handler logs the raw header line at ERROR."""
-    edge = await serve()
-    answer = await exchange(
-        edge.port, get("/v1/product-types", f"Authorization: Bearer {CALLER_KEY_A}\x01")
-    )
-    assert answer.problem()["status"] == 400
-    assert CALLER_KEY_A.encode() not in answer.body
-    text = logs.text()
-    assert logs.events("http.refused")
-    assert CALLER_KEY_A not in text
-    assert CALLER_KEY_A.removeprefix("gwk_") not in text
-
-
-def test_library_log_records_lose_credentials_by_shape(logs: LogLines) -> None:
-    """What a library logs is scrubbed of anything shaped like a credential, since caller keys
-    are known only as digests: the value of an Authorization header, a Bearer or Basic token,
-    any `gwk_` key; the rest of the line stays readable."""
-    library = logging.getLogger("aiohttp.server")
-    library.error("line b'Authorization: Bearer gwk_one-0123456789abcdef\\x01\\r\\n' refused")
-    library.error("headers {'authorization': 'Basic dXNlcjpwYXNzd29yZA=='} from peer")
-    library.error("sent bearer eyJhbGciOiJIUzI1NiJ9.e30.sig and gwk_two-fedcba9876543210")
-    text = logs.text()
-    for secret in ("gwk_one", "0123456789abcdef", "dXNlcjpwYXNzd29yZA", "eyJhbGci", "gwk_two"):
-        assert secret not in text, secret
-    first, second, third = (line["event"] for line in logs.all())
-    assert first == f"line b'Authorization: {REDACTED}\\x01\\r\\n' refused"
-    assert second == f"headers {{'authorization': '{REDACTED}'}} from peer"
-    assert third == f"sent bearer {REDACTED} and {REDACTED}"
 
 
 def test_a_started_server_sets_the_collector_for_serving() -> None:

@@ -19,7 +19,7 @@ from gateway.state import STORE
 from tests import conftest
 from tests.brokers import NatsServer, nats_server  # noqa: F401 - the session's NATS server
 from tests.conftest import Gateway, LogLines, MakeGateway
-from tests.test_webhooks import (
+from tests.subscribers import (
     Receiver,
     callback,
     make_events_gateway,

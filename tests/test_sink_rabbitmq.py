@@ -20,8 +20,8 @@ from gateway.state import STORE
 from tests import conftest
 from tests.brokers import RabbitServer, rabbit_server  # noqa: F401 - the session's RabbitMQ node
 from tests.conftest import LogLines, MakeGateway
+from tests.subscribers import callback, make_events_gateway, subscribe
 from tests.test_sink_nats import QUICK_RETRIES, until
-from tests.test_webhooks import callback, make_events_gateway, subscribe
 
 EXCHANGE = "gateway-events"
 

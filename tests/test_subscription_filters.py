@@ -15,7 +15,7 @@ from gateway.state import PLUGINS, STORE
 from gateway.values import Event
 from gateway.webhooks import filters
 from tests.conftest import CALLER_KEY_B, Gateway, LogLines, MakeGateway, eventually
-from tests.test_webhooks import Receiver, make_events_gateway, receiver
+from tests.subscribers import Receiver, make_events_gateway, receiver
 
 __all__ = ["receiver"]  # the fixture, for this module's tests
 

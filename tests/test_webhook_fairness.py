@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import CALLER_KEY_B, REPORTS, Gateway, MakeGateway, eventually
-from tests.test_webhooks import callback, make_events_gateway, subscribe
+from tests.subscribers import callback, make_events_gateway, subscribe
 
 
 @attrs.define

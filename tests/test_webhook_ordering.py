@@ -23,8 +23,8 @@ from gateway.store import Store
 from gateway.store.opening import open_store
 from gateway.values import Event
 from tests.conftest import REPORTS, Gateway, MakeGateway, eventually
+from tests.subscribers import make_events_gateway
 from tests.test_replicas import AUTH, replica, succeeded_attempts, write_config
-from tests.test_webhooks import make_events_gateway
 
 TENANT = "tenant-a"
 

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.state import STORE
 from tests.conftest import Gateway, LogLines, MakeGateway, eventually
-from tests.test_webhooks import callback, make_events_gateway, only_event_id, wait_until_final
+from tests.subscribers import callback, make_events_gateway, only_event_id, wait_until_final
 
 
 class Resolver(AbstractResolver):

@@ -13,8 +13,8 @@ import pytest
 
 from gateway.store.throttle import burst
 from tests.conftest import REPORTS, Gateway, MakeGateway, eventually
+from tests.subscribers import Receiver, callback, make_events_gateway, receiver
 from tests.test_replicas import AUTH, CALLBACK_AUTH, replica, succeeded_attempts, write_config
-from tests.test_webhooks import Receiver, callback, make_events_gateway, receiver
 
 __all__ = ["receiver"]  # the fixture, for this module's tests
 TOLERANCE = 0.15  # of the span a rate gives a burst of events

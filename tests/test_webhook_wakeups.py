@@ -14,14 +14,14 @@ from gateway.state import EVENTS, STORE
 from gateway.store import ClaimedDelivery
 from gateway.values import Event
 from tests.conftest import REPORTS, MakeGateway, eventually
-from tests.test_webhook_ordering import Keyed, keyed, ordered_subscription, publish
-from tests.test_webhooks import (
+from tests.subscribers import (
     Receiver,
     callback,
     make_events_gateway,
     receiver,
     subscribe,
 )
+from tests.test_webhook_ordering import Keyed, keyed, ordered_subscription, publish
 
 __all__ = ["keyed", "receiver"]  # fixtures
 
