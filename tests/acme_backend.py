@@ -203,8 +203,8 @@ class AcmeBackend(Backend[AcmeConfig]):
     }
     openapi = "tests:acme_openapi.yaml"
 
-    async def credentials(self, request: CredentialsRequest) -> Credentials:
-        config: AcmeConfig = request.config
+    async def credentials(self, request: CredentialsRequest[AcmeConfig]) -> Credentials:
+        config = request.config
         # The key is Acme's: a URL on any other origin (a redirect, a link in an answer) gets none.
         if not request.goes_to(config.base_url):
             return Credentials()

@@ -69,7 +69,11 @@ class ArtifiClient:
     the backend object's."""
 
     def __init__(
-        self, upstream: BoundUpstream, config: ArtifiConfig, slots: Slots, rules: RulesCache
+        self,
+        upstream: BoundUpstream[ArtifiConfig],
+        config: ArtifiConfig,
+        slots: Slots,
+        rules: RulesCache,
     ) -> None:
         self.upstream = upstream
         self.tenant = upstream.tenant
