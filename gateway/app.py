@@ -9,6 +9,7 @@ import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
@@ -206,7 +207,7 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
     breaker); the client asks the backend for credentials before every attempt."""
     for name, backend_type in app[PLUGINS].backends.items():
 
-        async def credentials(request: CredentialsRequest, name: str = name) -> Credentials:
+        async def credentials(request: CredentialsRequest[Any], name: str = name) -> Credentials:
             return await app[BACKENDS][name].credentials(request)
 
         client = UpstreamClient(

@@ -56,7 +56,8 @@ class CallbackCall(Generic[C]):
     request_id: str
     headers: Mapping[str, str]
     body: bytes
-    upstream: BoundUpstream
+    # For the URL's tenant, with its configuration (None when it has none: `config`).
+    upstream: BoundUpstream[C | None]
     services: GatewayServices
     account: str | None = None
     tenants: Mapping[str, C] = attrs.field(factory=dict)
@@ -116,7 +117,7 @@ class CallbackRegistration(Generic[C]):
     tenant: str
     config: C
     callback_url: str
-    upstream: BoundUpstream
+    upstream: BoundUpstream[C]
     tenants: tuple[str, ...] = attrs.field()
     account: str | None = None
 
@@ -156,7 +157,7 @@ class Backend(Generic[C]):
 
     name: ClassVar[str]
     version: ClassVar[str]
-    config_type: ClassVar[type[Any]]
+    config_type: type[C]  # a class attribute; ClassVar cannot name C
     capabilities: ClassVar[frozenset[str]]
     description: ClassVar[str] = ""
     event_types: ClassVar[Mapping[str, str]] = {}
@@ -184,7 +185,7 @@ class Backend(Generic[C]):
         )
         return loaded
 
-    async def credentials(self, request: CredentialsRequest) -> Credentials:
+    async def credentials(self, request: CredentialsRequest[C]) -> Credentials:
         """What the upstream needs to know the tenant, for this one request: headers, query,
         secrets to redact. Asked before every attempt (a rotated key is used at once); a key
         must go only to the hosts it belongs to (`request.url`)."""

@@ -274,7 +274,7 @@ class OperationCall(Generic[C]):
         headers: Mapping[str, str],
         body: Any,
         form: Form | None,
-        upstream: BoundUpstream,
+        upstream: BoundUpstream[C],
         services: GatewayServices,
     ) -> None:
         self.operation: Final = operation

@@ -141,7 +141,7 @@ def services(
 
 def bound_upstream(
     wiring: Wiring, request_id: str, tenant: str, backend: str, config: Any, operation: str
-) -> BoundUpstream:
+) -> BoundUpstream[Any]:
     return wiring.upstreams[backend].bind(
         tenant=tenant, config=config, request_id=request_id, operation=operation
     )

@@ -33,6 +33,7 @@ from gateway.plugin_api import (
     hookimpl,
     not_found,
 )
+from tests.acme_values import Done, Image, Photo, Product, TypeList, TypeName, Widget
 
 NAME = "acme"
 
@@ -165,16 +166,14 @@ def make_acme_upstream(*accepted_keys: str) -> web.Application:
     return app
 
 
-def _product(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": body["id"],
-        "name": body["name"],
-        "type": body["type"],
-        "sku": body.get("sku"),
-        "backend": NAME,
-        "createdAt": "2026-01-01T00:00:00Z",
-        "configurations": [],
-    }
+def _product(body: dict[str, Any]) -> Product:
+    return Product(
+        str(body["id"]), body["name"], body["type"], body.get("sku"), NAME, "2026-01-01T00:00:00Z"
+    )
+
+
+def _widget(body: dict[str, Any]) -> Widget:
+    return Widget(str(body["id"]), body["name"], body["sizeMm"])
 
 
 class AcmeBackend(Backend[AcmeConfig]):
@@ -203,8 +202,8 @@ class AcmeBackend(Backend[AcmeConfig]):
     }
     openapi = "tests:acme_openapi.yaml"
 
-    async def credentials(self, request: CredentialsRequest) -> Credentials:
-        config: AcmeConfig = request.config
+    async def credentials(self, request: CredentialsRequest[AcmeConfig]) -> Credentials:
+        config = request.config
         # The key is Acme's: a URL on any other origin (a redirect, a link in an answer) gets none.
         if not request.goes_to(config.base_url):
             return Credentials()
@@ -215,8 +214,8 @@ class AcmeBackend(Backend[AcmeConfig]):
         base = call.config.base_url
         if call.operation == "listProductTypes":
             answer = await call.upstream.request("GET", f"{base}/types", operation="getTypes")
-            items = [{"name": t["name"]} for t in answer.json()]
-            return Reply(200, {"backend": NAME, "items": items})
+            items = tuple(TypeName(t["name"]) for t in answer.json())
+            return Reply(200, TypeList(NAME, items))
         if call.operation == "putProduct":
             product_id = str(call.path["productId"])
             body = {"name": call.body["name"], "type": call.body["type"]}
@@ -244,15 +243,15 @@ class AcmeBackend(Backend[AcmeConfig]):
                 "POST", f"{base}/files", data=form, idempotent=retryable
             )
             stored = answer.json()
-            image = {
-                "id": stored["id"],
-                "kind": call.body["kind"],
-                "name": call.body.get("name") or upload.filename or "image",
-                "contentType": upload.content_type or "application/octet-stream",
-                "width": stored["width"],
-                "height": stored["height"],
-                "bytes": stored["bytes"],
-            }
+            image = Image(
+                id=stored["id"],
+                kind=call.body["kind"],
+                name=call.body.get("name") or upload.filename or "image",
+                content_type=upload.content_type or "application/octet-stream",
+                width=stored["width"],
+                height=stored["height"],
+                bytes=stored["bytes"],
+            )
             return Reply(201, image)
         if call.operation == "downloadResult":
             async with call.upstream.stream("GET", f"{base}/results/1") as upstream:
@@ -274,32 +273,21 @@ class AcmeBackend(Backend[AcmeConfig]):
                 return data
 
             answer = await call.upstream.request("POST", f"{base}/photos", data=photo_form)
-            uploaded = answer.json()
-            reply = {
-                "id": str(uploaded["id"]),
-                "code": None,
-                "imageName": "photo",
-                "uniqueImageName": f"photo-{uploaded['id']}",
-                "width": 1,
-                "height": 1,
-                "dpi": call.body.get("dpi"),
-                "extension": ".jpg",
-                "mimeType": "image/jpeg",
-            }
-            await call.services.emit("acme.done", {"photo": reply["id"]})
-            return Reply(201, reply)
+            uploaded = Photo(str(answer.json()["id"]), dpi=call.body.get("dpi"))
+            await call.services.emit("acme.done", Done(photo=uploaded.id))
+            return Reply(201, uploaded)
         if call.operation == "putAcmeWidget":
             widget_id = str(call.path["widgetId"])
             answer = await call.upstream.request(
                 "PUT", f"{base}/widgets/{widget_id}", json=call.body, operation="putWidget"
             )
-            widget = answer.json()
+            widget = _widget(answer.json())
             await call.services.emit("acme.widget_ready", widget)
             return Reply(answer.status, widget)
         if call.operation == "getAcmeWidget":
             widget_id = str(call.path["widgetId"])
             answer = await call.upstream.request("GET", f"{base}/widgets/{widget_id}")
-            return Reply(200, answer.json())
+            return Reply(200, _widget(answer.json()))
         raise ProblemError(501, "not-implemented", "Not implemented")
 
     def callback_account(self, config: AcmeConfig) -> str | None:
@@ -315,7 +303,7 @@ class AcmeBackend(Backend[AcmeConfig]):
             return await self._account_callback(call)
         # 204 whether new or a duplicate: the upstream only needs to know it was taken.
         await call.services.emit(
-            "acme.done", {"path": call.callback_path}, dedupe_key=call.callback_path
+            "acme.done", Done(path=call.callback_path), dedupe_key=call.callback_path
         )
         return Reply(204)
 
@@ -329,7 +317,7 @@ class AcmeBackend(Backend[AcmeConfig]):
         owner = await call.owner("acme-widget", widget_id)
         if owner is None:  # unknown, or another account's: no tenant of this one is told
             raise not_found(f"acme-widget {widget_id} does not exist")
-        data = {"path": call.callback_path, "widgetId": widget_id}
+        data = Done(path=call.callback_path, widget_id=widget_id)
         dedupe = f"{call.callback_path}:{widget_id}"
         await call.services_for(owner).emit("acme.done", data, dedupe_key=dedupe)
         return Reply(204)

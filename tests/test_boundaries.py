@@ -5,6 +5,7 @@ modules use only each other's public names."""
 from __future__ import annotations
 
 import ast
+import string
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ PLUGIN_FILES = sorted(
         *ROOT.glob("plugins/*/gateway_*/**/*.py"),
         *ROOT.glob("plugins/*/tests/**/*.py"),
         ROOT / "tests" / "acme_backend.py",
+        ROOT / "tests" / "acme_values.py",
     ]
 )
 
@@ -48,6 +50,37 @@ def test_plugins_import_the_core_only_through_the_plugin_api(path: Path) -> None
         and not (name == PLUGIN_API or name.startswith(PLUGIN_API + "."))
     ]
     assert not wrong, wrong
+
+
+def hand_built(tree: ast.AST) -> Iterator[int]:
+    """The lines where a `Reply` or an event is given a dict (a literal or a comprehension) for
+    its body or data."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        given = node.args[1] if len(node.args) > 1 else None
+        if name in ("Reply", "emit") and isinstance(given, ast.Dict | ast.DictComp):
+            yield node.lineno
+
+
+def backend_sources() -> Iterator[tuple[str, str]]:
+    """Every plugin file, and the new-backend template's modules as `new-backend demo` writes
+    them."""
+    for path in PLUGIN_FILES:
+        yield str(path.relative_to(ROOT)), path.read_text()
+    templates = ROOT / "gateway" / "templates" / "backend" / "package"
+    for template in sorted(templates.glob("*.py.tmpl")):
+        text = string.Template(template.read_text()).substitute(name="demo", Camel="Demo")
+        yield str(template.relative_to(ROOT)), text
+
+
+@pytest.mark.parametrize(("name", "source"), list(backend_sources()), ids=lambda v: v[:60])
+def test_backends_answer_values_not_hand_built_dicts(name: str, source: str) -> None:
+    """Replies and events are attrs values the core's one converter writes (in camelCase, as the
+    contract names them), never dicts a backend spells out by hand."""
+    assert not list(hand_built(ast.parse(source, name))), name
 
 
 PLUGIN_GROUPS = ("gateway.backends", "gateway.sinks")

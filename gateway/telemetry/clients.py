@@ -8,6 +8,7 @@ carries the span's ids), with the span's context added to the request's headers.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
@@ -36,7 +37,7 @@ class UpstreamTracer:
     async def attempt(
         self,
         client: UpstreamClient,
-        bound: BoundUpstream,
+        bound: BoundUpstream[Any],
         call: UpstreamCall,
         attempt: int,
         *,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final, Protocol
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import aiohttp
 import orjson
@@ -23,15 +23,17 @@ IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT",
 _CALLER_FORBIDDEN_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
 _NO_STATUSES: Final[frozenset[int]] = frozenset()
 
+C = TypeVar("C")  # the backend's configuration type (`Backend.config_type`)
+
 
 class Sender(Protocol):
     """What a `BoundUpstream` needs of its client (the backend's `UpstreamClient`), named here
     so that the bound view does not import the client that imports it."""
 
-    async def run(self, bound: BoundUpstream, call: UpstreamCall) -> UpstreamResponse: ...
+    async def run(self, bound: BoundUpstream[Any], call: UpstreamCall) -> UpstreamResponse: ...
 
     def open_stream(
-        self, bound: BoundUpstream, call: UpstreamCall
+        self, bound: BoundUpstream[Any], call: UpstreamCall
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
 
 
@@ -78,15 +80,16 @@ def _same_origin(url: URL, base_url: str) -> bool:
     return same
 
 
-class BoundUpstream:
-    """What a backend plugin uses while it handles one caller request."""
+class BoundUpstream(Generic[C]):
+    """What a backend plugin uses while it handles one caller request; `config` is the tenant's
+    configuration for the backend."""
 
     def __init__(
         self,
         client: Sender,
         *,
         tenant: str,
-        config: Any,
+        config: C,
         request_id: str,
         operation: str,
         deadline: float,
@@ -180,7 +183,7 @@ class BoundUpstream:
         )
 
 
-class CredentialsRequest:
+class CredentialsRequest(Generic[C]):
     """What a backend is asked for credentials with, before every attempt: the request they are
     for (so that a key never goes to a host it does not belong to), the caller request's bound
     client (to fetch a token with), and the credentials the upstream has just refused with a 401
@@ -191,14 +194,14 @@ class CredentialsRequest:
     def __init__(
         self,
         tenant: str,
-        config: Any,
+        config: C,
         method: str,
         url: URL,
-        upstream: BoundUpstream,
+        upstream: BoundUpstream[C],
         refused: Credentials | None = None,
     ) -> None:
         self.tenant: Final = tenant
-        self.config: Final[Any] = config
+        self.config: Final = config
         self.method: Final = method
         self.url: Final = url
         self.upstream: Final = upstream
@@ -213,4 +216,5 @@ class CredentialsRequest:
         return _same_origin(self.url, base_url)
 
 
-CredentialsProvider = Callable[[CredentialsRequest], Awaitable[Credentials]]
+# The core's side: one provider per backend, whatever its configuration type.
+CredentialsProvider = Callable[[CredentialsRequest[Any]], Awaitable[Credentials]]

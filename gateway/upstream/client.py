@@ -15,7 +15,7 @@ import random
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, overload
+from typing import Any, Final, Literal, Protocol, TypeVar, overload
 
 import aiohttp
 import attrs
@@ -44,6 +44,8 @@ __all__ = ["AttemptTracer", "StreamAttempt", "UpstreamClient"]
 
 _log = get_logger("gateway.upstream")
 
+C = TypeVar("C")
+
 _ERROR_MAX: Final = 200
 _REDACTED_URLS: Final = 1024
 _EXCERPT_BYTES: Final = 64 * 1024  # of a failed streamed response, to find the upstream's reason
@@ -57,7 +59,9 @@ class AttemptLine:
     as plain attributes, passed to the logger as keywords when the line is written, rather than
     a dict built per attempt and unpacked again into the logger's keywords."""
 
-    def __init__(self, bound: BoundUpstream, call: UpstreamCall, attempt: int, url: str) -> None:
+    def __init__(
+        self, bound: BoundUpstream[Any], call: UpstreamCall, attempt: int, url: str
+    ) -> None:
         self.bound: Final = bound
         self.call: Final = call
         self.attempt: Final = attempt
@@ -88,7 +92,7 @@ class AttemptTracer(Protocol):
     async def attempt(
         self,
         client: UpstreamClient,
-        bound: BoundUpstream,
+        bound: BoundUpstream[Any],
         call: UpstreamCall,
         attempt: int,
         *,
@@ -178,11 +182,11 @@ class UpstreamClient:
         self,
         *,
         tenant: str,
-        config: Any,
+        config: C,
         request_id: str,
         operation: str,
         deadline: float | None = None,
-    ) -> BoundUpstream:
+    ) -> BoundUpstream[C]:
         """The client as one caller request uses it; `deadline` is an absolute `loop.time()`."""
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + self.policy.deadline
@@ -196,15 +200,15 @@ class UpstreamClient:
         )
 
     @overload
-    async def run(self, bound: BoundUpstream, call: UpstreamCall) -> UpstreamResponse: ...
+    async def run(self, bound: BoundUpstream[Any], call: UpstreamCall) -> UpstreamResponse: ...
 
     @overload
     async def run(
-        self, bound: BoundUpstream, call: UpstreamCall, *, streaming: Literal[True]
+        self, bound: BoundUpstream[Any], call: UpstreamCall, *, streaming: Literal[True]
     ) -> StreamAttempt: ...
 
     async def run(
-        self, bound: BoundUpstream, call: UpstreamCall, *, streaming: bool = False
+        self, bound: BoundUpstream[Any], call: UpstreamCall, *, streaming: bool = False
     ) -> UpstreamResponse | StreamAttempt:
         """Send `call` for `bound`'s caller request: attempt after attempt, as the policy allows,
         until one answers 2xx (or a status in `call.expect`), which is returned read; else raise
@@ -267,7 +271,12 @@ class UpstreamClient:
             await asyncio.sleep(delay)
 
     def _sender(
-        self, bound: BoundUpstream, attempt: int, *, refused: Credentials | None, streaming: bool
+        self,
+        bound: BoundUpstream[Any],
+        attempt: int,
+        *,
+        refused: Credentials | None,
+        streaming: bool,
     ) -> Callable[[UpstreamCall], Awaitable[Outcome]]:
         """This attempt's `_attempt`, for a tracer to send with the headers it adds."""
 
@@ -278,7 +287,7 @@ class UpstreamClient:
 
     async def _attempt(
         self,
-        bound: BoundUpstream,
+        bound: BoundUpstream[Any],
         call: UpstreamCall,
         attempt: int,
         *,
@@ -477,7 +486,7 @@ class UpstreamClient:
             )
 
     def open_stream(
-        self, bound: BoundUpstream, call: UpstreamCall
+        self, bound: BoundUpstream[Any], call: UpstreamCall
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """Send `call` as `run` does, up to a 2xx whose body the block reads (`response.content`);
         the attempt's log line is written when the block exits. A timeout or a broken connection
@@ -514,7 +523,9 @@ class _OpenStream:
     """`UpstreamClient.open_stream`'s block: a class, not an async generator, so that the module
     compiles (gateway.compiled)."""
 
-    def __init__(self, client: UpstreamClient, bound: BoundUpstream, call: UpstreamCall) -> None:
+    def __init__(
+        self, client: UpstreamClient, bound: BoundUpstream[Any], call: UpstreamCall
+    ) -> None:
         self._client = client
         self._bound = bound
         self._call = call

@@ -92,13 +92,14 @@ class UpstreamRejected(UpstreamError):
 class UpstreamCredentialsRejected(UpstreamError):
     """The upstream refused the *gateway's* credentials for the tenant; not the caller's fault."""
 
-    def __init__(self, backend: str, upstream_status: int) -> None:
+    def __init__(self, backend: str, upstream_status: int, reason: str = "") -> None:
+        # `reason`: how the upstream said so, when more than its status tells (an error code).
         super().__init__(
             502,
             "upstream-credentials-rejected",
             "Upstream rejected the gateway's credentials",
             f"backend {backend} rejected the gateway's credentials for this tenant "
-            f"({upstream_status})",
+            f"({upstream_status}" + (f", {reason})" if reason else ")"),
             backend=backend,
         )
         self.upstream_status = upstream_status

@@ -10,8 +10,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.problems import ProblemError
 from gateway.upstream import UpstreamResponse
-from gateway_artifi.client import ArtifiProblem, Context, decode
 from gateway_artifi.config import Assumptions
+from gateway_artifi.envelope import ArtifiProblem, Context, decode
 from tests.conftest import SECRETS, LogLines
 
 SECRET = "envelope-test-key-Jh27"

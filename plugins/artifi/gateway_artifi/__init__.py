@@ -6,8 +6,7 @@ Its modules, the same names and roles as every backend plugin of this project (P
 - `backend`: the `Backend` object, one per app, holding the tenants' call slots and upload rules.
 - `config`: the tenant's table, and every assumption made where the vendor's docs are silent.
 - `auth`: credentials: the website id and client key, in the query string, redacted everywhere.
-- `client`: the calls to Artifi (within the tenant's concurrency slots), and the reading of its
-  envelope: the `Data` of a success, or the caller-facing problem of its error codes.
+- `client`: the calls to Artifi (within the tenant's concurrency slots), each answer decoded.
 - `operations`: one function per unified operation.
 - `values`: the contract's values it answers and emits, frozen attrs classes (the core writes
   them in camelCase through its one converter).
@@ -15,8 +14,11 @@ Its modules, the same names and roles as every backend plugin of this project (P
 - `preflight`: an upload checked against the website's rules before anything goes upstream.
 - `sandbox/`: the simulator, one module per resource.
 
-No `callbacks` module: Artifi sends no callbacks (its docs describe none), so the backend neither
-registers nor receives any; its events are the gateway's own (uploads, deletes, merges).
+One module of its own, `envelope`: every Artifi answer is wrapped in an envelope whose `Data`
+a success holds and whose error codes map to the core's problems (PICTOFiT answers plain JSON,
+read in its `client`). No `callbacks` module: Artifi sends no callbacks (its docs describe
+none), so the backend neither registers nor receives any; its events are the gateway's own
+(uploads, deletes, merges).
 """
 
 from typing import Final

@@ -16,8 +16,8 @@ __all__ = ["Auth", "scrub"]
 class Auth:
     """The tenants' credentials for one app's Artifi backend."""
 
-    async def credentials(self, request: CredentialsRequest) -> Credentials:
-        config: ArtifiConfig = request.config
+    async def credentials(self, request: CredentialsRequest[ArtifiConfig]) -> Credentials:
+        config = request.config
         key = config.client_key.reveal()
         if not request.goes_to(config.base_url):
             return Credentials(secrets=frozenset({key}))

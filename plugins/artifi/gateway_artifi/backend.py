@@ -38,10 +38,10 @@ class ArtifiBackend(Backend[ArtifiConfig]):
         self.slots = Slots()
         self.rules: RulesCache = TtlCache()
 
-    def _client(self, config: ArtifiConfig, upstream: BoundUpstream) -> ArtifiClient:
+    def _client(self, config: ArtifiConfig, upstream: BoundUpstream[ArtifiConfig]) -> ArtifiClient:
         return ArtifiClient(upstream, config, self.slots, self.rules)
 
-    async def credentials(self, request: CredentialsRequest) -> Credentials:
+    async def credentials(self, request: CredentialsRequest[ArtifiConfig]) -> Credentials:
         return await self.auth.credentials(request)
 
     async def operation(self, call: OperationCall[ArtifiConfig]) -> Reply:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_artifi.client import unexpected
+from gateway_artifi.envelope import unexpected
 from gateway_artifi.preflight import ImageFacts, UploadRules
 from gateway_artifi.values import Photo, PhotoSettings
 

@@ -32,10 +32,9 @@ from gateway_artifi.client import (
     UPDATE_USER_PATH,
     UPLOAD_PATH,
     ArtifiClient,
-    ArtifiProblem,
-    unexpected,
 )
 from gateway_artifi.config import ArtifiConfig
+from gateway_artifi.envelope import ArtifiProblem, unexpected
 from gateway_artifi.mapping import assets, photo_settings, to_photo
 from gateway_artifi.preflight import check_upload
 from gateway_artifi.values import (
@@ -266,7 +265,7 @@ async def merge_user(call: OperationCall[ArtifiConfig], artifi: ArtifiClient) ->
         fields={"newuserid": "userId", "olduserid": "/guestUserId"},
     )
     if data is False:
-        raise unexpected("that it did not update the user id")
+        raise unexpected("False to UpdateUserId: the user id was not updated")
     await call.services.emit(USER_MERGED, UserMergedData(user_id, guest_id))
     return Reply(200, MergeUserResult(user_id, guest_id))
 

@@ -54,7 +54,9 @@ class Auth:
     def _cache(self, tenant: str) -> TokenCache:
         return self._tokens.setdefault(tenant, TokenCache())
 
-    async def prepare(self, tenant: str, config: PictofitConfig, upstream: BoundUpstream) -> None:
+    async def prepare(
+        self, tenant: str, config: PictofitConfig, upstream: BoundUpstream[PictofitConfig]
+    ) -> None:
         """Fetch the token before a call's first request, if it is due (no-op with an API key).
 
         Done before, not inside, the request's attempt: a fetch inside an attempt would wait for
@@ -63,8 +65,8 @@ class Auth:
         if config.token is not None:
             await self._token(tenant, config, upstream, drop=None)
 
-    async def credentials(self, request: CredentialsRequest) -> Credentials:
-        config: PictofitConfig = request.config
+    async def credentials(self, request: CredentialsRequest[PictofitConfig]) -> Credentials:
+        config = request.config
         extra = config.known_secrets()
         if not _for_the_service(request, config):
             return Credentials(secrets=extra)
@@ -83,7 +85,12 @@ class Auth:
         return Credentials(headers={"Authorization": _BEARER + value}, secrets=extra | {value})
 
     async def _token(
-        self, tenant: str, config: PictofitConfig, upstream: BoundUpstream, *, drop: str | None
+        self,
+        tenant: str,
+        config: PictofitConfig,
+        upstream: BoundUpstream[PictofitConfig],
+        *,
+        drop: str | None,
     ) -> str:
         async def fetch() -> tuple[str, float]:
             return await fetch_token(upstream, config)
@@ -91,7 +98,7 @@ class Auth:
         return (await self._cache(tenant).get(fetch, drop=drop)).value
 
 
-def _for_the_service(request: CredentialsRequest, config: PictofitConfig) -> bool:
+def _for_the_service(request: CredentialsRequest[PictofitConfig], config: PictofitConfig) -> bool:
     """Whether the tenant's key belongs on the request: the service's origin, but not its token
     URL (which takes the password form instead)."""
     if config.token is not None and request.url.with_query(None) == URL(config.token.url):
@@ -162,7 +169,9 @@ def _form(auth: TokenAuth) -> Callable[[], aiohttp.FormData]:
     return build
 
 
-async def fetch_token(upstream: BoundUpstream, config: PictofitConfig) -> tuple[str, float]:
+async def fetch_token(
+    upstream: BoundUpstream[PictofitConfig], config: PictofitConfig
+) -> tuple[str, float]:
     """Ask `connect/token` for a token; its refusal is the gateway's credential problem (502).
 
     It goes out without the tenant's Bearer: credentials are never given for the token URL.

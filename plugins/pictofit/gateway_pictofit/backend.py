@@ -62,7 +62,7 @@ class PictofitBackend(Backend[PictofitConfig]):
         self._sharing: dict[str, set[PictofitConfig]] = {}
 
     def _client(
-        self, tenant: str, config: PictofitConfig, upstream: BoundUpstream
+        self, tenant: str, config: PictofitConfig, upstream: BoundUpstream[PictofitConfig]
     ) -> Coroutine[Any, Any, PictofitClient]:
         """The tenant's client for one call, its token fetched first if one is due."""
         return open_client(self.auth, self.types, tenant, config, upstream)
@@ -70,7 +70,9 @@ class PictofitBackend(Backend[PictofitConfig]):
     # `credentials` and `operation` hand back the compiled coroutines that do the work: each is
     # awaited by the core on every call (`credentials` on every attempt), and a coroutine of
     # their own here would be one more interpreted frame to run each time.
-    def credentials(self, request: CredentialsRequest) -> Coroutine[Any, Any, Credentials]:
+    def credentials(
+        self, request: CredentialsRequest[PictofitConfig]
+    ) -> Coroutine[Any, Any, Credentials]:
         return self.auth.credentials(request)
 
     def operation(
@@ -86,16 +88,16 @@ class PictofitBackend(Backend[PictofitConfig]):
 
     async def callback(self, call: CallbackCall[PictofitConfig]) -> Reply:
         # The client is made only once the callback is authentic: no token fetched for a forgery.
-        # A product is read with its owner's credentials, logged as that tenant's call.
+        # A product is read with its owner's credentials, logged as that tenant's call, within
+        # the callback's deadline.
         async def client(tenant: str, config: PictofitConfig) -> PictofitClient:
-            upstream = call.upstream
-            if tenant != call.tenant:
-                upstream = self.context.upstream.bind(
-                    tenant=tenant,
-                    config=config,
-                    request_id=call.request_id,
-                    operation="receiveBackendCallback",
-                )
+            upstream = self.context.upstream.bind(
+                tenant=tenant,
+                config=config,
+                request_id=call.request_id,
+                operation=call.upstream.operation,
+                deadline=call.upstream.deadline,
+            )
             return await self._client(tenant, config, upstream)
 
         return await callbacks.receive(call, client)

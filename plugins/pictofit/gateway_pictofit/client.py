@@ -49,7 +49,9 @@ class PictofitClient:
     """One tenant's view of the service, for the length of one gateway call; `types` is the
     backend object's cache of the type lists."""
 
-    def __init__(self, upstream: BoundUpstream, config: PictofitConfig, types: TypeCache) -> None:
+    def __init__(
+        self, upstream: BoundUpstream[PictofitConfig], config: PictofitConfig, types: TypeCache
+    ) -> None:
         self.upstream = upstream
         self.config = config
         self.assumptions = config.assumptions
@@ -182,7 +184,11 @@ class PictofitClient:
 
 
 async def open_client(
-    auth: Auth, types: TypeCache, tenant: str, config: PictofitConfig, upstream: BoundUpstream
+    auth: Auth,
+    types: TypeCache,
+    tenant: str,
+    config: PictofitConfig,
+    upstream: BoundUpstream[PictofitConfig],
 ) -> PictofitClient:
     """The tenant's client for one call, its token fetched first if one is due."""
     if config.token is not None:  # an API key needs nothing fetched: no coroutine to await
