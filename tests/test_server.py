@@ -30,16 +30,9 @@ from gateway.server import FD_RESERVE, EdgeSite, settle_heap, track_requests
 from gateway.server.heap import YOUNG_THRESHOLD
 from gateway.settings import ServerSettings, load_settings
 from gateway.state import CALLBACKS
-from gateway.testing import ContractCheck, problem_validator
+from gateway.testing import ContractCheck, GatewayLogs, problem_validator
 from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream
-from tests.conftest import (
-    ACME_KEY_A,
-    ACME_KEY_B,
-    CALLER_KEY_A,
-    LogLines,
-    eventually,
-    gateway_config,
-)
+from tests.conftest import ACME_KEY_A, ACME_KEY_B, CALLER_KEY_A, eventually, gateway_config
 
 MB = 1024 * 1024
 # Limits small enough to watch them act; each test waits a few times longer at most.
@@ -178,7 +171,7 @@ async def test_a_client_that_never_finishes_its_headers_is_closed_with_a_408(
 
 
 async def test_a_connection_that_sends_nothing_is_closed_silently(
-    serve: Serve, logs: LogLines
+    serve: Serve, logs: GatewayLogs
 ) -> None:
     """A connection opened and left silent is closed after headers_timeout, with no answer (no
     request began: an unasked 408 could be read as the answer to the next one)."""
@@ -191,7 +184,7 @@ async def test_a_connection_that_sends_nothing_is_closed_silently(
     assert [line["waiting_for"] for line in logs.events("http.timeout")] == ["headers"]
 
 
-async def test_a_body_sent_too_slowly_is_cut_off(serve: Serve, logs: LogLines) -> None:
+async def test_a_body_sent_too_slowly_is_cut_off(serve: Serve, logs: GatewayLogs) -> None:
     """A body dripping one byte per 0.8 s (body_idle_timeout 0.5) is cut off: the connection
     closes and the request is logged as a 408, not as an unhandled error."""
     edge = await serve(**QUICK)
@@ -404,7 +397,7 @@ async def test_gateway_serve_applies_the_server_limits(tmp_path: Path) -> None:
     ids=["header-too-long", "too-many-headers", "url-too-long", "bad-line", "bad-method", "bad-cl"],
 )
 async def test_requests_aiohttp_refuses_get_problem_documents(
-    serve: Serve, logs: LogLines, request_bytes: bytes, status: int, slug: str
+    serve: Serve, logs: GatewayLogs, request_bytes: bytes, status: int, slug: str
 ) -> None:
     """Each refusal of aiohttp's parser is a problem document with the right status (431 for
     header fields, 414 for the request line, 400 otherwise), logged once as `http.refused`."""
@@ -420,7 +413,7 @@ async def test_requests_aiohttp_refuses_get_problem_documents(
 
 
 async def test_a_caller_key_in_a_refused_header_is_never_logged(
-    serve: Serve, logs: LogLines
+    serve: Serve, logs: GatewayLogs
 ) -> None:
     """`Authorization: Bearer <key>\\x01` is refused (400 problem) and the key appears in no log
     line; aiohttp's own handler logs the raw header line at ERROR."""
@@ -436,7 +429,7 @@ async def test_a_caller_key_in_a_refused_header_is_never_logged(
     assert CALLER_KEY_A.removeprefix("gwk_") not in text
 
 
-def test_library_log_records_lose_credentials_by_shape(logs: LogLines) -> None:
+def test_library_log_records_lose_credentials_by_shape(logs: GatewayLogs) -> None:
     """What a library logs is scrubbed of anything shaped like a credential, since caller keys
     are known only as digests: the value of an Authorization header, a Bearer or Basic token,
     any `gwk_` key; the rest of the line stays readable."""

@@ -31,14 +31,14 @@ from gateway.contract import default_contract
 from gateway.settings import load_settings
 from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
-from gateway.testing import ContractCheck
+from gateway.testing import ContractCheck, GatewayLogs
 from gateway_pictofit.sandbox import (
     SANDBOX_STATE,
     PictofitSandboxSettings,
     PictofitSandboxState,
     create_sandbox_app,
 )
-from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS, LogLines, eventually
+from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS, eventually
 
 PICTOFIT_KEY_A = "pictofit-key-A-4Hq9mZt2w"
 PICTOFIT_KEY_B = "pictofit-key-B-Rv7c1Lx8p"
@@ -306,7 +306,7 @@ def assert_schema(name: str, body: Any) -> None:
     assert not errors, f"not a valid {name}: {errors}"
 
 
-def upstream_calls(logs: LogLines) -> list[dict[str, Any]]:
+def upstream_calls(logs: GatewayLogs) -> list[dict[str, Any]]:
     return [line for line in logs.events("upstream.call") if line["backend"] == "pictofit"]
 
 

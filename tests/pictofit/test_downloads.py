@@ -10,8 +10,8 @@ import attrs
 import pytest
 from aiohttp import web
 
+from gateway.testing import GatewayLogs
 from gateway_pictofit.sandbox import STATE_FINISHED
-from tests.conftest import LogLines
 from tests.pictofit.conftest import Pictofit, image, upstream_calls, wait_for
 
 BODY = bytes(range(256)) * 1024  # 256 KiB
@@ -76,7 +76,7 @@ async def test_off_site_result_is_fetched_without_the_tenants_key(
 
 
 async def test_body_cut_short_upstream_is_cut_short_for_the_caller(
-    pictofit: Pictofit, aiohttp_server: Any, logs: LogLines
+    pictofit: Pictofit, aiohttp_server: Any, logs: GatewayLogs
 ) -> None:
     """When the file breaks off mid-way, the caller's download breaks too (never a complete-
     looking short file), and the attempt is logged as a connection error."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import LogLines
+from gateway.testing import GatewayLogs
 from tests.pictofit.conftest import (
     WRONG_KEY,
     MakePictofit,
@@ -19,7 +19,7 @@ def _wrong_key(url: str) -> dict[str, Any]:
     return {**tenant_a_config(url), "api_key": "env:TEST_PICTOFIT_WRONG_KEY"}
 
 
-def _attempts(logs: LogLines, operation: str) -> list[Any]:
+def _attempts(logs: GatewayLogs, operation: str) -> list[Any]:
     return [
         (line["attempt"], line["status"])
         for line in upstream_calls(logs)
@@ -28,7 +28,7 @@ def _attempts(logs: LogLines, operation: str) -> list[Any]:
 
 
 async def test_wrong_upstream_key_is_a_502_credentials_problem(
-    make_pictofit: MakePictofit, logs: LogLines
+    make_pictofit: MakePictofit, logs: GatewayLogs
 ) -> None:
     """PICTOFiT refusing the tenant's key is the gateway's problem (502), not the caller's 401;
     the key is never shown."""
@@ -44,7 +44,7 @@ async def test_wrong_upstream_key_is_a_502_credentials_problem(
     assert WRONG_KEY not in logs.text()
 
 
-async def test_5xx_is_retried_for_gets(pictofit: Pictofit, logs: LogLines) -> None:
+async def test_5xx_is_retried_for_gets(pictofit: Pictofit, logs: GatewayLogs) -> None:
     """Two 503s then success: the caller sees only the answer."""
     product_id = await pictofit.put_product()
     pictofit.sandbox.faults.fail_next = 2
@@ -52,7 +52,7 @@ async def test_5xx_is_retried_for_gets(pictofit: Pictofit, logs: LogLines) -> No
     assert _attempts(logs, "getConfigurations") == [(1, 503), (2, 503), (3, 200)]
 
 
-async def test_persistent_5xx_is_a_502(pictofit: Pictofit, logs: LogLines) -> None:
+async def test_persistent_5xx_is_a_502(pictofit: Pictofit, logs: GatewayLogs) -> None:
     """A PUT that keeps failing is tried `max_attempts` times, then 502 upstream-error."""
     await pictofit.call("GET", "/v1/product-types", expect=200)  # types cached
     pictofit.sandbox.faults.fail_next = 10
@@ -64,7 +64,7 @@ async def test_persistent_5xx_is_a_502(pictofit: Pictofit, logs: LogLines) -> No
     assert _attempts(logs, "putProduct") == [(1, 503), (2, 503), (3, 503)]
 
 
-async def test_429_is_retried_after_retry_after(pictofit: Pictofit, logs: LogLines) -> None:
+async def test_429_is_retried_after_retry_after(pictofit: Pictofit, logs: GatewayLogs) -> None:
     """A 429 with `Retry-After: 0` is retried at once."""
     product_id = await pictofit.put_product()
     pictofit.sandbox.faults.throttle_retry_after = 0
@@ -83,7 +83,7 @@ async def test_429_longer_than_the_cap_reaches_the_caller(make_pictofit: MakePic
     assert response.headers["Retry-After"] == "30"
 
 
-async def test_timeouts_are_504(make_pictofit: MakePictofit, logs: LogLines) -> None:
+async def test_timeouts_are_504(make_pictofit: MakePictofit, logs: GatewayLogs) -> None:
     """An upstream slower than the attempt timeout: retried, then 504 upstream-timeout."""
     gateway = await make_pictofit(upstream={"attempt_timeout": 0.1, "deadline": 2.0})
     gateway.sandbox.faults.latency_s = 0.3
@@ -92,7 +92,9 @@ async def test_timeouts_are_504(make_pictofit: MakePictofit, logs: LogLines) -> 
     assert [status for _, status in _attempts(logs, "getProductTypes")] == [None] * 3
 
 
-async def test_upload_is_retried_with_the_same_file_id(pictofit: Pictofit, logs: LogLines) -> None:
+async def test_upload_is_retried_with_the_same_file_id(
+    pictofit: Pictofit, logs: GatewayLogs
+) -> None:
     """The file id is the gateway's, so a failed upload is resent safely: one file upstream."""
     product_id = await pictofit.put_product()
     configuration_id = await pictofit.put_configuration(product_id)

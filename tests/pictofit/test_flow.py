@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from gateway.testing import GatewayLogs
 from gateway_pictofit.sandbox import RESULT_FORMATS, sandbox_result_bytes
-from tests.conftest import CALLER_KEY_A, LogLines
+from tests.conftest import CALLER_KEY_A
 from tests.pictofit.conftest import (
     CALLBACK_SECRET,
     PICTOFIT_KEY_A,
@@ -20,7 +21,7 @@ from tests.pictofit.conftest import (
 )
 
 
-async def test_product_to_downloaded_result(make_pictofit: MakePictofit, logs: LogLines) -> None:
+async def test_product_to_downloaded_result(make_pictofit: MakePictofit, logs: GatewayLogs) -> None:
     """Product, two configurations, FRONTAL and REFERENCE_ADDITIONAL images, submit, verified
     completion callback, enriched event, result downloaded byte for byte; every upstream call
     logged once and made with the tenant's PICTOFiT key, never the caller's."""

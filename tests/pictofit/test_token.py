@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from gateway.testing import GatewayLogs
 from gateway_pictofit import auth
-from tests.conftest import LogLines
 from tests.pictofit.conftest import (
     TOKEN_CLIENT_SECRET,
     TOKEN_PASSWORD,
@@ -39,7 +39,7 @@ def _without_callbacks(url: str) -> dict[str, Any]:
 
 
 async def test_token_is_fetched_once_and_used_as_bearer(
-    make_pictofit: MakePictofit, logs: LogLines
+    make_pictofit: MakePictofit, logs: GatewayLogs
 ) -> None:
     """Concurrent first calls share one token fetch; every API call carries that token; the
     token call is an `upstream.call` line with nothing secret in it."""
@@ -80,7 +80,7 @@ async def test_token_is_renewed_before_it_expires(
 
 
 async def test_rejected_token_is_refreshed_once_for_all_waiting_requests(
-    make_pictofit: MakePictofit, logs: LogLines
+    make_pictofit: MakePictofit, logs: GatewayLogs
 ) -> None:
     """After the service revoked the token, concurrent requests each get a 401 and a retry,
     but only one new token is fetched."""
