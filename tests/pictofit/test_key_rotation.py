@@ -1,5 +1,6 @@
 """A tenant's PICTOFiT key rotated while the gateway runs: the next upstream request carries the
-new key, an unset key is the caller's 503 until it is back, and no key is ever logged."""
+new key, an unset key is the caller's 503 until it is back, and no key is ever logged. This tests
+the core's secret references through that backend."""
 
 from __future__ import annotations
 
