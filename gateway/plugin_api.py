@@ -17,7 +17,8 @@ it is a change to that contract. It gathers, from the modules that define them:
 - the kit a backend's simulator is built with (`gateway.sandbox_kit`: request recording, fault
   knobs, the `/_sandbox` control endpoints);
 - the kit a backend's tests are built with (`gateway.testing`: a gateway in front of the
-  backend's sandbox, a contract check of every answer, a webhook subscriber). Its pytest
+  backend's sandbox, a contract check of every answer, a webhook subscriber, the gateway's log
+  lines). Its pytest
   fixtures are in `gateway.pytest_plugin`, which pytest loads by itself; pytest is never imported
   from here, so production code does not need it.
 """
@@ -70,9 +71,12 @@ from gateway.store import ResourceRecord
 from gateway.testing import (
     ContractCheck,
     Delivery,
+    GatewayLogs,
     SandboxGateway,
     StartGateway,
+    TenantTable,
     WebhookSubscriber,
+    assert_conforms,
     eventually,
     sandbox_gateway,
     verify_webhook,
@@ -113,6 +117,7 @@ __all__ = [
     "FaultKnobs",
     "FieldError",
     "Form",
+    "GatewayLogs",
     "GatewayServices",
     "OperationCall",
     "ProblemError",
@@ -130,6 +135,7 @@ __all__ = [
     "Sink",
     "SinkContext",
     "StartGateway",
+    "TenantTable",
     "TtlCache",
     "UploadedFile",
     "UpstreamCredentialsRejected",
@@ -141,6 +147,7 @@ __all__ = [
     "UpstreamUnavailable",
     "UrlTemplate",
     "WebhookSubscriber",
+    "assert_conforms",
     "bad_request",
     "count_knob",
     "eventually",

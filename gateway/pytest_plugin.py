@@ -10,16 +10,21 @@ pytest-asyncio (pytest-aiohttp brings it). Production code never imports this mo
 - `subscriber`: a running `WebhookSubscriber`; `await gateway.subscribe(subscriber)`.
 - `contract_check`: the `ContractCheck` every gateway of the test reports to; the test fails at
   teardown if any answer drifted from the contract.
+- `gateway_logs`: the `GatewayLogs` of the test: every line the gateway logged since it began
+  (`gateway_logs.events("upstream.call")`: each upstream attempt), from the session's one log
+  file, `gateway_log_file`, which logging is pointed at when a test first asks for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from gateway import testing
 
@@ -45,7 +50,9 @@ async def start_gateway(
             *,
             plugins: Iterable[object] = (),
             settings: Mapping[str, Mapping[str, Any]] | None = None,
-            tenant_config: Mapping[str, Any] | None = None,
+            tenant_config: testing.TenantTable | None = None,
+            tenants: Mapping[str, testing.TenantTable | None] | None = None,
+            sandbox_app: web.Application | None = None,
         ) -> testing.SandboxGateway:
             return await stack.enter_async_context(
                 testing.sandbox_gateway(
@@ -53,6 +60,8 @@ async def start_gateway(
                     plugins=plugins,
                     settings=settings,
                     tenant_config=tenant_config,
+                    tenants=tenants,
+                    sandbox_app=sandbox_app,
                     contract=contract_check,
                 )
             )
@@ -65,3 +74,18 @@ async def subscriber() -> AsyncIterator[testing.WebhookSubscriber]:
     """A webhook subscriber on a local port; fails the test if a delivery did not verify."""
     async with testing.webhook_subscriber() as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def gateway_log_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's one JSON-lines file of the gateway's log output (debug level), logged to
+    from the first test that asks for it until the session ends."""
+    path = tmp_path_factory.mktemp("gateway-logs") / "gateway.jsonl"
+    with testing.logging_to(path):
+        yield path
+
+
+@pytest.fixture
+def gateway_logs(gateway_log_file: Path) -> testing.GatewayLogs:
+    """The lines the gateway logs during the test (and none from before it)."""
+    return testing.GatewayLogs(gateway_log_file)

@@ -4,19 +4,18 @@
 `eventually` come from the backend authors' test kit (`gateway.testing`, its fixtures loaded by
 pytest from `gateway.pytest_plugin`), as a plugin's own tests get them.
 
-Every line the gateway logs during the whole session goes to one JSON-lines file; the session ends
-by searching it for every secret the tests configured (see `log_file`).
+Every line the gateway logs during the whole session goes to one JSON-lines file (the kit's
+`gateway_log_file`, which a plugin's tests share); the session ends by searching it for every
+secret the tests configured (see `log_file`).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
-import orjson
 import pytest
 from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient, TestServer
@@ -24,14 +23,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.config_loading import load_settings
 from gateway.contract import Contract
-from gateway.logs import configure_logging
 from gateway.plugins import PluginHost
 from gateway.settings import Settings
 from gateway.state import CALLBACKS
 from gateway.store import Store
 from gateway.store.opening import open_store
 from gateway.tenants import digest_key
-from gateway.testing import ContractCheck, eventually
+from gateway.testing import ContractCheck, GatewayLogs, eventually
 from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream
 from tests.pg import (  # noqa: F401 - PostgreSQL fixtures for every module
     PostgresServer,
@@ -59,41 +57,18 @@ SECRETS = [CALLER_KEY_A, CALLER_KEY_B, ACME_KEY_A, ACME_KEY_B, CALLBACK_SECRET_A
 
 
 @pytest.fixture(scope="session", autouse=True)
-def log_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """All log output of the session; at the end, proves no configured secret was ever logged."""
-    path = tmp_path_factory.mktemp("logs") / "gateway.jsonl"
-    with path.open("w", encoding="utf-8", buffering=1) as stream:
-        configure_logging("json", "debug", stream=stream, cache=False)
-        yield path
-    text = path.read_text(encoding="utf-8")
+def log_file(gateway_log_file: Path) -> Iterator[Path]:
+    """All log output of the session (the kit's one file); at the end, proves no configured
+    secret was ever logged."""
+    yield gateway_log_file
+    text = gateway_log_file.read_text(encoding="utf-8")
     leaked = [secret for secret in SECRETS if secret in text]
     assert not leaked, f"secrets appeared in log output: {leaked}"
 
 
-class LogLines:
-    """The JSON log lines written since the fixture was created."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = path.stat().st_size
-
-    def all(self) -> list[dict[str, Any]]:
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            return [orjson.loads(line) for line in io.BytesIO(f.read()) if line.strip()]
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.all() if line.get("event") == name]
-
-    def text(self) -> str:
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            return f.read().decode()
-
-
 @pytest.fixture
-def logs(log_file: Path) -> LogLines:
-    return LogLines(log_file)
+def logs(log_file: Path) -> GatewayLogs:
+    return GatewayLogs(log_file)
 
 
 @attrs.define

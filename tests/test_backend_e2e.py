@@ -6,8 +6,9 @@ import uuid
 
 from aiohttp import FormData
 
+from gateway.testing import GatewayLogs
 from tests.acme_backend import RESULT_BYTES
-from tests.conftest import ACME_KEY_A, ACME_KEY_B, CALLER_KEY_A, Gateway, LogLines
+from tests.conftest import ACME_KEY_A, ACME_KEY_B, CALLER_KEY_A, Gateway
 
 UPSTREAM_CALL_FIELDS = {
     "request_id",
@@ -25,7 +26,7 @@ UPSTREAM_CALL_FIELDS = {
 
 
 async def test_operation_carries_tenant_credential_not_caller_key(
-    gateway: Gateway, logs: LogLines
+    gateway: Gateway, logs: GatewayLogs
 ) -> None:
     """The upstream sees the tenant's upstream key, never the caller's; one upstream.call line."""
     response = await gateway.client.get(
@@ -79,7 +80,7 @@ async def test_put_then_get_product(gateway: Gateway) -> None:
     assert (await got.json())["name"] == "Shirt"
 
 
-async def test_download_streams_upstream_bytes(gateway: Gateway, logs: LogLines) -> None:
+async def test_download_streams_upstream_bytes(gateway: Gateway, logs: GatewayLogs) -> None:
     """downloadResult passes the upstream file through byte for byte, logging its size once."""
     product_id, config_id = str(uuid.uuid4()), str(uuid.uuid4())
     await gateway.client.put(

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 
-from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, Gateway, LogLines
+from gateway.testing import GatewayLogs
+from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, Gateway
 
 PROBLEM = "application/problem+json"
 
@@ -157,7 +158,7 @@ async def test_an_unknown_path_with_a_line_break_is_a_problem(gateway: Gateway) 
 
 
 async def test_request_id_is_kept_echoed_and_sent_upstream(
-    gateway: Gateway, logs: LogLines
+    gateway: Gateway, logs: GatewayLogs
 ) -> None:
     """An incoming X-Request-ID survives to the answer, the upstream and every log line."""
     response = await gateway.client.get(
@@ -176,7 +177,7 @@ async def test_request_id_is_made_when_missing(gateway: Gateway) -> None:
 
 
 async def test_unhandled_exception_is_500_without_traceback(
-    make_gateway: Any, logs: LogLines, monkeypatch: pytest.MonkeyPatch
+    make_gateway: Any, logs: GatewayLogs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A crash in a backend: 500 problem with no internals; one logged traceback."""
     from tests import acme_backend

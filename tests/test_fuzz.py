@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, assume, event, given, settings, strategies a
 
 from gateway.contract import Operation
 from gateway.state import UPLOADS
+from gateway.testing import GatewayLogs
 from tests import raw_http
 from tests.acme_backend import AcmeBackend
-from tests.conftest import CALLBACK_SECRET_A, CALLER_KEY_A, Gateway, LogLines, gateway_contract
+from tests.conftest import CALLBACK_SECRET_A, CALLER_KEY_A, Gateway, gateway_contract
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 # The gateway fixture's contract: the backends' fragments' operations are fuzzed too.
@@ -260,7 +261,7 @@ def hostile_request(draw: st.DrawFn, operation: Operation) -> tuple[bytes, dict[
 )
 @given(data=st.data())
 async def test_malformed_input_never_gets_a_5xx(
-    gateway: Gateway, logs: LogLines, operation_id: str, data: st.DataObject
+    gateway: Gateway, logs: GatewayLogs, operation_id: str, data: st.DataObject
 ) -> None:
     """Whatever the values, no 5xx (but the designed ones), every 4xx a problem document with its
     status, no spooled file left behind, nothing logged as an unhandled error; every answer is

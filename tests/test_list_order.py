@@ -6,19 +6,16 @@ fails here until it has a probe that creates items in a known order and reads th
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import FormData
+from PIL import Image
 
-from tests.artifi.conftest import (  # noqa: F401 - the Artifi fixtures, for listUserPhotos
-    ArtifiGateway,
-    artifi,
-    artifi_env,
-    image,
-    make_artifi,
-)
+from gateway.testing import SandboxGateway, StartGateway
 from tests.conftest import CALLBACK_SECRET_A, Gateway, gateway_contract
 
 ORDER_WORDS = re.compile(r"\b(newest|oldest) first\b")
@@ -136,12 +133,27 @@ async def probe_subscription_deliveries(gateway: Gateway) -> tuple[list[str], li
     return created, [d["id"] for d in listed["items"]]
 
 
-async def probe_user_photos(gateway: ArtifiGateway) -> tuple[list[str], list[str]]:
+@pytest.fixture
+async def artifi(start_gateway: StartGateway) -> SandboxGateway:
+    """A gateway in front of the Artifi sandbox (the kit's), for listUserPhotos."""
+    return await start_gateway("artifi")
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (20, 120, 200)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+async def probe_user_photos(gateway: SandboxGateway) -> tuple[list[str], list[str]]:
     created = []
+    path = "/v1/users/u-order/photos"
     for n in range(3):
-        photo = await _ok(await gateway.upload("u-order", image(), filename=f"p{n}.jpg"), 201)
-        created.append(photo["id"])
-    listed = await _ok(await gateway.photos("u-order"))
+        form = FormData()
+        form.add_field("file", _jpeg(), filename=f"p{n}.jpg", content_type="image/jpeg")
+        uploaded = await gateway.client.post(path, data=form, headers=gateway.auth())
+        created.append((await _ok(uploaded, 201))["id"])
+    listed = await _ok(await gateway.client.get(path, headers=gateway.auth()))
     return created, [p["id"] for p in listed["items"]]
 
 

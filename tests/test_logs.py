@@ -13,7 +13,7 @@ import structlog
 
 from gateway.logs import SECRETS, _UtcTimestamp, configure_logging, get_logger
 from gateway.redaction import REDACTED
-from tests.conftest import LogLines
+from gateway.testing import GatewayLogs
 
 # Quote and backslash: the JSON line carries it escaped, and must be scrubbed in that form too.
 ODD_SECRET = 'upstream-"key"\\-with-escapes-7f3a'
@@ -21,7 +21,7 @@ PLAIN_SECRET = "upstream-plain-key-0c9d2e"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
-def test_secrets_are_scrubbed_from_keys_nested_values_and_stdlib_records(logs: LogLines) -> None:
+def test_secrets_are_scrubbed_from_keys_nested_values_and_stdlib_records(logs: GatewayLogs) -> None:
     """A secret in a value, a nested list, a dict key or a stdlib record never reaches the file;
     lines stay valid JSON with the rest of their content."""
     SECRETS.add(ODD_SECRET, PLAIN_SECRET)
@@ -89,7 +89,7 @@ def test_a_module_logger_follows_each_configuration(tmp_path: Path, log_file: Pa
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", line["timestamp"])
 
 
-def test_lines_and_stdlib_records_reach_a_file_in_the_order_logged(logs: LogLines) -> None:
+def test_lines_and_stdlib_records_reach_a_file_in_the_order_logged(logs: GatewayLogs) -> None:
     """Our lines go straight to the file's descriptor, the stdlib's records through the stream:
     in the file they are in the order they were logged."""
     log = get_logger("tests.order")

@@ -7,7 +7,8 @@ import uuid
 import pytest
 from aiohttp import FormData
 
-from tests.conftest import SECRETS, Gateway, LogLines, MakeGateway
+from gateway.testing import GatewayLogs
+from tests.conftest import SECRETS, Gateway, MakeGateway
 
 REVOKED_KEY = "revoked-acme-key-xyz-0d9"
 SECRETS.append(REVOKED_KEY)
@@ -17,7 +18,7 @@ def types_requests(gateway: Gateway) -> int:
     return len([r for r in gateway.upstream.requests if r["path"] == "/types"])
 
 
-async def test_idempotent_read_is_retried_on_5xx(gateway: Gateway, logs: LogLines) -> None:
+async def test_idempotent_read_is_retried_on_5xx(gateway: Gateway, logs: GatewayLogs) -> None:
     """A GET that meets one 503 is retried and succeeds; both attempts are logged."""
     gateway.upstream.fail_next = 1
     response = await gateway.client.get("/v1/product-types", headers=gateway.auth())

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from gateway.testing import GatewayLogs
 from gateway.values import Secret, SecretUnavailable
-from tests.conftest import ACME_KEY_A, CALLER_KEY_B, Gateway, LogLines
+from tests.conftest import ACME_KEY_A, CALLER_KEY_B, Gateway
 
 
 async def test_a_secret_removed_after_start_is_a_503_naming_tenant_and_setting(
-    gateway: Gateway, logs: LogLines, monkeypatch: pytest.MonkeyPatch
+    gateway: Gateway, logs: GatewayLogs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Tenant A's upstream key variable is unset after start: its call answers 503
     `secret-unavailable` naming tenant-a and backends.acme.api_key (it was a 500 and a

@@ -21,9 +21,9 @@ from aiohttp.test_utils import unused_port
 from gateway.server import FD_RESERVE, EdgeSite, settle_heap, track_requests
 from gateway.server.heap import YOUNG_THRESHOLD
 from gateway.settings import ServerSettings
+from gateway.testing import GatewayLogs
 from tests.conftest import (
     CALLER_KEY_A,
-    LogLines,
     eventually,
 )
 from tests.edge_server import MB, QUICK, Serve, exchange, get, read_answer, rest_until_closed, serve
@@ -63,7 +63,7 @@ async def test_a_client_that_never_finishes_its_headers_is_closed_with_a_408(
 
 
 async def test_a_connection_that_sends_nothing_is_closed_silently(
-    serve: Serve, logs: LogLines
+    serve: Serve, logs: GatewayLogs
 ) -> None:
     """A connection opened and left silent is closed after headers_timeout, with no answer (no
     request began: an unasked 408 could be read as the answer to the next one)."""
@@ -76,7 +76,7 @@ async def test_a_connection_that_sends_nothing_is_closed_silently(
     assert [line["waiting_for"] for line in logs.events("http.timeout")] == ["headers"]
 
 
-async def test_a_body_sent_too_slowly_is_cut_off(serve: Serve, logs: LogLines) -> None:
+async def test_a_body_sent_too_slowly_is_cut_off(serve: Serve, logs: GatewayLogs) -> None:
     """A body dripping one byte per 0.8 s (body_idle_timeout 0.5) is cut off: the connection
     closes and the request is logged as a 408, not as an unhandled error."""
     edge = await serve(**QUICK)

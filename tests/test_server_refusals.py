@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from gateway.redaction import REDACTED
-from tests.conftest import CALLER_KEY_A, LogLines
+from gateway.testing import GatewayLogs
+from tests.conftest import CALLER_KEY_A
 from tests.edge_server import Serve, exchange, get, serve
 
 __all__ = ["serve"]  # the fixture, for this module's tests
@@ -30,7 +31,7 @@ __all__ = ["serve"]  # the fixture, for this module's tests
     ids=["header-too-long", "too-many-headers", "url-too-long", "bad-line", "bad-method", "bad-cl"],
 )
 async def test_requests_aiohttp_refuses_get_problem_documents(
-    serve: Serve, logs: LogLines, request_bytes: bytes, status: int, slug: str
+    serve: Serve, logs: GatewayLogs, request_bytes: bytes, status: int, slug: str
 ) -> None:
     """Each refusal of aiohttp's parser is a problem document with the right status (431 for
     header fields, 414 for the request line, 400 otherwise), logged once as `http.refused`."""
@@ -46,7 +47,7 @@ async def test_requests_aiohttp_refuses_get_problem_documents(
 
 
 async def test_a_caller_key_in_a_refused_header_is_never_logged(
-    serve: Serve, logs: LogLines
+    serve: Serve, logs: GatewayLogs
 ) -> None:
     """`Authorization: Bearer <key>\\x01` is refused (400 problem) and the key appears in no log
     line; aiohttp's own handler logs the raw header line at ERROR."""
@@ -62,7 +63,7 @@ async def test_a_caller_key_in_a_refused_header_is_never_logged(
     assert CALLER_KEY_A.removeprefix("gwk_") not in text
 
 
-def test_library_log_records_lose_credentials_by_shape(logs: LogLines) -> None:
+def test_library_log_records_lose_credentials_by_shape(logs: GatewayLogs) -> None:
     """What a library logs is scrubbed of anything shaped like a credential, since caller keys
     are known only as digests: the value of an Authorization header, a Bearer or Basic token,
     any `gwk_` key; the rest of the line stays readable."""

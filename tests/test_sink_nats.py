@@ -16,9 +16,10 @@ from nats.js.api import StreamConfig
 from standardwebhooks.webhooks import Webhook
 
 from gateway.state import STORE
+from gateway.testing import GatewayLogs
 from tests import conftest
 from tests.brokers import NatsServer, nats_server  # noqa: F401 - the session's NATS server
-from tests.conftest import Gateway, LogLines, MakeGateway
+from tests.conftest import Gateway, MakeGateway
 from tests.subscribers import (
     Receiver,
     callback,
@@ -76,7 +77,7 @@ async def test_events_reach_jetstream_signed_on_each_store(
     store_url: str,
     nats_server: NatsServer,  # noqa: F811
     jetstream: Client,
-    logs: LogLines,
+    logs: GatewayLogs,
 ) -> None:
     """A callback's event is published to the subscription's subject with the Standard Webhooks
     headers (verified with the reference library) and `Nats-Msg-Id` = `webhook-id` = the event
@@ -139,7 +140,7 @@ async def test_nothing_is_lost_when_the_broker_restarts_mid_burst(
     store_url: str,
     nats_server: NatsServer,  # noqa: F811
     jetstream: Client,
-    logs: LogLines,
+    logs: GatewayLogs,
 ) -> None:
     """200 events; the broker is stopped once about 50 are stored and started again a moment
     later: attempts fail meanwhile (recorded, retried), and all 200 arrive, each stored once (the

@@ -17,9 +17,10 @@ from aiormq.abc import AbstractChannel
 from standardwebhooks.webhooks import Webhook
 
 from gateway.state import STORE
+from gateway.testing import GatewayLogs
 from tests import conftest
 from tests.brokers import RabbitServer, rabbit_server  # noqa: F401 - the session's RabbitMQ node
-from tests.conftest import LogLines, MakeGateway
+from tests.conftest import MakeGateway
 from tests.subscribers import callback, make_events_gateway, subscribe
 from tests.test_sink_nats import QUICK_RETRIES, until
 
@@ -89,7 +90,7 @@ async def test_events_reach_rabbitmq_signed_and_persistent_on_each_store(
     store_url: str,
     rabbit_server: RabbitServer,  # noqa: F811
     amqp: Consumer,
-    logs: LogLines,
+    logs: GatewayLogs,
 ) -> None:
     """A callback's event is routed by exchange and routing key to a queue: persistent (delivery
     mode 2), its message id the event id, the Standard Webhooks headers verifying with the
@@ -157,7 +158,7 @@ async def test_nothing_is_lost_when_the_broker_restarts_mid_burst(
     store_url: str,
     rabbit_server: RabbitServer,  # noqa: F811
     amqp: Consumer,
-    logs: LogLines,
+    logs: GatewayLogs,
 ) -> None:
     """200 events; the node is stopped once about 50 are queued and started again: attempts fail
     meanwhile (recorded, retried), and all 200 arrive in the durable queue; a consumer

@@ -12,9 +12,10 @@ import orjson
 import pytest
 
 from gateway.state import PLUGINS, STORE
+from gateway.testing import GatewayLogs
 from gateway.values import Event
 from gateway.webhooks import filters
-from tests.conftest import CALLER_KEY_B, Gateway, LogLines, MakeGateway, eventually
+from tests.conftest import CALLER_KEY_B, Gateway, MakeGateway, eventually
 from tests.subscribers import Receiver, make_events_gateway, receiver
 
 __all__ = ["receiver"]  # the fixture, for this module's tests
@@ -167,7 +168,7 @@ async def test_a_bad_filter_is_a_422_pointing_at_it(
 
 
 async def test_an_evaluation_error_does_not_break_ingest(
-    gateway: Gateway, receiver: Receiver, logs: LogLines
+    gateway: Gateway, receiver: Receiver, logs: GatewayLogs
 ) -> None:
     """A filter that fails on an event (`starts_with` given a number) does not match it, the
     event is recorded, the other subscriptions get it, and the failure is logged (with the

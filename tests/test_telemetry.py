@@ -21,8 +21,8 @@ from gateway.config_converter import ConfigError
 from gateway.config_loading import load_settings
 from gateway.state import EVENTS, UPSTREAMS
 from gateway.telemetry import contexts
-from gateway.testing import WebhookSubscriber, eventually
-from tests.conftest import SECRETS, Gateway, LogLines, MakeGateway
+from gateway.testing import GatewayLogs, WebhookSubscriber, eventually
+from tests.conftest import SECRETS, Gateway, MakeGateway
 
 TELEMETRY = {"endpoint": "http://127.0.0.1:1", "service_name": "gateway-under-test"}
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -62,7 +62,7 @@ def all_text(span: ReadableSpan) -> str:
 
 
 async def test_caller_trace_continues_through_the_gateway_to_the_upstream(
-    make_gateway: MakeGateway, spans: InMemorySpanExporter, logs: LogLines
+    make_gateway: MakeGateway, spans: InMemorySpanExporter, logs: GatewayLogs
 ) -> None:
     """A caller's traceparent: the server span is its child, named by the route template, with
     tenant and operationId and never the caller's key; one client span per upstream attempt,
@@ -204,7 +204,7 @@ async def test_a_delivery_continues_the_trace_of_the_request_that_published(
 
 
 async def test_without_telemetry_nothing_is_traced(
-    make_gateway: MakeGateway, logs: LogLines
+    make_gateway: MakeGateway, logs: GatewayLogs
 ) -> None:
     """No [telemetry]: the edge alone, no tracer on the clients or the worker, nothing sent
     upstream, no trace ids in the logs, whatever the caller sent."""

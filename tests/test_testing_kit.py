@@ -1,5 +1,6 @@
-"""The backend authors' test kit (`gateway.testing`, re-exported by the plugin API) on the Acme
-test backend: it starts what it says, and fails where a plugin's tests need it to."""
+"""The backend authors' test kit (`gateway.testing`, re-exported by the plugin API, and its pytest
+fixtures) on the Acme test backend: it starts what it says, and fails where a plugin's tests need
+it to."""
 
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from gateway.config_converter import ConfigError
 from gateway.plugin_api import (
     Backend,
     ContractCheck,
+    GatewayLogs,
     OperationCall,
     Reply,
     Sandbox,
     Secret,
+    StartGateway,
+    TenantTable,
+    assert_conforms,
     hookimpl,
     sandbox_gateway,
     verify_webhook,
@@ -96,6 +102,57 @@ async def test_sandbox_gateway_names_what_it_cannot_start() -> None:
     with pytest.raises(ValueError, match="tenant_config"):
         async with sandbox_gateway("acme", plugins=[AcmePlugin()], settings={"tenants": {}}):
             pass
+
+
+async def test_sandbox_gateway_configures_tenants_and_a_tuned_sandbox() -> None:
+    """`tenants` gives each tenant a caller key and a table of its own (the first is the
+    gateway's `tenant`; a table may be a function of the sandbox's URL); `sandbox_app` is served
+    instead of the sandbox's own simulator."""
+    app = make_acme_upstream("tuned-key")
+    tenants: dict[str, TenantTable | None] = {
+        "first": {"api_key": Secret.literal("tuned-key")},
+        "second": lambda url: {"base_url": url + "/", "api_key": Secret.literal("wrong-key")},
+    }
+    async with sandbox_gateway(
+        "acme", plugins=[AcmePlugin()], sandbox_app=app, tenants=tenants
+    ) as gateway:
+        assert gateway.sandbox_app is app
+        assert (gateway.tenant, gateway.caller_key) == ("first", gateway.caller_keys["first"])
+        assert gateway.caller_keys["first"] != gateway.caller_keys["second"]
+        first = await gateway.client.get("/v1/product-types", headers=gateway.auth())
+        assert first.status == 200
+        second = await gateway.client.get("/v1/product-types", headers=gateway.auth("second"))
+        assert second.status == 502
+        seen = [r["headers"]["Authorization"] for r in app[ACME_STATE].requests]
+        assert set(seen) == {"Bearer tuned-key", "Bearer wrong-key"}
+
+
+async def test_a_table_key_set_to_none_is_left_out() -> None:
+    """None drops a key the sandbox's table gives; a required one is then missing; a table given
+    both ways is refused."""
+    with pytest.raises(ConfigError, match=r"tenants\[0\]\.backends\.acme\.api_key"):
+        async with sandbox_gateway("acme", plugins=[AcmePlugin()], tenant_config={"api_key": None}):
+            pass
+    with pytest.raises(ValueError, match="tenant_config alone"):
+        async with sandbox_gateway("acme", tenant_config={}, tenants={"t": None}):
+            pass
+
+
+async def test_gateway_logs_and_assert_conforms(
+    start_gateway: StartGateway, gateway_logs: GatewayLogs
+) -> None:
+    """`gateway_logs` holds the lines of this test alone, the upstream calls among them;
+    `assert_conforms` holds a body to one of the contract's schemas and names what breaks it."""
+    assert gateway_logs.all() == []
+    gateway = await start_gateway("acme", plugins=[AcmePlugin()])
+    response = await gateway.client.get("/v1/product-types", headers=gateway.auth())
+    body = await response.json()
+    [call] = gateway_logs.events("upstream.call")
+    assert (call["backend"], call["status"]) == ("acme", 200)
+    assert gateway.caller_key not in gateway_logs.text()
+    assert_conforms("ProductTypeList", body)
+    with pytest.raises(AssertionError, match="not a valid ProductTypeList"):
+        assert_conforms("ProductTypeList", {"items": "none"})
 
 
 async def test_webhook_subscriber_receives_and_verifies_real_deliveries() -> None:

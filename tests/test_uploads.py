@@ -19,7 +19,7 @@ from aiohttp import FormData, web
 from gateway.app import create_app
 from gateway.config_loading import load_settings
 from gateway.state import UPLOADS
-from gateway.testing import ContractCheck
+from gateway.testing import ContractCheck, GatewayLogs
 from tests import raw_http
 from tests.acme_backend import (
     ACME_STATE,
@@ -32,7 +32,6 @@ from tests.conftest import (
     ACME_KEY_B,
     CALLER_KEY_A,
     Gateway,
-    LogLines,
     MakeGateway,
     eventually,
     gateway_config,
@@ -253,7 +252,7 @@ def _upload_head(length: int) -> bytes:
     return raw_http.head("POST", PHOTOS, headers, body_length=length)
 
 
-async def test_clients_that_go_away_leave_no_file(served: Served, logs: LogLines) -> None:
+async def test_clients_that_go_away_leave_no_file(served: Served, logs: GatewayLogs) -> None:
     """A burst of clients that disconnect mid-body (one file spooled, the next half-sent), then
     clients that disconnect while the upstream call holds their upload: every file goes, and no
     request is logged as an internal error."""

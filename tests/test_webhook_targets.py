@@ -15,7 +15,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
 from gateway.state import STORE
-from tests.conftest import Gateway, LogLines, MakeGateway, eventually
+from gateway.testing import GatewayLogs
+from tests.conftest import Gateway, MakeGateway, eventually
 from tests.subscribers import callback, make_events_gateway, only_event_id, wait_until_final
 
 
@@ -250,7 +251,7 @@ async def test_redirects_are_not_followed(
 
 
 async def test_an_unexpected_error_while_sending_is_a_recorded_attempt(
-    make_gateway: MakeGateway, logs: LogLines
+    make_gateway: MakeGateway, logs: GatewayLogs
 ) -> None:
     """Whatever raises during an attempt (here the resolver itself) ends as a recorded, logged
     attempt, and the delivery moves on to failed: nothing stays leased."""

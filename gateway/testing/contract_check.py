@@ -1,4 +1,5 @@
-"""The contract check: every answer of an app held against the contract that app serves."""
+"""The contract check: every answer of an app held against the contract that app serves; and a
+body held against one of the contract's schemas."""
 
 from __future__ import annotations
 
@@ -20,14 +21,27 @@ from gateway.contract import (
 from gateway.problems import PROBLEM_CONTENT_TYPE
 from gateway.state import CONTRACT
 
-__all__ = ["ContractCheck", "problem_validator"]
+__all__ = ["ContractCheck", "assert_conforms", "problem_validator", "schema_validator"]
+
+
+def schema_validator(name: str, contract: Contract | None = None) -> Any:
+    """The contract's `components/schemas/<name>`, compiled (formats checked)."""
+    components = (contract or default_contract()).document["components"]
+    schema = {"$ref": f"#/components/schemas/{name}", "components": components}
+    return jsonschema_rs.validator_for(schema, validate_formats=True)
 
 
 def problem_validator(contract: Contract | None = None) -> Any:
     """The contract's `Problem` schema, compiled (formats checked)."""
-    components = (contract or default_contract()).document["components"]
-    schema = {"$ref": "#/components/schemas/Problem", "components": components}
-    return jsonschema_rs.validator_for(schema, validate_formats=True)
+    return schema_validator("Problem", contract)
+
+
+def assert_conforms(schema: str, instance: Any) -> None:
+    """Fails naming every reason when `instance` is not a valid `components/schemas/<schema>` of
+    the contract the installed backends serve (e.g. an event's body, which no answer's schema
+    checks as precisely as its own)."""
+    errors = [error.message for error in schema_validator(schema).iter_errors(instance)]
+    assert not errors, f"not a valid {schema}: {errors}"
 
 
 def _media_type(response: web.StreamResponse) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,9 +23,20 @@ from gateway.testing.contract_check import ContractCheck
 from gateway.testing.subscriber import WebhookSubscriber
 from gateway.testing.waiting import eventually
 
-__all__ = ["SANDBOX_TENANT", "SandboxGateway", "StartGateway", "find_sandbox", "sandbox_gateway"]
+__all__ = [
+    "SANDBOX_TENANT",
+    "SandboxGateway",
+    "StartGateway",
+    "TenantTable",
+    "find_sandbox",
+    "sandbox_gateway",
+]
 
 SANDBOX_TENANT = "sandbox"
+
+TenantTable = Mapping[str, Any] | Callable[[str], Mapping[str, Any]]
+"""Keys of a tenant's backend table, over the ones the sandbox's `tenant_config` gives (a key set
+to None is left out); or a function of the sandbox's URL answering them, when a value names it."""
 
 Client = TestClient[web.Request, web.Application]
 
@@ -35,8 +46,9 @@ class SandboxGateway:
     """A running gateway whose tenant `tenant` uses backend `backend`, upstream its simulator.
 
     `client` calls the gateway (paths relative, e.g. `/v1/backends`) over a real socket; `auth()`
-    gives the tenant's caller key as headers. `sandbox_app` is the simulator's application, its
-    state under the plugin's own `AppKey`; `contract` holds what the contract check saw.
+    gives the tenant's caller key as headers (`auth("other")`, another configured tenant's).
+    `sandbox_app` is the simulator's application, its state under the plugin's own `AppKey`;
+    `contract` holds what the contract check saw.
     """
 
     backend: str
@@ -46,14 +58,18 @@ class SandboxGateway:
     sandbox_url: str
     sandbox_app: web.Application
     contract: ContractCheck
+    # Every configured tenant's caller key, by tenant id (`tenant`'s is `caller_key`).
+    caller_keys: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     @property
     def url(self) -> str:
         """The gateway's base URL (also its `server.public_url`: callbacks come here)."""
         return str(self.client.make_url("")).rstrip("/")
 
-    def auth(self, **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.caller_key}", **extra}
+    def auth(self, tenant: str | None = None, **extra: str) -> dict[str, str]:
+        """The caller key of `tenant` (by default the first one) as headers, with `extra`."""
+        key = self.caller_key if tenant is None else self.caller_keys[tenant]
+        return {"Authorization": f"Bearer {key}", **extra}
 
     async def listing(self) -> dict[str, Any]:
         """This backend's entry in `GET /v1/backends`, as the tenant sees it."""
@@ -92,6 +108,12 @@ def find_sandbox(backend: str, plugins: Iterable[object] = ()) -> Sandbox:
     raise LookupError(f"backend {backend!r} offers no sandbox (its gateway_sandbox hook)")
 
 
+def _table(defaults: Mapping[str, Any], table: TenantTable | None, url: str) -> dict[str, Any]:
+    overrides = table(url) if callable(table) else (table or {})
+    merged = {**defaults, **overrides}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
 def _merged(base: dict[str, Any], sections: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     if "tenants" in sections:
         raise ValueError("the kit configures the tenant: pass tenant_config instead")
@@ -104,7 +126,9 @@ async def sandbox_gateway(
     *,
     plugins: Iterable[object] = (),
     settings: Mapping[str, Mapping[str, Any]] | None = None,
-    tenant_config: Mapping[str, Any] | None = None,
+    tenant_config: TenantTable | None = None,
+    tenants: Mapping[str, TenantTable | None] | None = None,
+    sandbox_app: web.Application | None = None,
     contract: ContractCheck | None = None,
 ) -> AsyncIterator[SandboxGateway]:
     """A gateway in front of `backend`'s sandbox, both served on free local ports.
@@ -112,35 +136,45 @@ async def sandbox_gateway(
     The backend comes from the installed plugins (entry points), or from `plugins` (plugin
     objects, as `create_app(extra_plugins=...)` takes them). `settings` overrides sections of the
     gateway's configuration (`{"upstream": {"max_attempts": 1}}`); `tenant_config` keys of the
-    tenant's backend table (the sandbox's `tenant_config` gives the rest). The store is SQLite in
-    a temporary folder. Start-up waits for callback registration to settle. Every answer is
-    checked against the contract by `contract`, or by the gateway's own check, which fails the
-    block when it ends; a `contract` passed in is the caller's to assert.
+    tenant's backend table (the sandbox's `tenant_config` gives the rest; see `TenantTable`).
+    `tenants` configures these tenants instead of the one `sandbox` tenant: id -> its table's
+    keys, each tenant with a caller key of its own, the first one the gateway's `tenant`.
+    `sandbox_app` is served instead of the sandbox's own `make_app()` (a simulator tuned for the
+    test, or with a test's middleware). The store is SQLite in a temporary folder. Start-up waits
+    for callback registration to settle. Every answer is checked against the contract by
+    `contract`, or by the gateway's own check, which fails the block when it ends; a `contract`
+    passed in is the caller's to assert.
     """
     plugins = tuple(plugins)
+    if tenants is not None and tenant_config is not None:
+        raise ValueError("give the tenant's table in tenants, or tenant_config alone")
+    tables = dict(tenants) if tenants is not None else {SANDBOX_TENANT: tenant_config}
+    if not tables:
+        raise ValueError("tenants names no tenant")
     sandbox = find_sandbox(backend, plugins)
     check = contract if contract is not None else ContractCheck()
     async with contextlib.AsyncExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-kit-")))
-        simulator = TestServer(sandbox.make_app(), host="127.0.0.1")
+        app_served = sandbox_app if sandbox_app is not None else sandbox.make_app()
+        simulator = TestServer(app_served, host="127.0.0.1")
         await simulator.start_server()
         stack.push_async_callback(simulator.close)
         sandbox_url = str(simulator.make_url("")).rstrip("/")
         # The gateway's own port is chosen first: its public URL (for callbacks) names it.
         port = unused_port()
-        key = new_key()
+        keys = {tenant: new_key() for tenant in tables}
+        defaults = sandbox.tenant_config(sandbox_url)
         base = {
             "store": {"url": f"sqlite:///{folder}/gateway.db"},
             "server": {"public_url": f"http://127.0.0.1:{port}"},
             "upstream": {"backoff_base": 0.001, "backoff_cap": 0.01},
             "tenants": [
                 {
-                    "id": SANDBOX_TENANT,
-                    "keys": [digest_key(key)],
-                    "backends": {
-                        backend: {**sandbox.tenant_config(sandbox_url), **(tenant_config or {})}
-                    },
+                    "id": tenant,
+                    "keys": [digest_key(keys[tenant])],
+                    "backends": {backend: _table(defaults, table, sandbox_url)},
                 }
+                for tenant, table in tables.items()
             ],
         }
         raw = _merged(base, settings or {})
@@ -150,14 +184,16 @@ async def sandbox_gateway(
         stack.push_async_callback(client.close)
         registrar = app[CALLBACKS]
         await eventually(lambda: all(s.state != "pending" for s in registrar.states.values()))
+        first = next(iter(tables))
         yield SandboxGateway(
             backend=backend,
-            tenant=SANDBOX_TENANT,
-            caller_key=key,
+            tenant=first,
+            caller_key=keys[first],
             client=client,
             sandbox_url=sandbox_url,
             sandbox_app=simulator.app,
             contract=check,
+            caller_keys=keys,
         )
     if contract is None:
         check.assert_clean()
@@ -173,5 +209,7 @@ class StartGateway(Protocol):
         *,
         plugins: Iterable[object] = (),
         settings: Mapping[str, Mapping[str, Any]] | None = None,
-        tenant_config: Mapping[str, Any] | None = None,
+        tenant_config: TenantTable | None = None,
+        tenants: Mapping[str, TenantTable | None] | None = None,
+        sandbox_app: web.Application | None = None,
     ) -> SandboxGateway: ...

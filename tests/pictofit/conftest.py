@@ -1,4 +1,5 @@
-"""Fixtures for the PICTOFiT backend: a real gateway in front of the real PICTOFiT sandbox.
+"""Fixtures for the core's tests through the PICTOFiT backend (its own tests are in
+plugins/pictofit/tests): a real gateway in front of the real PICTOFiT sandbox.
 
 The sandbox runs as a server, the gateway as another one on a port known in advance, so that
 `server.public_url` is right and the sandbox's callbacks reach the gateway over HTTP. Two tenants
@@ -17,18 +18,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
-import jsonschema_rs
 import pytest
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 from PIL import Image
 
 from gateway.app import create_app
 from gateway.config_loading import load_settings
-from gateway.contract import default_contract
 from gateway.state import CALLBACKS
 from gateway.tenants import digest_key
 from gateway.testing import ContractCheck
@@ -38,7 +36,7 @@ from gateway_pictofit.sandbox import (
     PictofitSandboxState,
     create_sandbox_app,
 )
-from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS, LogLines, eventually
+from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS, eventually
 
 PICTOFIT_KEY_A = "pictofit-key-A-4Hq9mZt2w"
 PICTOFIT_KEY_B = "pictofit-key-B-Rv7c1Lx8p"
@@ -46,8 +44,6 @@ CALLBACK_SECRET = "pictofit-callback-secret-A-Yb3n6Kd0"
 OTHER_CALLBACK_SECRET = "pictofit-callback-secret-B-Pm2x7Hc5"
 TOKEN_PASSWORD = "pictofit-token-password-Jw5s2Qe7"
 TOKEN_CLIENT_SECRET = "pictofit-client-secret-Tf8k3Vu1"
-# A key the sandbox does not know, recognisable so that all output can be searched for it.
-WRONG_KEY = "pictofit-WRONG-key-Gz6p0Na4"
 SECRETS.extend(
     [
         PICTOFIT_KEY_A,
@@ -56,7 +52,6 @@ SECRETS.extend(
         OTHER_CALLBACK_SECRET,
         TOKEN_PASSWORD,
         TOKEN_CLIENT_SECRET,
-        WRONG_KEY,
     ]
 )
 
@@ -67,7 +62,6 @@ ENV = {
     "TEST_PICTOFIT_OTHER_CALLBACK_SECRET": OTHER_CALLBACK_SECRET,
     "TEST_PICTOFIT_PASSWORD": TOKEN_PASSWORD,
     "TEST_PICTOFIT_CLIENT_SECRET": TOKEN_CLIENT_SECRET,
-    "TEST_PICTOFIT_WRONG_KEY": WRONG_KEY,
 }
 TOKEN_USER = "gateway-tenant-a"
 CUSTOMER = PictofitSandboxSettings().customer_id
@@ -94,19 +88,6 @@ def tenant_b_config(sandbox_url: str) -> dict[str, Any]:
 def shared_secret_b(sandbox_url: str) -> dict[str, Any]:
     """Tenant B with tenant A's callback secret (another reference to the same value)."""
     return {**tenant_b_config(sandbox_url), "callback_secret": "env:TEST_PICTOFIT_CALLBACK_SECRET"}
-
-
-def token_config(sandbox_url: str) -> dict[str, Any]:
-    """Tenant A in the older token mode, against the sandbox's `/connect/token`."""
-    config = tenant_a_config(sandbox_url)
-    del config["api_key"]
-    config["token"] = {
-        "url": f"{sandbox_url}/connect/token",
-        "username": TOKEN_USER,
-        "password": "env:TEST_PICTOFIT_PASSWORD",
-        "client_secret": "env:TEST_PICTOFIT_CLIENT_SECRET",
-    }
-    return config
 
 
 @attrs.define
@@ -288,27 +269,3 @@ def image(fmt: str = "PNG", width: int = 1200, height: int = 900, mode: str = "R
     colour: Any = (40, 90, 200) if mode == "RGB" else (10, 20, 30, 40)
     Image.new(mode, (width, height), colour).save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-# --- the contract -----------------------------------------------------------------------------
-
-
-@functools.cache
-def _schema(name: str) -> Any:
-    document = default_contract().document
-    rooted = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
-    return jsonschema_rs.validator_for(rooted, validate_formats=True)
-
-
-def assert_schema(name: str, body: Any) -> None:
-    """The body is a valid `name` of the contract's components."""
-    errors = [e.message for e in _schema(name).iter_errors(body)]
-    assert not errors, f"not a valid {name}: {errors}"
-
-
-def upstream_calls(logs: LogLines) -> list[dict[str, Any]]:
-    return [line for line in logs.events("upstream.call") if line["backend"] == "pictofit"]
-
-
-def path_of(url: str) -> str:
-    return urlsplit(url).path

@@ -1,4 +1,6 @@
-"""The tenant table and the declaration: what operators may write, and what the plugin offers."""
+"""The tenant table and the declaration: what operators may write, and what the plugin offers.
+These test the core through that backend: its configuration loading (`structure_section`,
+`ConfigError` naming the path) and its plugin host's declaration."""
 
 from __future__ import annotations
 

@@ -1,18 +1,19 @@
 """A tenant's PICTOFiT key rotated while the gateway runs: the next upstream request carries the
-new key, an unset key is the caller's 503 until it is back, and no key is ever logged."""
+new key, an unset key is the caller's 503 until it is back, and no key is ever logged. This tests
+the core's secret references through that backend."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import LogLines
+from gateway.testing import GatewayLogs
 from tests.pictofit.conftest import PICTOFIT_KEY_A, PICTOFIT_KEY_B, MakePictofit
 
 ROTATED_KEY = "pictofit-key-A-rotated-Qe3v8Ks1"
 
 
 async def test_a_rotated_api_key_goes_with_the_next_request(
-    make_pictofit: MakePictofit, logs: LogLines, monkeypatch: pytest.MonkeyPatch
+    make_pictofit: MakePictofit, logs: GatewayLogs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """listConfigurations after each change of TEST_PICTOFIT_KEY_A: the sandbox sees the new key
     on the very next request (no restart, no stale key kept from the call before), an unset key

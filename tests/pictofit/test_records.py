@@ -1,4 +1,5 @@
-"""PICTOFiT records a product once, after the service accepted it: the core only checked."""
+"""PICTOFiT records a product once, after the service accepted it: the core only checked. This
+tests the core's store records (which writes it makes) through that backend."""
 
 from __future__ import annotations
 

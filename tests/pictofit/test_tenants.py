@@ -1,4 +1,5 @@
-"""Two tenants with their own PICTOFiT keys never see each other's products."""
+"""Two tenants with their own PICTOFiT keys never see each other's products. This tests the core's
+tenant isolation (resources owned by the tenant that created them) through that backend."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One trace from a caller through the gateway to PICTOFiT, and from PICTOFiT's callback to the
 subscriber, exported over OTLP/HTTP to a receiver the test runs (decoding the protobuf), on
-SQLite and PostgreSQL."""
+SQLite and PostgreSQL. This tests the core's tracing through that backend."""
 
 from __future__ import annotations
 

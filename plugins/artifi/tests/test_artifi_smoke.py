@@ -1,7 +1,7 @@
 """The Artifi plugin through the backend authors' test kit: the gateway starts in front of the
 installed plugin's sandbox, lists the backend, carries a photo upload there and back (every answer
 checked against the contract), and delivers the event it emits to a subscriber, signed. (The
-plugin's full behaviour is tested in tests/artifi.)"""
+plugin's full behaviour is tested by the test_artifi_* modules beside this one.)"""
 
 from __future__ import annotations
 

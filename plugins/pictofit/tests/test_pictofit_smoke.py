@@ -1,6 +1,7 @@
 """The PICTOFiT plugin through the backend authors' test kit: the gateway starts in front of the
 installed plugin's sandbox, lists the backend, and carries one operation there and back, every
-answer checked against the contract. (The plugin's full behaviour is tested in tests/pictofit.)"""
+answer checked against the contract. (The plugin's full behaviour is tested by the
+test_pictofit_* modules beside this one.)"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from gateway import wire
+from gateway.plugin_api import unstructure
 from gateway_pictofit.values import Configuration, Result
 
 
@@ -18,7 +18,7 @@ def test_listing_values_are_frozen_and_written_in_camel_case() -> None:
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             setattr(value, name, "x")
     assert hash(result) == hash(Result("WEB", True, "http://h/r", None))
-    assert wire.unstructure(configuration) == {
+    assert unstructure(configuration) == {
         "id": "c",
         "productId": "p",
         "name": "n",

@@ -6,17 +6,21 @@ import asyncio
 from typing import Any
 
 import pytest
-
-from gateway_pictofit import auth
-from tests.conftest import LogLines
-from tests.pictofit.conftest import (
+from pictofit_harness import (
     TOKEN_CLIENT_SECRET,
     TOKEN_PASSWORD,
     MakePictofit,
     Pictofit,
+    make_pictofit,
+    pictofit,
     token_config,
     upstream_calls,
 )
+
+from gateway.plugin_api import GatewayLogs
+from gateway_pictofit import auth
+
+__all__ = ["make_pictofit", "pictofit"]  # the fixtures, for this module's tests
 
 
 def _token_requests(gateway: Pictofit) -> int:
@@ -39,7 +43,7 @@ def _without_callbacks(url: str) -> dict[str, Any]:
 
 
 async def test_token_is_fetched_once_and_used_as_bearer(
-    make_pictofit: MakePictofit, logs: LogLines
+    make_pictofit: MakePictofit, gateway_logs: GatewayLogs
 ) -> None:
     """Concurrent first calls share one token fetch; every API call carries that token; the
     token call is an `upstream.call` line with nothing secret in it."""
@@ -52,9 +56,9 @@ async def test_token_is_fetched_once_and_used_as_bearer(
     assert _token_requests(gateway) == 1
     [issued] = gateway.sandbox.tokens
     assert set(_bearers(gateway)) == {f"Bearer {issued}"}
-    [line] = [e for e in upstream_calls(logs) if e["operation"] == "connectToken"]
+    [line] = [e for e in upstream_calls(gateway_logs) if e["operation"] == "connectToken"]
     assert (line["method"], line["status"], line["tenant"]) == ("POST", 200, "tenant-a")
-    text = logs.text()
+    text = gateway_logs.text()
     assert TOKEN_PASSWORD not in text
     assert TOKEN_CLIENT_SECRET not in text
     assert issued not in text
@@ -80,7 +84,7 @@ async def test_token_is_renewed_before_it_expires(
 
 
 async def test_rejected_token_is_refreshed_once_for_all_waiting_requests(
-    make_pictofit: MakePictofit, logs: LogLines
+    make_pictofit: MakePictofit, gateway_logs: GatewayLogs
 ) -> None:
     """After the service revoked the token, concurrent requests each get a 401 and a retry,
     but only one new token is fetched."""
@@ -92,7 +96,9 @@ async def test_rejected_token_is_refreshed_once_for_all_waiting_requests(
     await asyncio.gather(*(gateway.call("GET", path, expect=200) for _ in range(6)))
     assert _token_requests(gateway) == 2
     statuses = [
-        line["status"] for line in upstream_calls(logs) if line["operation"] == "getConfigurations"
+        line["status"]
+        for line in upstream_calls(gateway_logs)
+        if line["operation"] == "getConfigurations"
     ]
     assert statuses.count(401) >= 1
     assert statuses.count(200) == 6

@@ -11,17 +11,20 @@ from typing import Any
 
 import aiohttp
 import attrs
-
-from tests.artifi.conftest import (
+from artifi_harness import (
     SETTINGS,
+    TENANT_B,
     UPLOAD,
     WEBSITE_A,
     Answer,
     ArtifiGateway,
     MakeArtifi,
+    artifi,
     image,
+    make_artifi,
 )
-from tests.conftest import CALLER_KEY_B
+
+__all__ = ["artifi", "make_artifi"]  # the fixtures, for this module's tests
 
 MB = 1024 * 1024
 
@@ -47,7 +50,7 @@ async def test_too_large_is_413_before_upstream(artifi: ArtifiGateway) -> None:
     """A file over the website's FileSize gets 413 with limitBytes; Artifi never sees it."""
     padded = image("PNG", (50, 50)) + b"\0" * MB  # a valid header, past tenant B's 1 MB
     response = await artifi.upload(
-        "user-1", padded, key=CALLER_KEY_B, filename="big.png", content_type="image/png"
+        "user-1", padded, tenant=TENANT_B, filename="big.png", content_type="image/png"
     )
     body = await problem_of(response, 413)
     assert body["type"] == "urn:gateway:problem:payload-too-large"
@@ -73,14 +76,14 @@ async def test_type_is_judged_by_content_not_name(artifi: ArtifiGateway) -> None
 async def test_dimensions_over_the_limit_are_422(artifi: ArtifiGateway) -> None:
     """Wider or taller than the website's Dimension: 422 at /file, nothing sent upstream."""
     wide = await artifi.upload(
-        "u", image("PNG", (801, 10)), key=CALLER_KEY_B, content_type="image/png"
+        "u", image("PNG", (801, 10)), tenant=TENANT_B, content_type="image/png"
     )
     body = await problem_of(wide, 422)
     assert [e["location"] for e in body["errors"]] == ["/file"]
     assert "801x10" in body["detail"]
     assert "800x600" in body["detail"]
     ok = await artifi.upload(
-        "u", image("PNG", (800, 600)), key=CALLER_KEY_B, content_type="image/png"
+        "u", image("PNG", (800, 600)), tenant=TENANT_B, content_type="image/png"
     )
     assert ok.status == 201
     assert artifi.sandbox.uploads_received == 1
@@ -102,7 +105,7 @@ async def test_settings_are_cached_per_tenant_with_ttl(make_artifi: MakeArtifi) 
     for _ in range(3):
         assert (await artifi.upload("u", image())).status == 201
     assert len(artifi.requests_to(SETTINGS)) == 1
-    settings_b = await artifi.client.get("/v1/photo-settings", headers=artifi.auth(CALLER_KEY_B))
+    settings_b = await artifi.client.get("/v1/photo-settings", headers=artifi.auth(TENANT_B))
     assert settings_b.status == 200
     assert len(artifi.requests_to(SETTINGS)) == 2
     await asyncio.sleep(2.05)

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from gateway.config_converter import ConfigError
-from tests.artifi.conftest import (
+from artifi_harness import (
     ARTIFI_KEY_A,
     ARTIFI_KEY_B,
     LIST,
     SETTINGS,
+    TENANT_B,
     UPLOAD,
     WEBSITE_A,
     WEBSITE_B,
     ArtifiGateway,
     MakeArtifi,
-    conforms,
+    artifi,
     image,
+    make_artifi,
 )
-from tests.conftest import CALLER_KEY_B
+
+from gateway.plugin_api import assert_conforms
+
+__all__ = ["artifi", "make_artifi"]  # the fixtures, for this module's tests
 
 
 async def json_of(response: Any, status: int) -> Any:
@@ -39,7 +41,7 @@ async def test_guest_uploads_then_merges_into_registered_user(artifi: ArtifiGate
         ),
         201,
     )
-    conforms("Photo", first)
+    assert_conforms("Photo", first)
     assert (first["width"], first["height"]) == (640, 480)
     assert (second["width"], second["height"]) == (321, 123)
     assert (first["extension"], first["mimeType"]) == (".jpg", "image/jpeg")
@@ -49,13 +51,13 @@ async def test_guest_uploads_then_merges_into_registered_user(artifi: ArtifiGate
     assert first["code"] == first["id"]
 
     guest_page = await json_of(await artifi.photos("guest-7f3a"), 200)
-    conforms("PhotoPage", guest_page)
+    assert_conforms("PhotoPage", guest_page)
     assert [p["id"] for p in guest_page["items"]] == [first["id"], second["id"]]
     assert guest_page["items"][0] == first
     assert (guest_page["total"], guest_page["page"], guest_page["pageSize"]) == (2, 1, 20)
 
     merged = await json_of(await artifi.merge("user-42", "guest-7f3a"), 200)
-    conforms("MergeUserResult", merged)
+    assert_conforms("MergeUserResult", merged)
     assert merged == {"userId": "user-42", "guestUserId": "guest-7f3a", "merged": True}
     assert (await json_of(await artifi.photos("guest-7f3a"), 200))["total"] == 0
     user_page = await json_of(await artifi.photos("user-42"), 200)
@@ -99,16 +101,16 @@ async def test_events_for_upload_delete_and_merge(artifi: ArtifiGateway) -> None
     assert (await artifi.delete("user-1", photo["id"])).status == 204
 
     [uploaded] = await artifi.events("photo.uploaded")
-    conforms("PhotoUploadedEvent", uploaded)
+    assert_conforms("PhotoUploadedEvent", uploaded)
     assert uploaded["data"] == {"userId": "guest-1", "photo": photo}
     assert uploaded["backend"] == "artifi"
     [merged] = await artifi.events("user.merged")
-    conforms("UserMergedEvent", merged)
+    assert_conforms("UserMergedEvent", merged)
     assert merged["data"] == {"userId": "user-1", "guestUserId": "guest-1"}
     [deleted] = await artifi.events("photo.deleted")
-    conforms("PhotoDeletedEvent", deleted)
+    assert_conforms("PhotoDeletedEvent", deleted)
     assert deleted["data"] == {"userId": "user-1", "photoId": photo["id"]}
-    assert await artifi.events("photo.uploaded", key=CALLER_KEY_B) == []
+    assert await artifi.events("photo.uploaded", tenant=TENANT_B) == []
 
 
 async def test_event_types_are_declared(artifi: ArtifiGateway) -> None:
@@ -148,7 +150,7 @@ async def test_a_page_past_the_contracts_maximum_is_400(artifi: ArtifiGateway) -
 async def test_photo_settings(artifi: ArtifiGateway) -> None:
     """getPhotoSettings answers the tenant's website rules, in bytes and pixels."""
     a = await json_of(await artifi.client.get("/v1/photo-settings", headers=artifi.auth()), 200)
-    conforms("PhotoSettings", a)
+    assert_conforms("PhotoSettings", a)
     assert a == {
         "allowedTypes": ["JPEG", "JPG", "PNG"],
         "maxBytes": 5 * 1024 * 1024,
@@ -156,7 +158,7 @@ async def test_photo_settings(artifi: ArtifiGateway) -> None:
         "maxHeight": 3000,
         "dpi": 90,
     }
-    b_response = await artifi.client.get("/v1/photo-settings", headers=artifi.auth(CALLER_KEY_B))
+    b_response = await artifi.client.get("/v1/photo-settings", headers=artifi.auth(TENANT_B))
     b = await json_of(b_response, 200)
     assert b == {
         "allowedTypes": ["PNG"],
@@ -172,7 +174,7 @@ async def test_two_tenants_on_different_websites(artifi: ArtifiGateway) -> None:
     a = await json_of(await artifi.upload("same-user", image("JPEG")), 201)
     b = await json_of(
         await artifi.upload(
-            "same-user", image("PNG", (200, 100)), key=CALLER_KEY_B, content_type="image/png"
+            "same-user", image("PNG", (200, 100)), tenant=TENANT_B, content_type="image/png"
         ),
         201,
     )
@@ -184,11 +186,11 @@ async def test_two_tenants_on_different_websites(artifi: ArtifiGateway) -> None:
         (str(WEBSITE_B.website_id), ARTIFI_KEY_B),
     }
     page_a = await json_of(await artifi.photos("same-user"), 200)
-    page_b = await json_of(await artifi.photos("same-user", key=CALLER_KEY_B), 200)
+    page_b = await json_of(await artifi.photos("same-user", tenant=TENANT_B), 200)
     assert [p["id"] for p in page_a["items"]] == [a["id"]]
     assert [p["id"] for p in page_b["items"]] == [b["id"]]
     # Tenant B's website takes PNG only: the same JPEG is refused for B, before Artifi.
-    refused = await artifi.upload("same-user", image("JPEG"), key=CALLER_KEY_B)
+    refused = await artifi.upload("same-user", image("JPEG"), tenant=TENANT_B)
     assert refused.status == 415
     assert len(artifi.requests_to(UPLOAD)) == 2
     # One settings call per tenant, each with that tenant's website.
@@ -196,7 +198,7 @@ async def test_two_tenants_on_different_websites(artifi: ArtifiGateway) -> None:
         [str(WEBSITE_A.website_id), str(WEBSITE_B.website_id)]
     )
     # B cannot delete A's photo: Artifi knows it under another website.
-    assert (await artifi.delete("same-user", a["id"], key=CALLER_KEY_B)).status == 404
+    assert (await artifi.delete("same-user", a["id"], tenant=TENANT_B)).status == 404
     assert (await artifi.delete("same-user", a["id"])).status == 204
 
 
@@ -212,11 +214,3 @@ async def test_assumptions_are_configuration(make_artifi: MakeArtifi) -> None:
     assert (body["upstreamErrorCodes"], body["errors"][0]["location"]) == (["262"], "/file")
     assert (await artifi.photos("u", page="3")).status == 200
     assert artifi.requests_to(LIST)[-1].query["pageIndex"] == "2"
-
-
-async def test_invalid_configuration_is_refused(make_artifi: MakeArtifi) -> None:
-    """A table the config class refuses stops the gateway, naming the backend's table."""
-    with pytest.raises(ConfigError) as caught:
-        await make_artifi(tenant_b={"assumptions": {"file_part": "x", "typo": 1}})
-    (problem,) = caught.value.problems
-    assert problem.startswith("tenants[1].backends.artifi.assumptions.typo: unknown setting")

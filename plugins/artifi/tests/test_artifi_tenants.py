@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.artifi.conftest import (
+from artifi_harness import (
     DELETE,
     LIST,
+    TENANT_B,
     UPDATE_USER,
     UPLOAD,
     WEBSITE_A,
     ArtifiGateway,
     MakeArtifi,
     image,
+    make_artifi,
 )
-from tests.conftest import CALLER_KEY_B
+
+__all__ = ["make_artifi"]  # the fixtures, for this module's tests
 
 SHARED_WEBSITE = {"website_id": WEBSITE_A.website_id, "client_key": "env:TEST_ARTIFI_KEY_A"}
 
@@ -33,13 +36,13 @@ async def test_a_user_is_its_first_tenants(make_artifi: MakeArtifi) -> None:
 
     full_width = "\uff41\uff4c\uff49\uff43\uff45"  # "alice" in full-width letters
     for spelling in ("alice", "ALICE", "Alice", full_width):
-        b = CALLER_KEY_B
-        assert (await artifi.photos(spelling, key=b)).status == 404
-        assert (await artifi.delete(spelling, photo["id"], key=b)).status == 404
-        assert (await artifi.upload(spelling, image("JPEG"), key=b)).status == 404
-        assert (await artifi.merge("b-user", spelling, key=b)).status == 404
-        assert (await artifi.merge(spelling, "b-guest", key=b)).status == 404
-    moved = await artifi.upload("b-user", image("JPEG"), key=CALLER_KEY_B, previousUserId="alice")
+        b = TENANT_B
+        assert (await artifi.photos(spelling, tenant=b)).status == 404
+        assert (await artifi.delete(spelling, photo["id"], tenant=b)).status == 404
+        assert (await artifi.upload(spelling, image("JPEG"), tenant=b)).status == 404
+        assert (await artifi.merge("b-user", spelling, tenant=b)).status == 404
+        assert (await artifi.merge(spelling, "b-guest", tenant=b)).status == 404
+    moved = await artifi.upload("b-user", image("JPEG"), tenant=TENANT_B, previousUserId="alice")
     assert moved.status == 404
     assert not [
         r for r in artifi.sandbox.requests[sent:] if r.path in {UPLOAD, LIST, DELETE, UPDATE_USER}
@@ -55,12 +58,12 @@ async def test_each_tenant_keeps_its_own_users(make_artifi: MakeArtifi) -> None:
     merged into A's user but not into B's."""
     artifi: ArtifiGateway = await make_artifi(tenant_b=SHARED_WEBSITE)
     await json_of(await artifi.upload("guest-a", image("JPEG"), guest="true"), 201)
-    await json_of(await artifi.upload("bob", image("JPEG"), key=CALLER_KEY_B), 201)
-    assert (await artifi.merge("bob", "guest-a", key=CALLER_KEY_B)).status == 404
+    await json_of(await artifi.upload("bob", image("JPEG"), tenant=TENANT_B), 201)
+    assert (await artifi.merge("bob", "guest-a", tenant=TENANT_B)).status == 404
     assert (await artifi.merge("guest-a", "bob")).status == 404
     merged = await json_of(await artifi.merge("alice", "guest-a"), 200)
     assert merged["merged"] is True
     page = await json_of(await artifi.photos("alice"), 200)
     assert page["total"] == 1
-    page_b = await json_of(await artifi.photos("bob", key=CALLER_KEY_B), 200)
+    page_b = await json_of(await artifi.photos("bob", tenant=TENANT_B), 200)
     assert page_b["total"] == 1

@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from gateway.problems import ProblemError
-from gateway_artifi.client import Slots
-from tests.artifi.conftest import (
+from artifi_harness import (
     DELETE,
     LIST,
+    TENANT_B,
     UPLOAD,
     ArtifiGateway,
     Drop,
     Late,
     MakeArtifi,
+    artifi,
     image,
+    make_artifi,
 )
-from tests.conftest import CALLER_KEY_B
+
+from gateway.plugin_api import ProblemError
+from gateway_artifi.client import Slots
+
+__all__ = ["artifi", "make_artifi"]  # the fixtures, for this module's tests
 
 
 async def test_failed_upload_is_not_retried(artifi: ArtifiGateway) -> None:
@@ -95,7 +99,7 @@ async def test_concurrency_to_artifi_is_bounded_per_tenant(make_artifi: MakeArti
     assert artifi.tap.max_in_flight == 2
 
     artifi.tap.max_in_flight = 0
-    answers = await asyncio.gather(*(artifi.photos(f"u{i}", key=CALLER_KEY_B) for i in range(6)))
+    answers = await asyncio.gather(*(artifi.photos(f"u{i}", tenant=TENANT_B) for i in range(6)))
     assert [r.status for r in answers] == [200] * 6
     assert artifi.tap.max_in_flight > 2
 

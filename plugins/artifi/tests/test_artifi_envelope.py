@@ -8,14 +8,11 @@ import orjson
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.problems import ProblemError
-from gateway.upstream import UpstreamResponse
+from gateway.plugin_api import GatewayLogs, ProblemError, UpstreamResponse
 from gateway_artifi.config import Assumptions
 from gateway_artifi.envelope import ArtifiProblem, Context, decode
-from tests.conftest import SECRETS, LogLines
 
 SECRET = "envelope-test-key-Jh27"
-SECRETS.append(SECRET)
 CONTEXT = Context(
     tenant="tenant-x",
     operation="UploadUserPhotos",
@@ -73,12 +70,12 @@ def test_validation_code_names_the_callers_field_and_scrubs_the_message() -> Non
     assert "bad file" in problem.detail
 
 
-def test_credential_codes_log_the_tenant(logs: LogLines) -> None:
+def test_credential_codes_log_the_tenant(gateway_logs: GatewayLogs) -> None:
     """A credential code logs artifi.credentials_rejected at error level naming the tenant."""
     failure({"Response": "Error", "Message": f"key {SECRET} unknown", "ErrorCode": "226"})
-    [line] = logs.events("artifi.credentials_rejected")
+    [line] = gateway_logs.events("artifi.credentials_rejected")
     assert (line["level"], line["tenant"], line["codes"]) == ("error", "tenant-x", ["226"])
-    assert SECRET not in logs.text()
+    assert SECRET not in gateway_logs.text()
 
 
 def test_credential_code_wins_over_a_validation_code() -> None:

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from collections import Counter
 
-from gateway_pictofit.sandbox import RESULT_FORMATS, sandbox_result_bytes
-from tests.conftest import CALLER_KEY_A, LogLines
-from tests.pictofit.conftest import (
+from pictofit_harness import (
     CALLBACK_SECRET,
     PICTOFIT_KEY_A,
+    TENANT_A,
     MakePictofit,
     Pictofit,
-    assert_schema,
     image,
+    make_pictofit,
     path_of,
+    pictofit,
     upstream_calls,
     wait_for,
     wait_for_events,
 )
 
+from gateway.plugin_api import GatewayLogs, assert_conforms
+from gateway_pictofit.sandbox import RESULT_FORMATS, sandbox_result_bytes
 
-async def test_product_to_downloaded_result(make_pictofit: MakePictofit, logs: LogLines) -> None:
+__all__ = ["make_pictofit", "pictofit"]  # the fixtures, for this module's tests
+
+
+async def test_product_to_downloaded_result(
+    make_pictofit: MakePictofit, gateway_logs: GatewayLogs
+) -> None:
     """Product, two configurations, FRONTAL and REFERENCE_ADDITIONAL images, submit, verified
     completion callback, enriched event, result downloaded byte for byte; every upstream call
     logged once and made with the tenant's PICTOFiT key, never the caller's."""
@@ -30,7 +37,7 @@ async def test_product_to_downloaded_result(make_pictofit: MakePictofit, logs: L
     for configuration_id in configurations:
         front = await gateway.upload(product_id, configuration_id, image("PNG"))
         assert front.status == 201, await front.text()
-        assert_schema("Image", await front.json())
+        assert_conforms("Image", await front.json())
         reference = await gateway.upload(
             product_id,
             configuration_id,
@@ -44,14 +51,14 @@ async def test_product_to_downloaded_result(make_pictofit: MakePictofit, logs: L
     for configuration_id in configurations:
         path = f"/v1/products/{product_id}/configurations/{configuration_id}/submit"
         submitted = await gateway.call("POST", path, expect=202)
-        assert_schema("Configuration", submitted)
+        assert_conforms("Configuration", submitted)
         assert submitted["state"] in ("submitted", "processing")
 
     [event] = await wait_for_events(gateway, 1)
     assert event["type"] == "product.completed"
     assert event["backend"] == "pictofit"
     data = event["data"]
-    assert_schema("ProductEventData", data)
+    assert_conforms("ProductEventData", data)
     assert data["productId"] == product_id
     assert {c["id"] for c in data["configurations"]} == set(configurations)
     for configuration in data["configurations"]:
@@ -87,10 +94,10 @@ async def test_product_to_downloaded_result(make_pictofit: MakePictofit, logs: L
     assert await download.read() == sandbox_result_bytes(configuration["id"], "WEB", True)
 
     listed = await gateway.call("GET", f"/v1/products/{product_id}/configurations", expect=200)
-    assert_schema("ConfigurationList", listed)
+    assert_conforms("ConfigurationList", listed)
     assert [c["state"] for c in listed["items"]] == ["finished", "finished"]
     product = await gateway.call("GET", f"/v1/products/{product_id}", expect=200)
-    assert_schema("Product", product)
+    assert_conforms("Product", product)
     assert (product["name"], product["type"], product["sku"]) == (
         "Silk shirt",
         "GARMENT_2D",
@@ -101,8 +108,8 @@ async def test_product_to_downloaded_result(make_pictofit: MakePictofit, logs: L
     assert requests, "the flow reached the sandbox"
     for request in requests:
         assert request.headers.get("Authorization") == f"Bearer {PICTOFIT_KEY_A}", request.path
-        assert CALLER_KEY_A not in str(request.headers)
-    lines = upstream_calls(logs)
+        assert gateway.kit.caller_keys[TENANT_A] not in str(request.headers)
+    lines = upstream_calls(gateway_logs)
     seen = Counter((r.method, r.path, r.headers["X-Request-ID"]) for r in requests)
     logged = Counter((line["method"], path_of(line["url"]), line["request_id"]) for line in lines)
     assert logged == seen

@@ -9,12 +9,14 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
+from pictofit_harness import Pictofit, image, make_pictofit, pictofit, upstream_calls, wait_for
 
+from gateway.plugin_api import GatewayLogs
 from gateway_pictofit.sandbox import STATE_FINISHED
-from tests.conftest import LogLines
-from tests.pictofit.conftest import Pictofit, image, upstream_calls, wait_for
 
 BODY = bytes(range(256)) * 1024  # 256 KiB
+
+__all__ = ["make_pictofit", "pictofit"]  # the fixtures, for this module's tests
 
 
 def file_host(seen: list[dict[str, str]], *, truncate: bool = False) -> web.Application:
@@ -76,7 +78,7 @@ async def test_off_site_result_is_fetched_without_the_tenants_key(
 
 
 async def test_body_cut_short_upstream_is_cut_short_for_the_caller(
-    pictofit: Pictofit, aiohttp_server: Any, logs: LogLines
+    pictofit: Pictofit, aiohttp_server: Any, gateway_logs: GatewayLogs
 ) -> None:
     """When the file breaks off mid-way, the caller's download breaks too (never a complete-
     looking short file), and the attempt is logged as a connection error."""
@@ -88,5 +90,5 @@ async def test_body_cut_short_upstream_is_cut_short_for_the_caller(
     with pytest.raises(aiohttp.ClientPayloadError):
         async with asyncio.timeout(5):  # a regression would leave the caller waiting
             await response.read()
-    [line] = [e for e in upstream_calls(logs) if e["operation"] == "getResult"]
+    [line] = [e for e in upstream_calls(gateway_logs) if e["operation"] == "getResult"]
     assert "error" in line

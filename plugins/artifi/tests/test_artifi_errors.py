@@ -6,9 +6,7 @@ from typing import Any
 
 import attrs
 import pytest
-
-from gateway_artifi.sandbox import SERVER_ERROR_MESSAGE
-from tests.artifi.conftest import (
+from artifi_harness import (
     DELETE,
     LIST,
     SETTINGS,
@@ -20,9 +18,15 @@ from tests.artifi.conftest import (
     ArtifiGateway,
     MakeArtifi,
     Rewrite,
+    artifi,
     image,
+    make_artifi,
 )
-from tests.conftest import LogLines
+
+from gateway.plugin_api import GatewayLogs
+from gateway_artifi.sandbox import SERVER_ERROR_MESSAGE
+
+__all__ = ["artifi", "make_artifi"]  # the fixtures, for this module's tests
 
 CREDENTIALS_PROBLEM = "urn:gateway:problem:upstream-credentials-rejected"
 VALIDATION_PROBLEM = "urn:gateway:problem:validation-failed"
@@ -58,7 +62,7 @@ async def problem_of(response: Any, status: int) -> dict[str, Any]:
 )
 async def test_each_error_code_maps_to_its_problem(
     artifi: ArtifiGateway,
-    logs: LogLines,
+    gateway_logs: GatewayLogs,
     code: str | None,
     status: int,
     problem: str,
@@ -72,7 +76,7 @@ async def test_each_error_code_maps_to_its_problem(
     if locations is not None:
         assert [e["location"] for e in body["errors"]] == locations
         assert "Artifi says no" in body["detail"]
-    rejected = logs.events("artifi.credentials_rejected")
+    rejected = gateway_logs.events("artifi.credentials_rejected")
     if problem == CREDENTIALS_PROBLEM:
         assert "credentials" in body["detail"]
         [line] = rejected
@@ -85,7 +89,7 @@ async def test_each_error_code_maps_to_its_problem(
 
 
 async def test_wrong_client_key_is_502_and_never_shown(
-    make_artifi: MakeArtifi, logs: LogLines
+    make_artifi: MakeArtifi, gateway_logs: GatewayLogs
 ) -> None:
     """A wrong key: 502 naming the gateway's credentials; the key is in no log, body or metric."""
     artifi = await make_artifi(tenant_a={"client_key": "env:TEST_ARTIFI_WRONG_KEY"})
@@ -105,17 +109,17 @@ async def test_wrong_client_key_is_502_and_never_shown(
     # The key did go upstream (so there was something to leak), where it belongs.
     assert {r.query["webApiClientKey"] for r in artifi.sandbox.requests} == {WRONG_KEY}
 
-    calls = logs.events("upstream.call")
+    calls = gateway_logs.events("upstream.call")
     assert calls, "no upstream.call lines"
     assert all("webApiClientKey=[REDACTED]" in line["url"] for line in calls)
-    rejected = logs.events("artifi.credentials_rejected")
+    rejected = gateway_logs.events("artifi.credentials_rejected")
     assert {(line["tenant"], line["level"]) for line in rejected} == {("tenant-a", "error")}
     metrics = await artifi.client.get("/metrics")
     assert metrics.status == 200
     metrics_text = await metrics.text()
     assert 'backend="artifi"' in metrics_text
     assert WRONG_KEY not in metrics_text
-    assert WRONG_KEY not in logs.text()
+    assert WRONG_KEY not in gateway_logs.text()
 
 
 async def test_wrong_website_id_is_221(make_artifi: MakeArtifi) -> None:

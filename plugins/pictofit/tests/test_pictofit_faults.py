@@ -4,31 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import LogLines
-from tests.pictofit.conftest import (
+from pictofit_harness import (
     WRONG_KEY,
     MakePictofit,
     Pictofit,
     image,
+    make_pictofit,
+    pictofit,
     tenant_a_config,
     upstream_calls,
 )
+
+from gateway.plugin_api import GatewayLogs
+
+__all__ = ["make_pictofit", "pictofit"]  # the fixtures, for this module's tests
 
 
 def _wrong_key(url: str) -> dict[str, Any]:
     return {**tenant_a_config(url), "api_key": "env:TEST_PICTOFIT_WRONG_KEY"}
 
 
-def _attempts(logs: LogLines, operation: str) -> list[Any]:
+def _attempts(gateway_logs: GatewayLogs, operation: str) -> list[Any]:
     return [
         (line["attempt"], line["status"])
-        for line in upstream_calls(logs)
+        for line in upstream_calls(gateway_logs)
         if line["operation"] == operation
     ]
 
 
 async def test_wrong_upstream_key_is_a_502_credentials_problem(
-    make_pictofit: MakePictofit, logs: LogLines
+    make_pictofit: MakePictofit, gateway_logs: GatewayLogs
 ) -> None:
     """PICTOFiT refusing the tenant's key is the gateway's problem (502), not the caller's 401;
     the key is never shown."""
@@ -40,19 +45,19 @@ async def test_wrong_upstream_key_is_a_502_credentials_problem(
     assert "credentials" in problem["detail"]
     assert WRONG_KEY not in await response.text()
     # One re-send after the 401 (credentials asked again), then the verdict.
-    assert _attempts(logs, "getProductTypes") == [(1, 401), (2, 401)]
-    assert WRONG_KEY not in logs.text()
+    assert _attempts(gateway_logs, "getProductTypes") == [(1, 401), (2, 401)]
+    assert WRONG_KEY not in gateway_logs.text()
 
 
-async def test_5xx_is_retried_for_gets(pictofit: Pictofit, logs: LogLines) -> None:
+async def test_5xx_is_retried_for_gets(pictofit: Pictofit, gateway_logs: GatewayLogs) -> None:
     """Two 503s then success: the caller sees only the answer."""
     product_id = await pictofit.put_product()
     pictofit.sandbox.faults.fail_next = 2
     await pictofit.call("GET", f"/v1/products/{product_id}/configurations", expect=200)
-    assert _attempts(logs, "getConfigurations") == [(1, 503), (2, 503), (3, 200)]
+    assert _attempts(gateway_logs, "getConfigurations") == [(1, 503), (2, 503), (3, 200)]
 
 
-async def test_persistent_5xx_is_a_502(pictofit: Pictofit, logs: LogLines) -> None:
+async def test_persistent_5xx_is_a_502(pictofit: Pictofit, gateway_logs: GatewayLogs) -> None:
     """A PUT that keeps failing is tried `max_attempts` times, then 502 upstream-error."""
     await pictofit.call("GET", "/v1/product-types", expect=200)  # types cached
     pictofit.sandbox.faults.fail_next = 10
@@ -61,16 +66,18 @@ async def test_persistent_5xx_is_a_502(pictofit: Pictofit, logs: LogLines) -> No
         "PUT", "/v1/products/6f1c2a4e-8b7d-4c1e-9a2b-5d6e7f809a1b", expect=502, json=body
     )
     assert problem["type"] == "urn:gateway:problem:upstream-error"
-    assert _attempts(logs, "putProduct") == [(1, 503), (2, 503), (3, 503)]
+    assert _attempts(gateway_logs, "putProduct") == [(1, 503), (2, 503), (3, 503)]
 
 
-async def test_429_is_retried_after_retry_after(pictofit: Pictofit, logs: LogLines) -> None:
+async def test_429_is_retried_after_retry_after(
+    pictofit: Pictofit, gateway_logs: GatewayLogs
+) -> None:
     """A 429 with `Retry-After: 0` is retried at once."""
     product_id = await pictofit.put_product()
     pictofit.sandbox.faults.throttle_retry_after = 0
     pictofit.sandbox.faults.throttle_remaining = 1
     await pictofit.call("GET", f"/v1/products/{product_id}", expect=200)
-    assert _attempts(logs, "getConfigurations") == [(1, 429), (2, 200)]
+    assert _attempts(gateway_logs, "getConfigurations") == [(1, 429), (2, 200)]
 
 
 async def test_429_longer_than_the_cap_reaches_the_caller(make_pictofit: MakePictofit) -> None:
@@ -83,16 +90,18 @@ async def test_429_longer_than_the_cap_reaches_the_caller(make_pictofit: MakePic
     assert response.headers["Retry-After"] == "30"
 
 
-async def test_timeouts_are_504(make_pictofit: MakePictofit, logs: LogLines) -> None:
+async def test_timeouts_are_504(make_pictofit: MakePictofit, gateway_logs: GatewayLogs) -> None:
     """An upstream slower than the attempt timeout: retried, then 504 upstream-timeout."""
     gateway = await make_pictofit(upstream={"attempt_timeout": 0.1, "deadline": 2.0})
     gateway.sandbox.faults.latency_s = 0.3
     problem = await gateway.call("GET", "/v1/product-types", expect=504)
     assert problem["type"] == "urn:gateway:problem:upstream-timeout"
-    assert [status for _, status in _attempts(logs, "getProductTypes")] == [None] * 3
+    assert [status for _, status in _attempts(gateway_logs, "getProductTypes")] == [None] * 3
 
 
-async def test_upload_is_retried_with_the_same_file_id(pictofit: Pictofit, logs: LogLines) -> None:
+async def test_upload_is_retried_with_the_same_file_id(
+    pictofit: Pictofit, gateway_logs: GatewayLogs
+) -> None:
     """The file id is the gateway's, so a failed upload is resent safely: one file upstream."""
     product_id = await pictofit.put_product()
     configuration_id = await pictofit.put_configuration(product_id)
@@ -103,4 +112,4 @@ async def test_upload_is_retried_with_the_same_file_id(pictofit: Pictofit, logs:
     [stored] = pictofit.sandbox.files.values()
     assert stored.id == (await response.json())["id"]
     assert stored.data == image()
-    assert _attempts(logs, "postFile") == [(1, 503), (2, 201)]
+    assert _attempts(gateway_logs, "postFile") == [(1, 503), (2, 201)]

@@ -1,9 +1,10 @@
-"""Fixtures for the Artifi backend: a real gateway in front of the real Artifi sandbox.
+"""The Artifi tests' harness: a real gateway in front of the real Artifi sandbox, through the kit.
 
 Two tenants, each on its own Artifi website with its own client key (referenced from the
 environment as operators would). The sandbox gets one extra, test-only middleware (`Tap`) for what
 its fault knobs cannot express: answering one request with a canned body, rewriting one request's
-query, losing one answer, counting concurrent calls.
+query, losing one answer, counting concurrent calls. Test modules import the fixtures they use
+(and name them in `__all__`).
 """
 
 from __future__ import annotations
@@ -11,23 +12,17 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import attrs
-import jsonschema_rs
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from aiohttp.typedefs import Handler
 from PIL import Image
 
-from gateway.app import create_app
-from gateway.config_loading import load_settings
-from gateway.contract import default_contract
-from gateway.tenants import digest_key
-from gateway.testing import ContractCheck
+from gateway.plugin_api import SandboxGateway, StartGateway
 from gateway_artifi.sandbox import (
     SANDBOX_STATE,
     ArtifiSandboxSettings,
@@ -35,13 +30,13 @@ from gateway_artifi.sandbox import (
     ArtifiWebsite,
     create_sandbox_app,
 )
-from tests.conftest import CALLER_KEY_A, CALLER_KEY_B, SECRETS
 
+TENANT_A = "tenant-a"
+TENANT_B = "tenant-b"
 ARTIFI_KEY_A = "artifi-client-key-A-Vq81xKe2"
 ARTIFI_KEY_B = "artifi-client-key-B-p3Wd7Zr9"
 # A wrong key, made recognisable so that a test can search all output for it.
 WRONG_KEY = "artifi-WRONG-key-Zq9u4-findme"
-SECRETS.extend([ARTIFI_KEY_A, ARTIFI_KEY_B, WRONG_KEY])
 
 WEBSITE_A = ArtifiWebsite(website_id=1234, client_key=ARTIFI_KEY_A)
 # Tenant B's website is stricter: PNG only, 1 MB, 800x600.
@@ -152,20 +147,23 @@ class Tap:
 class ArtifiGateway:
     """A running gateway (tenants A and B on Artifi) and its sandbox, with call helpers."""
 
-    client: TestClient[Any, Any]
+    kit: SandboxGateway
     sandbox: ArtifiSandboxState
     tap: Tap
 
-    @staticmethod
-    def auth(key: str = CALLER_KEY_A, **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key}", **extra}
+    @property
+    def client(self) -> TestClient[web.Request, web.Application]:
+        return self.kit.client
+
+    def auth(self, tenant: str = TENANT_A, **extra: str) -> dict[str, str]:
+        return self.kit.auth(tenant, **extra)
 
     async def upload(
         self,
         user: str,
         data: bytes,
         *,
-        key: str = CALLER_KEY_A,
+        tenant: str = TENANT_A,
         filename: str = "holiday.jpg",
         content_type: str = "image/jpeg",
         **fields: str,
@@ -174,32 +172,34 @@ class ArtifiGateway:
         for name, value in fields.items():
             form.add_field(name, value)
         form.add_field("file", io.BytesIO(data), filename=filename, content_type=content_type)
-        return await self.client.post(f"/v1/users/{user}/photos", data=form, headers=self.auth(key))
+        return await self.client.post(
+            f"/v1/users/{user}/photos", data=form, headers=self.auth(tenant)
+        )
 
     async def photos(
-        self, user: str, *, key: str = CALLER_KEY_A, **query: str
+        self, user: str, *, tenant: str = TENANT_A, **query: str
     ) -> aiohttp.ClientResponse:
         return await self.client.get(
-            f"/v1/users/{user}/photos", params=query, headers=self.auth(key)
+            f"/v1/users/{user}/photos", params=query, headers=self.auth(tenant)
         )
 
     async def delete(
-        self, user: str, photo_id: str, *, key: str = CALLER_KEY_A
+        self, user: str, photo_id: str, *, tenant: str = TENANT_A
     ) -> aiohttp.ClientResponse:
         return await self.client.delete(
-            f"/v1/users/{user}/photos/{photo_id}", headers=self.auth(key)
+            f"/v1/users/{user}/photos/{photo_id}", headers=self.auth(tenant)
         )
 
     async def merge(
-        self, user: str, guest: str, *, key: str = CALLER_KEY_A
+        self, user: str, guest: str, *, tenant: str = TENANT_A
     ) -> aiohttp.ClientResponse:
         return await self.client.post(
-            f"/v1/users/{user}/merge", json={"guestUserId": guest}, headers=self.auth(key)
+            f"/v1/users/{user}/merge", json={"guestUserId": guest}, headers=self.auth(tenant)
         )
 
-    async def events(self, event_type: str, *, key: str = CALLER_KEY_A) -> list[dict[str, Any]]:
+    async def events(self, event_type: str, *, tenant: str = TENANT_A) -> list[dict[str, Any]]:
         response = await self.client.get(
-            "/v1/events", params={"type": event_type}, headers=self.auth(key)
+            "/v1/events", params={"type": event_type}, headers=self.auth(tenant)
         )
         assert response.status == 200, await response.text()
         items: list[dict[str, Any]] = (await response.json())["items"]
@@ -213,21 +213,11 @@ MakeArtifi = Callable[..., Awaitable[ArtifiGateway]]
 
 
 @pytest.fixture
-def artifi_env(monkeypatch: pytest.MonkeyPatch) -> None:
+async def make_artifi(start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch) -> MakeArtifi:
+    """Start the sandbox and a gateway; `tenant_a`/`tenant_b` override their artifi tables."""
     monkeypatch.setenv("TEST_ARTIFI_KEY_A", ARTIFI_KEY_A)
     monkeypatch.setenv("TEST_ARTIFI_KEY_B", ARTIFI_KEY_B)
     monkeypatch.setenv("TEST_ARTIFI_WRONG_KEY", WRONG_KEY)
-
-
-@pytest.fixture
-async def make_artifi(
-    aiohttp_client: Any,
-    aiohttp_server: Any,
-    tmp_path: Path,
-    artifi_env: None,
-    contract_check: ContractCheck,
-) -> MakeArtifi:
-    """Start the sandbox and a gateway; `tenant_a`/`tenant_b` override their artifi tables."""
 
     async def make(
         *,
@@ -239,41 +229,24 @@ async def make_artifi(
         tap = Tap()
         app = create_sandbox_app(ArtifiSandboxSettings(websites=(WEBSITE_A, WEBSITE_B), seed=3))
         app.middlewares.append(tap.middleware)
-        server: TestServer = await aiohttp_server(app)
-        url = str(server.make_url("")).rstrip("/")
-        raw = {
-            "store": {"url": f"sqlite:///{tmp_path}/gateway.db"},
-            "server": {"max_upload_mb": max_upload_mb},
-            "upstream": {"backoff_base": 0.001, "backoff_cap": 0.01, **(upstream or {})},
-            "tenants": [
-                {
-                    "id": "tenant-a",
-                    "keys": [digest_key(CALLER_KEY_A)],
-                    "backends": {
-                        "artifi": {
-                            "base_url": url,
-                            "website_id": WEBSITE_A.website_id,
-                            "client_key": "env:TEST_ARTIFI_KEY_A",
-                            **(tenant_a or {}),
-                        }
-                    },
+        kit = await start_gateway(
+            "artifi",
+            sandbox_app=app,
+            settings={"server": {"max_upload_mb": max_upload_mb}, "upstream": upstream or {}},
+            tenants={
+                TENANT_A: {
+                    "website_id": WEBSITE_A.website_id,
+                    "client_key": "env:TEST_ARTIFI_KEY_A",
+                    **(tenant_a or {}),
                 },
-                {
-                    "id": "tenant-b",
-                    "keys": [digest_key(CALLER_KEY_B)],
-                    "backends": {
-                        "artifi": {
-                            "base_url": url,
-                            "website_id": WEBSITE_B.website_id,
-                            "client_key": "env:TEST_ARTIFI_KEY_B",
-                            **(tenant_b or {}),
-                        }
-                    },
+                TENANT_B: {
+                    "website_id": WEBSITE_B.website_id,
+                    "client_key": "env:TEST_ARTIFI_KEY_B",
+                    **(tenant_b or {}),
                 },
-            ],
-        }
-        client = await aiohttp_client(contract_check.install(create_app(load_settings(raw))))
-        return ArtifiGateway(client, server.app[SANDBOX_STATE], tap)
+            },
+        )
+        return ArtifiGateway(kit, kit.sandbox_app[SANDBOX_STATE], tap)
 
     return make
 
@@ -283,20 +256,10 @@ async def artifi(make_artifi: MakeArtifi) -> ArtifiGateway:
     return await make_artifi()
 
 
-# --- images and the contract -----------------------------------------------------------------
+# --- images ----------------------------------------------------------------------------------
 
 
 def image(fmt: str = "JPEG", size: tuple[int, int] = (640, 480)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (20, 120, 200)).save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-def conforms(schema: str, instance: Any) -> None:
-    """Fails with the reason when `instance` breaks the contract's `components/schemas/<schema>`."""
-    document = default_contract().document
-    validator = jsonschema_rs.validator_for(
-        {"$ref": f"#/components/schemas/{schema}", "components": document["components"]}
-    )
-    errors = [error.message for error in validator.iter_errors(instance)]
-    assert not errors, f"not a {schema}: {errors}"

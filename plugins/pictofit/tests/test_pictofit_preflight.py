@@ -6,14 +6,17 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pictofit_harness import MakePictofit, Pictofit, image, make_pictofit, pictofit, tenant_a_config
 from PIL import Image
 
-from gateway.problems import ProblemError
+from gateway.plugin_api import ProblemError
 from gateway_pictofit.config import ImageRules
 from gateway_pictofit.preflight import check_image
-from tests.pictofit.conftest import MakePictofit, Pictofit, image, tenant_a_config
+
+__all__ = ["make_pictofit", "pictofit"]  # the fixtures, for this module's tests
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -32,9 +35,7 @@ def png_header_only(width: int, height: int) -> bytes:
     )
 
 
-async def _refused(
-    gateway: Pictofit, content: bytes, status: int, **upload: str
-) -> dict[str, object]:
+async def _refused(gateway: Pictofit, content: bytes, status: int, **upload: str) -> dict[str, Any]:
     product_id = await gateway.put_product()
     configuration_id = await gateway.put_configuration(product_id)
     before = len(gateway.sandbox.requests)
@@ -42,7 +43,7 @@ async def _refused(
     assert response.status == status, await response.text()
     assert response.content_type == "application/problem+json"
     assert len(gateway.sandbox.requests) == before, "nothing went upstream"
-    problem: dict[str, object] = await response.json()
+    problem: dict[str, Any] = await response.json()
     return problem
 
 
@@ -73,7 +74,7 @@ async def test_png_declared_as_jpeg_goes_up_as_png(pictofit: Pictofit) -> None:
 async def test_too_narrow_is_422(pictofit: Pictofit) -> None:
     """Narrower than 1000 px is refused, naming the width and the rule."""
     problem = await _refused(pictofit, image("PNG", 800, 1200), 422)
-    [error] = problem["errors"]  # type: ignore[misc]
+    [error] = problem["errors"]
     assert error["location"] == "/file"
     assert "800 px wide" in error["message"]
     assert "1000" in error["message"]
