@@ -7,9 +7,10 @@ Its modules, the same names and roles as every backend plugin of this project (P
 - `config`: the tenant's table, and every assumption made where the vendor's docs are silent.
 - `auth`: credentials: the website id and client key, in the query string, redacted everywhere.
 - `client`: the calls to Artifi (within the tenant's concurrency slots), each answer decoded.
-- `operations`: one function per unified operation.
+- `operations`: one function per unified operation, and `serve`, which the backend's
+  `operation` hands each caller request to.
 - `values`: the contract's values it answers and emits, frozen attrs classes (the core writes
-  them in camelCase through its one converter).
+  them in camelCase through its one converter), and its event types.
 - `mapping`: Artifi's payloads to the contract's values.
 - `preflight`: an upload checked against the website's rules before anything goes upstream.
 - `sandbox/`: the simulator, one module per resource.

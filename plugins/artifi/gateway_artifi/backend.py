@@ -8,7 +8,6 @@ from importlib import metadata
 from gateway.plugin_api import (
     Backend,
     BackendContext,
-    BoundUpstream,
     Credentials,
     CredentialsRequest,
     OperationCall,
@@ -17,9 +16,10 @@ from gateway.plugin_api import (
 )
 from gateway_artifi import NAME
 from gateway_artifi.auth import Auth
-from gateway_artifi.client import ArtifiClient, RulesCache, Slots
+from gateway_artifi.client import RulesCache, Slots
 from gateway_artifi.config import ArtifiConfig
-from gateway_artifi.operations import EVENT_TYPES, OPERATIONS
+from gateway_artifi.operations import OPERATIONS, serve
+from gateway_artifi.values import EVENT_TYPES
 
 __all__ = ["ArtifiBackend"]
 
@@ -38,11 +38,8 @@ class ArtifiBackend(Backend[ArtifiConfig]):
         self.slots = Slots()
         self.rules: RulesCache = TtlCache()
 
-    def _client(self, config: ArtifiConfig, upstream: BoundUpstream[ArtifiConfig]) -> ArtifiClient:
-        return ArtifiClient(upstream, config, self.slots, self.rules)
-
     async def credentials(self, request: CredentialsRequest[ArtifiConfig]) -> Credentials:
         return await self.auth.credentials(request)
 
     async def operation(self, call: OperationCall[ArtifiConfig]) -> Reply:
-        return await OPERATIONS[call.operation](call, self._client(call.config, call.upstream))
+        return await serve(call, self.slots, self.rules)

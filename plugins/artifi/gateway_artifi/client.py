@@ -71,14 +71,13 @@ class ArtifiClient:
     def __init__(
         self,
         upstream: BoundUpstream[ArtifiConfig],
-        config: ArtifiConfig,
         slots: Slots,
         rules: RulesCache,
     ) -> None:
         self.upstream = upstream
         self.tenant = upstream.tenant
-        self.config = config
-        self.assumptions = config.assumptions
+        self.config = upstream.config
+        self.assumptions = self.config.assumptions
         self._slots = slots
         self._rules = rules
 

@@ -32,12 +32,17 @@ from gateway_artifi.client import (
     UPDATE_USER_PATH,
     UPLOAD_PATH,
     ArtifiClient,
+    RulesCache,
+    Slots,
 )
 from gateway_artifi.config import ArtifiConfig
 from gateway_artifi.envelope import ArtifiProblem, unexpected
 from gateway_artifi.mapping import assets, photo_settings, to_photo
 from gateway_artifi.preflight import check_upload
 from gateway_artifi.values import (
+    PHOTO_DELETED,
+    PHOTO_UPLOADED,
+    USER_MERGED,
     MergeUserResult,
     PhotoDeletedData,
     PhotoPage,
@@ -45,18 +50,9 @@ from gateway_artifi.values import (
     UserMergedData,
 )
 
-__all__ = ["EVENT_TYPES", "OPERATIONS"]
+__all__ = ["OPERATIONS", "serve"]
 
 DEFAULT_DPI: Final = 72  # documented
-PHOTO_UPLOADED: Final = "photo.uploaded"
-PHOTO_DELETED: Final = "photo.deleted"
-USER_MERGED: Final = "user.merged"
-
-EVENT_TYPES: Final[Mapping[str, str]] = {
-    PHOTO_UPLOADED: "A user photo was uploaded to Artifi through the gateway.",
-    PHOTO_DELETED: "A user photo was deleted from Artifi through the gateway.",
-    USER_MERGED: "A guest's Artifi uploads moved to a registered user through the gateway.",
-}
 
 _log = structlog.get_logger("gateway_artifi")
 
@@ -283,3 +279,8 @@ OPERATIONS: Final[Mapping[str, Operation]] = {
     "mergeUser": merge_user,
     "getPhotoSettings": get_photo_settings,
 }
+
+
+async def serve(call: OperationCall[ArtifiConfig], slots: Slots, rules: RulesCache) -> Reply:
+    """One caller request, within the backend object's call slots and upload rules."""
+    return await OPERATIONS[call.operation](call, ArtifiClient(call.upstream, slots, rules))

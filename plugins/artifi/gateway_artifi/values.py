@@ -1,4 +1,4 @@
-"""The contract's values Artifi answers and emits, as frozen attrs classes.
+"""The contract's values Artifi answers and emits, as frozen attrs classes, and its event types.
 
 The core writes them in the wire format (camelCase, through its one cattrs converter), so a field
 here is the contract's property of the same name in snake_case (`openapi/gateway.yaml`'s schema
@@ -7,9 +7,16 @@ named in each docstring); `None` is written as null, where the contract's proper
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Final
+
 import attrs
 
 __all__ = [
+    "EVENT_TYPES",
+    "PHOTO_DELETED",
+    "PHOTO_UPLOADED",
+    "USER_MERGED",
     "MergeUserResult",
     "Photo",
     "PhotoDeletedData",
@@ -18,6 +25,17 @@ __all__ = [
     "PhotoUploadedData",
     "UserMergedData",
 ]
+
+PHOTO_UPLOADED: Final = "photo.uploaded"
+PHOTO_DELETED: Final = "photo.deleted"
+USER_MERGED: Final = "user.merged"
+
+# The events the backend emits (`Backend.event_types`), each with its data's value below.
+EVENT_TYPES: Final[Mapping[str, str]] = {
+    PHOTO_UPLOADED: "A user photo was uploaded to Artifi through the gateway.",
+    PHOTO_DELETED: "A user photo was deleted from Artifi through the gateway.",
+    USER_MERGED: "A guest's Artifi uploads moved to a registered user through the gateway.",
+}
 
 
 @attrs.frozen

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Coroutine
 from importlib import metadata
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
@@ -26,23 +26,9 @@ from gateway_pictofit.auth import Auth
 from gateway_pictofit.client import PictofitClient, TypeCache, open_client
 from gateway_pictofit.config import PictofitConfig
 from gateway_pictofit.operations import OPERATIONS, serve
+from gateway_pictofit.values import EVENT_TYPES
 
 __all__ = ["PictofitBackend"]
-
-EVENT_TYPES: Final = {
-    "product.completed": (
-        "PICTOFiT finished a product (callback PRODUCT_COMPLETED); data: productId and its "
-        "configurations with states and gateway result URLs."
-    ),
-    "product.rejected": (
-        "PICTOFiT rejected a product's input (callback PRODUCT_REJECTED); data: productId and "
-        "its configurations."
-    ),
-    "pictofit.*": (
-        "Any other PICTOFiT callback type, lower-cased (e.g. pictofit.product_updated); data: "
-        "callbackType, objectId, and productId with configurations when it names a product."
-    ),
-}
 
 
 class PictofitBackend(Backend[PictofitConfig]):

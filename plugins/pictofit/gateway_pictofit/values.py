@@ -1,4 +1,4 @@
-"""The contract's values PICTOFiT answers and emits, as frozen attrs classes.
+"""The contract's values PICTOFiT answers and emits, as frozen attrs classes, and its event types.
 
 The core writes them in the wire format (camelCase, through its one cattrs converter), so a field
 here is the contract's property of the same name in snake_case (`openapi/gateway.yaml`'s schema
@@ -8,11 +8,15 @@ and left out where it is only optional (`omit_if_none`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Final
+
 import attrs
 
 from gateway.plugin_api import omit_if_none
 
 __all__ = [
+    "EVENT_TYPES",
     "Configuration",
     "ConfigurationList",
     "Image",
@@ -22,6 +26,22 @@ __all__ = [
     "TypeList",
     "TypeName",
 ]
+
+# The events the backend emits (`Backend.event_types`); their data is `ProductEventData`.
+EVENT_TYPES: Final[Mapping[str, str]] = {
+    "product.completed": (
+        "PICTOFiT finished a product (callback PRODUCT_COMPLETED); data: productId and its "
+        "configurations with states and gateway result URLs."
+    ),
+    "product.rejected": (
+        "PICTOFiT rejected a product's input (callback PRODUCT_REJECTED); data: productId and "
+        "its configurations."
+    ),
+    "pictofit.*": (
+        "Any other PICTOFiT callback type, lower-cased (e.g. pictofit.product_updated); data: "
+        "callbackType, objectId, and productId with configurations when it names a product."
+    ),
+}
 
 
 @attrs.frozen
