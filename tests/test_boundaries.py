@@ -76,7 +76,9 @@ def backend_sources() -> Iterator[tuple[str, str]]:
         yield str(template.relative_to(ROOT)), text
 
 
-@pytest.mark.parametrize(("name", "source"), list(backend_sources()), ids=lambda v: v[:60])
+@pytest.mark.parametrize(
+    ("name", "source"), [pytest.param(*found, id=found[0]) for found in backend_sources()]
+)
 def test_backends_answer_values_not_hand_built_dicts(name: str, source: str) -> None:
     """Replies and events are attrs values the core's one converter writes (in camelCase, as the
     contract names them), never dicts a backend spells out by hand."""
