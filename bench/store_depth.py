@@ -27,9 +27,10 @@ import pytest
 
 from bench.store_db import analyze_postgres
 from bench.store_ops import OPERATIONS, Context
-from gateway.store import Store, sql
+from gateway.store import sql
 from gateway.store.opening import open_store
 from gateway.store.postgres import IN_INDEX_ORDER
+from gateway.store.protocol import Store
 from tests.pg import PostgresServer, find_binaries
 from tests.store_fill import fill
 from tests.test_store_scale import record_reads

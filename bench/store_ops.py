@@ -19,14 +19,8 @@ from typing import Any
 
 import attrs
 
-from gateway.store import (
-    Attempt,
-    AttemptOutcome,
-    ClaimedDelivery,
-    EventFilter,
-    Position,
-    Store,
-)
+from gateway.store.protocol import Store
+from gateway.store.records import Attempt, AttemptOutcome, ClaimedDelivery, EventFilter, Position
 from gateway.values import Event
 from tests.store_fill import PAYLOAD, PRODUCTS, TENANTS, loop_gaps
 

@@ -45,8 +45,9 @@ from gateway.state import (
     UPLOADS,
     UPSTREAMS,
 )
-from gateway.store import Store, Subscription
 from gateway.store.opening import open_store
+from gateway.store.protocol import Store
+from gateway.store.records import Subscription
 from gateway.store.retention import Purger, RetentionPolicy
 from gateway.telemetry.clients import DeliveryTracer
 from gateway.telemetry.provider import TELEMETRY, Telemetry, add_trace_ids

@@ -18,7 +18,8 @@ import attrs
 from gateway import wire
 from gateway.forms import Form
 from gateway.problems import not_found
-from gateway.store import ResourceRecord, Store
+from gateway.store.protocol import Store
+from gateway.store.records import ResourceRecord
 from gateway.telemetry.traced import current as telemetry_current
 from gateway.upstream import BoundUpstream
 from gateway.values import Event, value_repr

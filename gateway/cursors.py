@@ -20,7 +20,7 @@ import attrs
 
 from gateway import problems
 from gateway.problems import FieldError
-from gateway.store import DeliveryPosition, Position
+from gateway.store.records import DeliveryPosition, Position
 
 # Both stores number rows with signed 64-bit integers from 1.
 MAX_POSITION = 2**63 - 1

@@ -40,7 +40,7 @@ from gateway.state import (
     TENANTS,
     UPSTREAMS,
 )
-from gateway.store import Store
+from gateway.store.protocol import Store
 from gateway.tenants import Tenant, choose_backend
 from gateway.upstream import BoundUpstream, UpstreamClient
 from gateway.validation import read_body

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.backend import hookimpl
 from gateway.settings import EventsSettings
-from gateway.store import Store
+from gateway.store.protocol import Store
 from gateway.telemetry.traced import current as telemetry_current
 from gateway.values import Event
 from gateway.webhooks.delivery import DeliveryWorker

@@ -22,7 +22,7 @@ from gateway.state import (
     TENANTS,
     UPSTREAMS,
 )
-from gateway.store import StoreUnavailable
+from gateway.store.errors import StoreUnavailable
 
 STORE_PING_TIMEOUT = 2.0
 

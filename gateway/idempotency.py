@@ -21,7 +21,8 @@ from aiohttp import web
 
 from gateway import problems, wire
 from gateway.problems import FieldError
-from gateway.store import IdempotentRecord, Store
+from gateway.store.protocol import Store
+from gateway.store.records import IdempotentRecord
 from gateway.validation import Input
 from gateway.values import Reply
 

@@ -30,7 +30,7 @@ from gateway.problems import PROBLEM_CONTENT_TYPE, ProblemError
 from gateway.request_tracker import RequestTracker
 from gateway.secret_health import secret_unavailable, setting_of
 from gateway.state import EXCHANGE, METRICS, SETTINGS, TENANTS, UPLOADS
-from gateway.store import StoreUnavailable
+from gateway.store.errors import StoreUnavailable
 from gateway.tenants import Tenant, TenantDirectory
 from gateway.validation import validate_request
 from gateway.values import SecretUnavailable

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from gateway.store import ResourceRecord, Store
+from gateway.store.protocol import Store
+from gateway.store.records import ResourceRecord
 
 
 class Owners:

@@ -15,8 +15,9 @@ from typing import Any
 
 import attrs
 
-from gateway import store, values
+from gateway import values
 from gateway.redaction import shown_url
+from gateway.store import records
 from gateway.wire import omit_if_none
 
 # --- operations ----------------------------------------------------------------------------------
@@ -149,7 +150,7 @@ class DeliveryAttempt:
     response_excerpt: str | None
 
     @classmethod
-    def of(cls, attempt: store.Attempt) -> DeliveryAttempt:
+    def of(cls, attempt: records.Attempt) -> DeliveryAttempt:
         # Stored with a decimal; whole milliseconds on the wire.
         duration = round(attempt.duration_ms)
         a = attempt
@@ -168,7 +169,7 @@ class Delivery:
     requeued_as: str | None = omit_if_none()
 
     @classmethod
-    def of(cls, delivery: store.Delivery) -> Delivery:
+    def of(cls, delivery: records.Delivery) -> Delivery:
         due = delivery.next_attempt_at
         return cls(
             id=delivery.id,
@@ -213,7 +214,7 @@ class Recovery:
     reason: str | None = omit_if_none()
 
     @classmethod
-    def of(cls, r: store.Recovery) -> Recovery:
+    def of(cls, r: records.Recovery) -> Recovery:
         finished = None if r.finished_at is None else iso_millis(r.finished_at)
         return cls(
             r.id, r.subscription_id, r.status, iso_millis(r.since), iso_millis(r.until),
@@ -252,7 +253,7 @@ class Subscription:
     order_by: str | None
 
     @classmethod
-    def of(cls, s: store.Subscription) -> Subscription:
+    def of(cls, s: records.Subscription) -> Subscription:
         return cls(**_subscription_fields(s))
 
 
@@ -263,11 +264,11 @@ class SubscriptionWithSecret(Subscription):
     secret: str
 
     @classmethod
-    def of(cls, s: store.Subscription) -> SubscriptionWithSecret:
+    def of(cls, s: records.Subscription) -> SubscriptionWithSecret:
         return cls(**_subscription_fields(s), secret=s.secret)
 
 
-def _subscription_fields(s: store.Subscription) -> dict[str, Any]:
+def _subscription_fields(s: records.Subscription) -> dict[str, Any]:
     return {
         "id": s.id,
         "url": shown_url(s.url),

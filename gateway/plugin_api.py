@@ -67,7 +67,7 @@ from gateway.sandbox_kit import (
     update_faults,
 )
 from gateway.sink import ConnectionPool, SendOutcome, Sink, SinkContext
-from gateway.store import ResourceRecord
+from gateway.store.records import ResourceRecord
 from gateway.testing import (
     ContractCheck,
     Delivery,

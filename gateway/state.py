@@ -15,7 +15,7 @@ from gateway.metrics import Metrics
 from gateway.owners import Owners
 from gateway.plugins import PluginHost
 from gateway.settings import Settings
-from gateway.store import Store
+from gateway.store.protocol import Store
 from gateway.tenants import TenantDirectory
 from gateway.upstream import UpstreamClient
 from gateway.webhooks.delivery import DeliveryWorker

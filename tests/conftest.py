@@ -26,8 +26,8 @@ from gateway.contract import Contract
 from gateway.plugins import PluginHost
 from gateway.settings import Settings
 from gateway.state import CALLBACKS
-from gateway.store import Store
 from gateway.store.opening import open_store
+from gateway.store.protocol import Store
 from gateway.tenants import digest_key
 from gateway.testing import ContractCheck, GatewayLogs, eventually
 from tests.acme_backend import ACME_STATE, AcmePlugin, AcmeUpstreamState, make_acme_upstream

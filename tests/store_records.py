@@ -4,7 +4,7 @@ the spans of time the retention tests keep them for."""
 from __future__ import annotations
 
 from gateway.plugin_api import Event
-from gateway.store import Subscription
+from gateway.store.records import Subscription
 
 DAY = 86400.0
 MONTH = 30 * DAY

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from gateway import cursors, problems
-from gateway.store import Position
+from gateway.store.records import Position
 from tests.conftest import CALLBACK_SECRET_A, Gateway
 
 PROBLEM = "application/problem+json"

@@ -12,8 +12,9 @@ from typing import Any
 import attrs
 import pytest
 
-from gateway.store import Attempt, AttemptOutcome, EventFilter, Store, Subscription
 from gateway.store.opening import open_store
+from gateway.store.protocol import Store
+from gateway.store.records import Attempt, AttemptOutcome, EventFilter, Subscription
 from gateway.values import Event
 from tests.test_store_scale import (
     SUBSCRIPTION,

@@ -11,10 +11,8 @@ import pytest
 
 from gateway.calls import ResourceBook
 from gateway.problems import ProblemError
-from gateway.store import (
-    Position,
-    Store,
-)
+from gateway.store.protocol import Store
+from gateway.store.records import Position
 from tests.store_records import event, subscription
 
 

@@ -10,7 +10,8 @@ import time
 import attrs
 
 from gateway.plugin_api import Event
-from gateway.store import AttemptOutcome, Store, SubscriptionChanges
+from gateway.store.protocol import Store
+from gateway.store.records import AttemptOutcome, SubscriptionChanges
 from tests.store_records import event, subscription
 
 

@@ -10,7 +10,8 @@ import time
 import asyncpg
 import pytest
 
-from gateway.store import AttemptOutcome, Store, SubscriptionChanges
+from gateway.store.protocol import Store
+from gateway.store.records import AttemptOutcome, SubscriptionChanges
 from tests.store_records import event, subscription
 
 
@@ -21,7 +22,7 @@ async def test_outcomes_move_deliveries_on(store: Store) -> None:
     await store.record_event(stored, dedupe_window=60)
     now = time.time()
     [claimed] = await store.claim_deliveries(owner="a", now=now, lease=30, limit=1, exclude=())
-    from gateway.store import Attempt
+    from gateway.store.records import Attempt
 
     attempt = Attempt(1, "2026-01-01T00:00:00Z", 500, 3.0, "HTTP 500", "oops")
     retry = AttemptOutcome(claimed.delivery.id, "s1", attempt, "pending", now + 5, False)
@@ -77,7 +78,7 @@ async def test_only_a_change_of_health_writes_the_subscription_row(
     """Successes to a healthy subscription (nearly every delivery) leave its row unwritten (on
     PostgreSQL no dead tuple per delivery); the first failure sets failing_since, later failures
     keep it without a write, and a success clears it with one."""
-    from gateway.store import Attempt
+    from gateway.store.records import Attempt
 
     await store.create_subscription(subscription("s1"))
     for _ in range(6):

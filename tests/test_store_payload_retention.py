@@ -14,7 +14,9 @@ from prometheus_client import CollectorRegistry
 from gateway.config_loading import load_settings
 from gateway.metrics import StoreMetrics
 from gateway.state import STORE
-from gateway.store import Attempt, AttemptOutcome, PayloadPurged, Store
+from gateway.store.errors import PayloadPurged
+from gateway.store.protocol import Store
+from gateway.store.records import Attempt, AttemptOutcome
 from gateway.store.retention import Purger, RetentionPolicy
 from tests.conftest import MakeGateway
 from tests.store_fill import fill

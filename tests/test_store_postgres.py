@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from gateway.store import AttemptOutcome, StoreUnavailable, postgres as pg_store
+from gateway.store import postgres as pg_store
+from gateway.store.errors import StoreUnavailable
+from gateway.store.records import AttemptOutcome
 from tests.conftest import eventually
 from tests.pg import running_server
 from tests.store_records import event, subscription

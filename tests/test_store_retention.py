@@ -10,9 +10,10 @@ from typing import Any
 
 import asyncpg
 
-from gateway.store import Attempt, AttemptOutcome, Store
 from gateway.store.opening import open_store
 from gateway.store.postgres_purge import PURGE_LOCK
+from gateway.store.protocol import Store
+from gateway.store.records import Attempt, AttemptOutcome
 from gateway.store.retention import DELETED_GRACE
 from tests.conftest import MakeGateway
 from tests.store_fill import fill

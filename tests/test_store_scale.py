@@ -13,9 +13,11 @@ import asyncpg
 import attrs
 import pytest
 
-from gateway.store import Position, Store, Subscription
 from gateway.store.opening import open_store
-from gateway.store.sqlite import SQLiteDb, SQLiteStore
+from gateway.store.protocol import Store
+from gateway.store.records import Position, Subscription
+from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite_dialect import SQLiteDb
 from tests.store_fill import analyze, fill, loop_gaps
 
 Query = tuple[str, list[object], list[str]]  # a query, its arguments, its plan's lines

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.store import ResourceRecord
 from gateway.store.children import Children
-from gateway.store.logic import FEW_CHILDREN
-from gateway.store.sqlite import SQLiteDb, SQLiteStore
+from gateway.store.records import ResourceRecord
+from gateway.store.resources import FEW_CHILDREN
+from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite_dialect import SQLiteDb
 
 
 def _reader_hops(store: SQLiteStore) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.store import Store
+from gateway.store.protocol import Store
 
 
 async def test_a_trace_context_is_kept_replaced_and_read_by_subject(store: Store) -> None:

@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.state import EVENTS, STORE
-from gateway.store import Store
 from gateway.store.opening import open_store
+from gateway.store.protocol import Store
 from gateway.values import Event
 from tests.conftest import REPORTS, Gateway, MakeGateway, eventually
 from tests.subscribers import make_events_gateway

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from gateway.state import EVENTS, STORE
-from gateway.store import ClaimedDelivery
+from gateway.store.records import ClaimedDelivery
 from gateway.values import Event
 from tests.conftest import REPORTS, MakeGateway, eventually
 from tests.subscribers import (

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.store import ResourceRecord
+from gateway.store.records import ResourceRecord
 
 Key = tuple[str, str, str]  # tenant, kind, parent id
 

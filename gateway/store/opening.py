@@ -1,12 +1,12 @@
-"""Which store a `store.url` names. Apart from the store's protocol (`gateway.store`), which both
-stores import: the protocol knows no store, so nothing imports itself back."""
+"""Which store a `store.url` names. Apart from the store's protocol (`gateway.store.protocol`),
+which both stores import: the protocol knows no store, so nothing imports itself back."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.store import Store
 from gateway.store.postgres import PostgresStore
+from gateway.store.protocol import Store
 from gateway.store.sqlite import SQLiteStore
 
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})

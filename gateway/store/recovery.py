@@ -13,38 +13,20 @@ transaction, and deliveries so marked are passed over.
 
 from __future__ import annotations
 
-import abc
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 
-from gateway.store import DeliveryPage, DeliveryPosition, Recovery, rows, steps
+from gateway.store import rows, steps
+from gateway.store.operations import Operations
+from gateway.store.records import DeliveryPage, DeliveryPosition, Recovery
 from gateway.store.retention import PAYLOAD_GONE
-from gateway.store.sql import Db
-
-T = TypeVar("T")
-Op = Callable[[Db], Coroutine[Any, Any, T]]
-
-RECOVERY_LOCK = 3  # a subscription: its running recovery and a new one (`Db.lock`'s classes)
+from gateway.store.sql import RECOVERY_LOCK, Db
 
 
-class Recovering(abc.ABC):
+class Recovering(Operations):
     """The listing and recovery operations of `Store`."""
-
-    @abc.abstractmethod
-    async def _read(self, op: Op[T]) -> T:
-        """Run `op`, which only reads; its result."""
-
-    @abc.abstractmethod
-    async def _write(self, op: Op[T], *, single: bool = False) -> T:
-        """Run `op` in a transaction; its result once committed."""
-
-    async def _range(self, op: Op[T]) -> T:
-        """Run `op`, which reads a page of an index range in the index's order (a listing); a
-        store may pin its plan to that order, as PostgreSQL must without statistics."""
-        return await self._read(op)
 
     async def list_subscription_deliveries(
         self,

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.store import ResourceRecord
 from gateway.store.children import Children
-from gateway.store.logic import FEW_CHILDREN, SQLStore
+from gateway.store.logic import SQLStore
+from gateway.store.records import ResourceRecord
+from gateway.store.resources import FEW_CHILDREN
 
 REMEMBERED_PARENTS = 20_000  # parents whose few children are remembered
 

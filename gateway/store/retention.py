@@ -14,7 +14,6 @@ one round runs at a time (an advisory lock: `SQLStore._exclusive`).
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
 import functools
@@ -26,7 +25,9 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from gateway.logs import get_logger
-from gateway.store import Purged, Store
+from gateway.store.operations import Operations
+from gateway.store.protocol import Store
+from gateway.store.records import Purged
 from gateway.store.sql import Db
 
 T = TypeVar("T")
@@ -51,14 +52,8 @@ class Runner(Protocol):
         """Run `op` in a transaction of its own; its result once committed."""
 
 
-class Purging(abc.ABC):
+class Purging(Operations):
     """`Store.purge`, as `logic.SQLStore` (a subclass) has it: a round over the store's writer."""
-
-    @abc.abstractmethod
-    async def _write(
-        self, op: Callable[[Db], Coroutine[Any, Any, T]], *, single: bool = False
-    ) -> T:
-        """Run `op` in a transaction; its result once committed."""
 
     def _exclusive(self) -> contextlib.AbstractAsyncContextManager[Runner | None]:
         """A purge round's runner (each op its own transaction), or None when another process

@@ -8,14 +8,14 @@ from typing import Any
 import attrs
 import orjson
 
-from gateway.store import (
+from gateway.store import sql
+from gateway.store.records import (
     ClaimedDelivery,
     Delivery,
     Position,
     Recovery,
     ResourceRecord,
     Subscription,
-    sql,
 )
 from gateway.values import Event
 

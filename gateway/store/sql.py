@@ -26,6 +26,12 @@ from gateway.values import Event
 ATTEMPT = "delivery_id, number, at, status, duration_ms, error, response_excerpt"
 Row = Any  # a tuple (SQLite) or an asyncpg Record: indexable and sliceable alike
 
+# Lock classes of `Db.lock` (PostgreSQL's advisory locks: keep the numbers, replicas share them).
+DEDUPE_LOCK = 1  # (tenant, dedupe key): a callback's check and insert
+SUBSCRIPTIONS_LOCK = 2  # a tenant: its subscription count and a create
+ORDER_LOCK = 3  # (tenant, an event's key): its events recorded one after another
+RECOVERY_LOCK = 3  # a subscription: its running recovery and a new one
+
 
 def timestamp() -> str:
     """Now, as the stores write created_at and updated_at of resources and subscriptions."""

@@ -10,15 +10,14 @@ from typing import Any
 import attrs
 import orjson
 
-from gateway.store import (
+from gateway.store import rows, throttle
+from gateway.store.records import (
     Attempt,
     AttemptOutcome,
     Delivery,
     IdempotentRecord,
     ResourceRecord,
     Subscription,
-    rows,
-    throttle,
 )
 from gateway.store.sql import Db
 

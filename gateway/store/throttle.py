@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from gateway.store import AttemptOutcome, ClaimedDelivery
+from gateway.store.records import AttemptOutcome, ClaimedDelivery
 from gateway.store.sql import Db
 
 # The later of a column and a time, in neutral SQL (both dialects' MAX/GREATEST differ).

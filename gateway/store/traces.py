@@ -4,27 +4,14 @@ subject; both stores, one table (`trace_contexts`)."""
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
+from gateway.store.operations import Operations
 from gateway.store.sql import Db
 
-T = TypeVar("T")
 
-
-class TraceContexts(abc.ABC):
+class TraceContexts(Operations):
     """`Store.save_trace_context` and `Store.trace_contexts`, as `logic.SQLStore` has them."""
-
-    @abc.abstractmethod
-    async def _read(self, op: Callable[[Db], Coroutine[Any, Any, T]]) -> T:
-        """Run `op`, which only reads; its result."""
-
-    @abc.abstractmethod
-    async def _write(
-        self, op: Callable[[Db], Coroutine[Any, Any, T]], *, single: bool = False
-    ) -> T:
-        """Run `op` in a transaction; its result once committed."""
 
     async def save_trace_context(self, subject: str, context: str, *, now: float) -> None:
         async def op(db: Db) -> None:

@@ -17,7 +17,8 @@ from yarl import URL
 from gateway.logs import get_logger
 from gateway.redaction import redact_url, shown_url
 from gateway.sink import SendOutcome
-from gateway.store import ClaimedDelivery, Store
+from gateway.store.protocol import Store
+from gateway.store.records import ClaimedDelivery
 from gateway.telemetry import contexts
 from gateway.telemetry.propagation import PROPAGATOR
 from gateway.upstream.bound import BoundUpstream

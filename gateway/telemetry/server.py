@@ -8,7 +8,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from gateway.middleware import UNMATCHED
 from gateway.state import EXCHANGE
-from gateway.store import Store
+from gateway.store.protocol import Store
 from gateway.telemetry.propagation import PROPAGATOR
 from gateway.telemetry.provider import Telemetry
 from gateway.telemetry.traced import CALLBACK_OPERATION, CURRENT, RequestTrace

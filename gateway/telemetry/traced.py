@@ -18,7 +18,8 @@ import attrs
 from opentelemetry.trace import Span
 
 from gateway.logs import get_logger
-from gateway.store import ResourceRecord, Store
+from gateway.store.protocol import Store
+from gateway.store.records import ResourceRecord
 from gateway.telemetry import contexts
 
 T = TypeVar("T")

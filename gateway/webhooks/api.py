@@ -12,11 +12,11 @@ from gateway import cursors, payloads, problems, wire
 from gateway.events import CORE_EVENT_TYPES, TEST_EVENT
 from gateway.problems import FieldError
 from gateway.state import EVENTS, EXCHANGE, PLUGINS, SETTINGS, STORE
-from gateway.store import (
+from gateway.store.errors import PayloadPurged
+from gateway.store.records import (
     UNSET,
     WILDCARD,
     EventFilter,
-    PayloadPurged,
     Subscription,
     SubscriptionChanges,
     Unset,

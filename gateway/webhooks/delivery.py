@@ -34,7 +34,8 @@ from gateway.logs import SECRETS, get_logger
 from gateway.redaction import redact_url, shown_url
 from gateway.settings import EventsSettings
 from gateway.sink import SendOutcome
-from gateway.store import Attempt, AttemptOutcome, ClaimedDelivery, Store, Subscription
+from gateway.store.protocol import Store
+from gateway.store.records import Attempt, AttemptOutcome, ClaimedDelivery, Subscription
 from gateway.values import Event
 from gateway.webhooks import signing
 from gateway.webhooks.metrics import DISABLED, FAILED, RETRYING, SUCCEEDED, WebhookMetrics

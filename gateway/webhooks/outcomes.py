@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 
 from gateway.logs import get_logger
-from gateway.store import AttemptOutcome, Store, StoreUnavailable
+from gateway.store.errors import StoreUnavailable
+from gateway.store.protocol import Store
+from gateway.store.records import AttemptOutcome
 
 log = get_logger("gateway.webhooks")
 

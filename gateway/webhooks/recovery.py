@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 
 from gateway.logs import get_logger
-from gateway.store import Recovery, Store
+from gateway.store.protocol import Store
+from gateway.store.records import Recovery
 
 log = get_logger("gateway.webhooks")
 

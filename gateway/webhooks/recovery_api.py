@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway import cursors, payloads, problems, wire
 from gateway.problems import FieldError
 from gateway.state import EXCHANGE, RECOVERER, STORE
-from gateway.store import Subscription
+from gateway.store.records import Subscription
 from gateway.webhooks.api import subscription_of
 from gateway.webhooks.times import moment, ordered, time_bounds
 

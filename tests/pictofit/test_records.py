@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.state import STORE
-from gateway.store import Store
+from gateway.store.protocol import Store
 from tests.conftest import CALLER_KEY_A
 from tests.pictofit.conftest import Pictofit
 
