@@ -184,7 +184,8 @@ class Contract:
         return tuple(self.document.get("webhooks", {}))
 
 
-def _resolve(document: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+def resolve_ref(document: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`node`, or what its `$ref` (a local JSON pointer, followed to the end) points at."""
     while "$ref" in node:
         target: Any = document
         for part in node["$ref"].removeprefix("#/").split("/"):
@@ -193,7 +194,8 @@ def _resolve(document: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[st
     return node
 
 
-def _compile(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Any:
+def compile_schema(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Any:
+    """`schema`, a part of `document`, compiled into a jsonschema-rs validator (formats checked)."""
     # Carrying the components along lets `#/components/schemas/...` references resolve.
     rooted = {**schema, "components": document.get("components", {})}
     return jsonschema_rs.validator_for(rooted, validate_formats=True)
@@ -208,8 +210,8 @@ def _operation(
 ) -> Operation:
     parameters: dict[tuple[str, str], Parameter] = {}
     for raw in (*shared, *node.get("parameters", ())):
-        spec = _resolve(document, raw)
-        schema = _resolve(document, spec.get("schema", {}))
+        spec = resolve_ref(document, raw)
+        schema = resolve_ref(document, spec.get("schema", {}))
         name = spec["name"]
         location = spec["in"]
         if location == "header":
@@ -219,20 +221,20 @@ def _operation(
             location=location,
             required=bool(spec.get("required", location == "path")),
             schema=schema,
-            validator=_compile(document, schema),
+            validator=compile_schema(document, schema),
             greedy=bool(spec.get("x-gateway-greedy", False)),
             canonical=CANONICAL_FORMATS.get(schema.get("format", "")),
         )
-    body = _resolve(document, node.get("requestBody", {}))
+    body = resolve_ref(document, node.get("requestBody", {}))
     validators = {
-        content_type: _compile(document, media.get("schema", {}))
+        content_type: compile_schema(document, media.get("schema", {}))
         for content_type, media in body.get("content", {}).items()
     }
-    form = _resolve(
+    form = resolve_ref(
         document, body.get("content", {}).get("multipart/form-data", {}).get("schema", {})
     )
     form_properties = {
-        name: _resolve(document, prop) for name, prop in form.get("properties", {}).items()
+        name: resolve_ref(document, prop) for name, prop in form.get("properties", {}).items()
     }
     global_security = document.get("security", [])
     security = node.get("security", global_security)
@@ -299,110 +301,3 @@ def build_contract(
 @functools.cache
 def default_contract() -> Contract:
     return load_contract()
-
-
-_POINTER_ESCAPE = re.compile(r"[~/]")
-
-
-def json_pointer(parts: Sequence[str | int]) -> str:
-    return "".join(
-        "/" + _POINTER_ESCAPE.sub(lambda m: "~0" if m.group() == "~" else "~1", str(p))
-        for p in parts
-    )
-
-
-def body_errors(validator: Any, instance: Any) -> list[FieldError]:
-    """Schema violations as field errors, each located by a JSON pointer to the offending value."""
-    errors = []
-    for error in validator.iter_errors(instance):
-        kind = error.kind
-        pointer = json_pointer(error.instance_path)
-        if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
-            errors.append(FieldError(f"{pointer}/{kind.property}", "is required"))
-        elif isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
-            errors.extend(
-                FieldError(f"{pointer}/{name}", "is not allowed") for name in kind.unexpected
-            )
-        else:
-            errors.append(FieldError(pointer or "/", error.message))
-    return errors
-
-
-# --- responses --------------------------------------------------------------------------------
-
-_JSON_MEDIA = re.compile(r"^application/(?:[\w.-]+\+)?json$")
-
-
-def is_json_media(media_type: str) -> bool:
-    """application/json and the `+json` types (problem+json)."""
-    return bool(_JSON_MEDIA.match(media_type))
-
-
-# (operationId, status) -> media type -> compiled body validator; None where the body is not JSON.
-ResponseTable = Mapping[tuple[str, int], Mapping[str, Any | None]]
-
-
-def compile_responses(contract: Contract) -> ResponseTable:
-    """Every documented response of every operation, with a validator for each JSON body.
-
-    The gateway does not check its own answers at run time; tests do (a drift between the code and
-    the contract fails them), and so may anyone holding a response and its operationId. Identical
-    schemas (every shared problem response) are compiled once.
-    """
-    document = contract.document
-    compiled: dict[bytes, Any] = {}
-    table: dict[tuple[str, int], dict[str, Any | None]] = {}
-    for operation_id, operation in contract.operations.items():
-        node = document["paths"][operation.path][operation.method.lower()]
-        for code, raw in node.get("responses", {}).items():
-            media_types: dict[str, Any | None] = {}
-            for media_type, media in _resolve(document, raw).get("content", {}).items():
-                schema = media.get("schema", {})
-                if not is_json_media(media_type):
-                    media_types[media_type] = None
-                    continue
-                key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
-                if key not in compiled:
-                    compiled[key] = _compile(document, schema)
-                media_types[media_type] = compiled[key]
-            table[(operation_id, int(code))] = media_types
-    return table
-
-
-def response_problems(
-    table: ResponseTable,
-    operation_id: str,
-    status: int,
-    content_type: str | None,
-    body: bytes | None,
-) -> list[str]:
-    """What is wrong with a response against the contract (empty when it conforms).
-
-    `content_type` is the media type without parameters (None when the response has none);
-    `body` is None when it was streamed and cannot be read back: then only the status and the
-    content type are checked.
-    """
-    documented = table.get((operation_id, status))
-    if documented is None:
-        statuses = sorted(code for op, code in table if op == operation_id)
-        return [f"{operation_id}: status {status} is not documented (documented: {statuses})"]
-    if not documented:
-        if body:
-            return [f"{operation_id} {status}: a body ({content_type}) where none is documented"]
-        return []
-    if content_type is None or content_type not in documented:
-        return [
-            f"{operation_id} {status}: content type {content_type} is not documented "
-            f"(documented: {sorted(documented)})"
-        ]
-    validator = documented[content_type]
-    if validator is None or body is None:
-        return []
-    try:
-        instance = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        return [f"{operation_id} {status}: the body is not JSON: {exc}"]
-    return [
-        f"{operation_id} {status}: {json_pointer(error.instance_path) or '/'}: {error.message}"
-        for error in validator.iter_errors(instance)
-    ]

@@ -21,8 +21,8 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import problems
-from gateway.contract import json_pointer
 from gateway.problems import FieldError
+from gateway.schema_errors import json_pointer
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024

@@ -15,9 +15,10 @@ import orjson
 from aiohttp import web
 
 from gateway import problems
-from gateway.contract import Operation, body_errors, json_pointer
+from gateway.contract import Operation
 from gateway.forms import Form, Spool, body_cut_short, read_form
 from gateway.problems import FieldError
+from gateway.schema_errors import body_errors, json_pointer
 from gateway.values import value_repr
 
 BINARY_PLACEHOLDER = "<binary>"

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import FormData, web
 
-from gateway.contract import compile_responses
+from gateway.contract_responses import compile_responses
 from gateway.testing import ContractCheck
 from tests.conftest import CALLBACK_SECRET_A, Gateway, gateway_contract
 

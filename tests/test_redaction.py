@@ -66,8 +66,8 @@ async def test_remembered_redaction_redone_when_secrets_change(serve: Any) -> No
         secrets=secrets,
     )
     url = URL("https://api.example/items/ITEM-SECRET-42")
-    assert client.redacted(url) == str(url)
-    assert client.redacted(url) == str(url)
+    assert client.attempt_log.redacted(url) == str(url)
+    assert client.attempt_log.redacted(url) == str(url)
     secrets.add("ITEM-SECRET-42")
-    assert client.redacted(url) == f"https://api.example/items/{REDACTED}"
-    assert client.redacted(URL(str(url))) == f"https://api.example/items/{REDACTED}"
+    assert client.attempt_log.redacted(url) == f"https://api.example/items/{REDACTED}"
+    assert client.attempt_log.redacted(URL(str(url))) == f"https://api.example/items/{REDACTED}"

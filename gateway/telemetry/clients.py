@@ -51,7 +51,7 @@ class UpstreamTracer:
         attributes: dict[str, str | int] = {
             "http.request.method": call.method,
             # Redacted as the log line's (the credentials' query is added after: never here).
-            "url.full": client.redacted(call.url),
+            "url.full": client.attempt_log.redacted(call.url),
             "server.address": call.url.host or "",
             "gateway.backend": client.backend,
             "gateway.operation": call.operation,

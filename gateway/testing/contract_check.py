@@ -11,13 +11,8 @@ import orjson
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from gateway.contract import (
-    Contract,
-    ResponseTable,
-    compile_responses,
-    default_contract,
-    response_problems,
-)
+from gateway.contract import Contract, default_contract
+from gateway.contract_responses import ResponseTable, compile_responses, response_problems
 from gateway.problems import PROBLEM_CONTENT_TYPE
 from gateway.state import CONTRACT
 

@@ -15,7 +15,8 @@ tenant, the request id and the caller's deadline, and sends through it:
 
 One module per role: `policy` (UpstreamPolicy), `errors` (what the caller sees), `breaker`,
 `values` (UpstreamResponse, the prepared call), `middlewares` (what the session does to each
-attempt), `client` (UpstreamClient: the session and the attempt/log/metrics loop) and `bound`
+attempt), `attempt_log` (each attempt's log line and metrics), `streams` (a 2xx handed to the
+plugin unread), `client` (UpstreamClient: the session and the attempt loop) and `bound`
 (BoundUpstream). Import from `gateway.upstream`: the names below are the package's interface.
 """
 

@@ -45,7 +45,7 @@ def _origin(base_url: str) -> URL:
 
 # Plain dicts, not `functools.lru_cache`: a hit of the C wrapper (its key tuple, the URL hashed
 # by yarl in Python for `_same_origin`) cost ~1.5 k instructions, twice an attempt. Bounded by
-# starting over, as `UpstreamClient.redacted`'s memo.
+# starting over, as `AttemptLog.redacted`'s memo.
 _MEMO_SIZE: Final = 1024
 _ABSOLUTE: dict[str, URL] = {}
 _SAME_ORIGIN: dict[tuple[int, str], tuple[URL, bool]] = {}

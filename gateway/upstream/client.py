@@ -1,31 +1,29 @@
 """`UpstreamClient`: one backend's session, and the loop that sends a call's attempts.
 
 Every attempt (every request actually sent, and every call refused before sending) writes exactly
-one `upstream.call` log line, with the URL redacted and never a body or a header value, and counts
-in the upstream metrics. Idempotent calls are retried on connection errors, timeouts, 5xx and 429,
-with capped exponential backoff and full jitter (or the upstream's `Retry-After`), within the
-caller's deadline.
+one `upstream.call` log line and counts in the upstream metrics (`attempt_log`); a streamed one
+when the plugin is done reading (`streams`). Idempotent calls are retried on connection errors,
+timeouts, 5xx and 429, with capped exponential backoff and full jitter (or the upstream's
+`Retry-After`), within the caller's deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 from typing import Any, Final, Literal, Protocol, TypeVar, overload
 
 import aiohttp
 import attrs
 from multidict import CIMultiDict
-from yarl import URL
 
 from gateway import __version__
 from gateway.logs import get_logger
 from gateway.metrics import UpstreamMetrics
-from gateway.redaction import SecretRegistry, redact_url
+from gateway.redaction import SecretRegistry
+from gateway.upstream.attempt_log import AttemptLog
 from gateway.upstream.bound import BoundUpstream, CredentialsProvider, CredentialsRequest
 from gateway.upstream.breaker import BREAKER_GAUGE, CircuitBreaker
 from gateway.upstream.errors import (
@@ -34,51 +32,23 @@ from gateway.upstream.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.upstream.failures import Failure, classify, scrub
+from gateway.upstream.failures import Failure, classify
 from gateway.upstream.middlewares import AttemptStats, count_sent, middlewares_for
 from gateway.upstream.policy import UpstreamPolicy
+from gateway.upstream.streams import OpenStream, StreamAttempt
 from gateway.upstream.values import UpstreamCall, UpstreamResponse
 from gateway.values import Credentials
 
-__all__ = ["AttemptTracer", "StreamAttempt", "UpstreamClient"]
+__all__ = ["AttemptTracer", "Outcome", "UpstreamClient"]
 
 _log = get_logger("gateway.upstream")
 
 C = TypeVar("C")
 
-_ERROR_MAX: Final = 200
-_REDACTED_URLS: Final = 1024
 _EXCERPT_BYTES: Final = 64 * 1024  # of a failed streamed response, to find the upstream's reason
 # A bodiless attempt's stats: sent on the session without the counting trace, so never counted
 # into; shared rather than made per attempt.
 _UNCOUNTED: Final = AttemptStats()
-
-
-class AttemptLine:
-    """What an attempt's `upstream.call` line says besides its outcome and figures: the fields
-    as plain attributes, passed to the logger as keywords when the line is written, rather than
-    a dict built per attempt and unpacked again into the logger's keywords."""
-
-    def __init__(
-        self, bound: BoundUpstream[Any], call: UpstreamCall, attempt: int, url: str
-    ) -> None:
-        self.bound: Final = bound
-        self.call: Final = call
-        self.attempt: Final = attempt
-        self.url: Final = url  # redacted
-        self.status: int | None = None
-
-
-@attrs.define
-class StreamAttempt:
-    """A streamed 2xx response handed to the plugin (`run(..., streaming=True)`); `open_stream`
-    writes its log line when the plugin is done with it."""
-
-    response: aiohttp.ClientResponse
-    line: AttemptLine
-    stats: AttemptStats
-    started: float
-    seconds: float  # the attempt's timeout, which also bounds reading the body
 
 
 Outcome = UpstreamResponse | StreamAttempt | Failure
@@ -118,18 +88,12 @@ class UpstreamClient:
         self.breaker = CircuitBreaker(policy.breaker_threshold, policy.breaker_reset, name=backend)
         # Public: the app points it at its backend's own method once the backend is built.
         self.credentials = credentials
-        self._metrics = metrics
         self._secrets = secrets
+        # Public: the telemetry's spans show the URL redacted as the log line does.
+        self.attempt_log: Final = AttemptLog(backend, metrics, secrets)
         # A span per attempt when the app traces ([telemetry]): gateway.telemetry.clients.
         self.tracer: AttemptTracer | None = None
         self._session: aiohttp.ClientSession | None = None
-        # URL -> (the secrets' version, its redacted text): a backend calls a few URLs over and
-        # over, and redacting one (str() and a scan for every known secret) costs each attempt.
-        self._redacted: dict[URL, tuple[int, str]] = {}
-        # The last URL redacted, the same object: found without the dict, whose key is hashed
-        # by yarl in Python (~1 k instructions); plugins' URLs are parsed once each
-        # (`bound._absolute_url`), so a repeated call brings the very object again.
-        self._last_redacted: tuple[URL, int, str] | None = None
         # The same pool, with the trace config that counts what a body sends: kept off bodiless
         # calls (most reads), which send nothing to count, since tracing costs every request a
         # few signal dispatches.
@@ -298,19 +262,16 @@ class UpstreamClient:
             raise RuntimeError(f"the upstream client of {self.backend} is not started")
         now = asyncio.get_running_loop().time
         remaining = bound.deadline - now()
+        log = self.attempt_log
         if remaining <= 0:
-            line = AttemptLine(bound, call, attempt, self.redacted(call.url))
-            self._emit(line, "timeout", "deadline exhausted before sending")
+            line = log.line(bound, call, attempt, call.url)
+            log.emit(line, "timeout", "deadline exhausted before sending")
             return Failure(UpstreamTimeout(self.backend, 0.0))
         try:
             self.breaker.before_call()
         except CircuitOpen:
             # Nothing is sent, but operators still see each refused call.
-            self._emit(
-                AttemptLine(bound, call, attempt, self.redacted(call.url)),
-                "circuit_open",
-                "circuit open",
-            )
+            log.emit(log.line(bound, call, attempt, call.url), "circuit_open", "circuit open")
             raise
         try:
             creds = await self.credentials(
@@ -320,8 +281,8 @@ class UpstreamClient:
             )
         except Exception as exc:
             self.breaker.release()
-            line = AttemptLine(bound, call, attempt, self.redacted(call.url))
-            self._emit(line, "credentials_error", f"credentials unavailable: {type(exc).__name__}")
+            line = log.line(bound, call, attempt, call.url)
+            log.emit(line, "credentials_error", f"credentials unavailable: {type(exc).__name__}")
             raise
         except BaseException:
             self.breaker.release()
@@ -329,7 +290,7 @@ class UpstreamClient:
         for secret in creds.secrets:  # one by one: a native call each, `add(*...)` is generic
             self._secrets.add(secret)
         url = call.url.update_query(creds.query) if creds.query else call.url
-        line = AttemptLine(bound, call, attempt, self.redacted(url))
+        line = log.line(bound, call, attempt, url)
         headers: CIMultiDict[str] = CIMultiDict(call.headers)
         headers["X-Request-ID"] = bound.request_id
         headers.update(creds.headers)
@@ -373,12 +334,13 @@ class UpstreamClient:
                 return StreamAttempt(response, line, stats, started, seconds)
             data = await (response.content.read(_EXCERPT_BYTES) if streaming else response.read())
         except TimeoutError:
-            failure = Failure(UpstreamTimeout(self.backend, seconds), retryable=True)
-            return self._failed(line, stats, started, "timeout", failure, "timeout")
+            self.breaker.record_failure()
+            log.failed(line, stats, started, "timeout", "timeout")
+            return Failure(UpstreamTimeout(self.backend, seconds), retryable=True)
         except aiohttp.ClientError as exc:
-            failure = Failure(UpstreamUnavailable(self.backend, type(exc).__name__), retryable=True)
-            error = f"{type(exc).__name__}: {exc}"
-            return self._failed(line, stats, started, "connection_error", failure, error)
+            self.breaker.record_failure()
+            log.failed(line, stats, started, "connection_error", f"{type(exc).__name__}: {exc}")
+            return Failure(UpstreamUnavailable(self.backend, type(exc).__name__), retryable=True)
         except BaseException:
             self.breaker.release()
             raise
@@ -389,7 +351,7 @@ class UpstreamClient:
         duration = now() - started
         if 200 <= status < 300 or status in call.expect:
             self.breaker.record_success()
-            self._emit(line, str(status), None, duration, stats.bytes_sent, len(data))
+            log.emit(line, str(status), None, duration, stats.bytes_sent, len(data))
             return UpstreamResponse(status, response.headers, data)
         outcome = classify(self.backend, status, response.headers, data, self._secrets)
         if outcome.refresh:
@@ -398,92 +360,8 @@ class UpstreamClient:
             self.breaker.record_failure()
         else:
             self.breaker.record_success()  # it answered: alive, whatever it thought of the request
-        self._emit(line, str(status), f"HTTP {status}", duration, stats.bytes_sent, len(data))
+        log.emit(line, str(status), f"HTTP {status}", duration, stats.bytes_sent, len(data))
         return outcome
-
-    def redacted(self, url: URL) -> str:
-        """`redact_url(url, secrets)`, remembered until the known secrets change."""
-        version = self._secrets.version
-        last = self._last_redacted
-        if last is not None and last[0] is url and last[1] == version:
-            return last[2]
-        found = self._redacted.get(url)
-        if found is not None and found[0] == version:
-            text = found[1]
-        else:
-            text = redact_url(url, self._secrets)
-            if len(self._redacted) >= _REDACTED_URLS:
-                self._redacted.clear()  # URLs with ids in them: bounded, and rebuilt as used
-            self._redacted[url] = (version, text)
-        self._last_redacted = (url, version, text)
-        return text
-
-    def _failed(
-        self,
-        line: AttemptLine,
-        stats: AttemptStats,
-        started: float,
-        kind: str,
-        failure: Failure,
-        error: str,
-    ) -> Failure:
-        duration = asyncio.get_running_loop().time() - started
-        self.breaker.record_failure()
-        self._emit(line, kind, error, duration, stats.bytes_sent)
-        return failure
-
-    def _emit(
-        self,
-        line: AttemptLine,
-        status: str,
-        error: str | None,
-        duration: float | None = None,
-        sent: int = 0,
-        received: int = 0,
-    ) -> None:
-        """The attempt's one log line, and its metrics; `duration` None: nothing was sent."""
-        call = line.call
-        operation = call.operation
-        self._metrics.calls.inc((self.backend, operation, status))
-        duration_ms = 0.0
-        if duration is not None:
-            self._metrics.latency.observe((self.backend, operation), duration)
-            duration_ms = _ms(duration)
-        bound = line.bound
-        # The fields as keywords (the logger's own dict is built once from them), in this order;
-        # written out for each level, since a dict of them shared by both would be built and
-        # unpacked again on every attempt, the cost this saves.
-        if error is None:
-            _log.info(
-                "upstream.call",
-                request_id=bound.request_id,
-                tenant=bound.tenant,
-                backend=self.backend,
-                operation=operation,
-                method=call.method,
-                url=line.url,
-                status=line.status,
-                duration_ms=duration_ms,
-                attempt=line.attempt,
-                bytes_sent=sent,
-                bytes_received=received,
-            )
-        else:
-            _log.warning(
-                "upstream.call",
-                request_id=bound.request_id,
-                tenant=bound.tenant,
-                backend=self.backend,
-                operation=operation,
-                method=call.method,
-                url=line.url,
-                status=line.status,
-                duration_ms=duration_ms,
-                attempt=line.attempt,
-                bytes_sent=sent,
-                bytes_received=received,
-                error=scrub(self._secrets, error, _ERROR_MAX),
-            )
 
     def open_stream(
         self, bound: BoundUpstream[Any], call: UpstreamCall
@@ -491,67 +369,4 @@ class UpstreamClient:
         """Send `call` as `run` does, up to a 2xx whose body the block reads (`response.content`);
         the attempt's log line is written when the block exits. A timeout or a broken connection
         while reading reaches the caller as `UpstreamTimeout`/`UpstreamUnavailable`."""
-        return _OpenStream(self, bound, call)
-
-    async def finish_stream(self, opened: StreamAttempt, exc: BaseException | None) -> None:
-        """A streamed attempt's log line and metrics, once the plugin is done with its body."""
-        duration = asyncio.get_running_loop().time() - opened.started
-        line = opened.line
-        sent = opened.stats.bytes_sent
-        # What arrived from upstream (decompressed, as the plugin reads it).
-        received = opened.response.content.total_bytes
-        if exc is None:
-            self._emit(line, str(line.status), None, duration, sent, received)
-            return
-        if isinstance(exc, TimeoutError):
-            kind, error = "timeout", "timeout while reading the body"
-        elif isinstance(exc, aiohttp.ClientPayloadError):
-            kind, error = "connection_error", f"{type(exc).__name__}: {exc}"
-        else:
-            # The plugin's own failure (or its caller going away): not the upstream's.
-            kind, error = str(line.status), f"aborted: {type(exc).__name__}"
-        self._emit(line, kind, error, duration, sent, received)
-
-
-def _ms(seconds: float) -> float:
-    # Milliseconds to a tenth, as round(ms, 1) (which formats a decimal string: 2.6 k
-    # instructions a line against 0.5 k), but for a tie's rounding direction.
-    return math.floor(seconds * 10_000 + 0.5) / 10
-
-
-class _OpenStream:
-    """`UpstreamClient.open_stream`'s block: a class, not an async generator, so that the module
-    compiles (gateway.compiled)."""
-
-    def __init__(
-        self, client: UpstreamClient, bound: BoundUpstream[Any], call: UpstreamCall
-    ) -> None:
-        self._client = client
-        self._bound = bound
-        self._call = call
-        self._opened: StreamAttempt | None = None
-
-    async def __aenter__(self) -> aiohttp.ClientResponse:
-        self._opened = await self._client.run(self._bound, self._call, streaming=True)
-        return self._opened.response
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        opened = self._opened
-        if opened is None:
-            return
-        client = self._client
-        if exc is None:
-            opened.response.release()
-            await client.finish_stream(opened, None)
-            return
-        opened.response.close()  # possibly unread: do not return it to the pool
-        await client.finish_stream(opened, exc)
-        if isinstance(exc, TimeoutError):
-            raise UpstreamTimeout(client.backend, opened.seconds) from exc
-        if isinstance(exc, aiohttp.ClientPayloadError):
-            raise UpstreamUnavailable(client.backend, type(exc).__name__) from exc
+        return OpenStream(self, bound, call)
