@@ -5,6 +5,7 @@ made to a real receiver, every answer checked against the contract."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,18 @@ def test_the_readme_examples_are_filters() -> None:
     for example in examples:
         filters.check(example)
     assert filters.truthy(filters.compiled(examples[4]).search({"data": {"count": 4}}))
+
+
+@pytest.mark.parametrize("limit", [1000, 2**14])
+def test_nesting_is_refused_whatever_the_recursion_limit(limit: int) -> None:
+    """Parentheses add no node to the tree: their depth is counted on the tokens, so a process
+    with a higher recursion limit (mypy raises it to 16384) refuses them all the same."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit)
+    try:
+        for expression in ("(" * 500 + "a" + ")" * 500, "[?" * 40 + "a" + "]" * 40):
+            with pytest.raises(filters.FilterError, match="deeper than 32"):
+                filters.check(expression)
+        filters.check("(" * 32 + "a" + ")" * 32)
+    finally:
+        sys.setrecursionlimit(before)

@@ -50,6 +50,10 @@ def check(expression: str) -> None:
     if not expression.strip():
         raise FilterError("the expression is empty")
     try:
+        # Counted on the tokens before parsing: a parenthesis adds no node to the tree, and the
+        # parser's recursion limit depends on the process (mypy, for one, raises it).
+        if _bracket_depth(expression) > MAX_DEPTH:
+            raise FilterError(f"the expression nests deeper than {MAX_DEPTH} levels")
         tree = parser.Parser().parse(expression).parsed
     except exceptions.LexerError as exc:
         raise FilterError(str(exc.message), exc.lexer_position) from None
@@ -126,6 +130,23 @@ class Filters:
             if self.errors is not None:
                 self.errors.inc()
             return False
+
+
+_OPENING = frozenset({"lparen", "lbracket", "lbrace", "filter"})  # `filter` is `[?`
+_CLOSING = frozenset({"rparen", "rbracket", "rbrace"})
+
+
+def _bracket_depth(expression: str) -> int:
+    """How deep the expression's parentheses, brackets and braces nest."""
+    depth = deepest = 0
+    for token in lexer.Lexer().tokenize(expression):
+        kind = token["type"]
+        if kind in _OPENING:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif kind in _CLOSING:
+            depth -= 1
+    return deepest
 
 
 def _depth(node: Any) -> int:
