@@ -52,7 +52,7 @@ class AttemptLog:
         self._redacted: dict[URL, tuple[int, str]] = {}
         # The last URL redacted, the same object: found without the dict, whose key is hashed
         # by yarl in Python (~1 k instructions); plugins' URLs are parsed once each
-        # (`bound._absolute_url`), so a repeated call brings the very object again.
+        # (`UpstreamUrls.absolute`), so a repeated call brings the very object again.
         self._last_redacted: tuple[URL, int, str] | None = None
 
     def line(

@@ -3,7 +3,6 @@ request (the tenant, the request id and the caller's deadline are known)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Generic, Protocol, TypeVar
@@ -12,6 +11,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from gateway.upstream.urls import UpstreamUrls
 from gateway.upstream.values import BodyFactory, UpstreamCall, UpstreamResponse
 from gateway.values import Credentials, value_repr
 
@@ -30,54 +30,14 @@ class Sender(Protocol):
     """What a `BoundUpstream` needs of its client (the backend's `UpstreamClient`), named here
     so that the bound view does not import the client that imports it."""
 
+    @property
+    def urls(self) -> UpstreamUrls: ...
+
     async def run(self, bound: BoundUpstream[Any], call: UpstreamCall) -> UpstreamResponse: ...
 
     def open_stream(
         self, bound: BoundUpstream[Any], call: UpstreamCall
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
-
-
-@functools.lru_cache(maxsize=256)
-def _origin(base_url: str) -> URL:
-    # Asked before every attempt with one of a few configured URLs: parsed once each.
-    return URL(base_url).origin()
-
-
-# Plain dicts, not `functools.lru_cache`: a hit of the C wrapper (its key tuple, the URL hashed
-# by yarl in Python for `_same_origin`) cost ~1.5 k instructions, twice an attempt. Bounded by
-# starting over, as `AttemptLog.redacted`'s memo.
-_MEMO_SIZE: Final = 1024
-_ABSOLUTE: dict[str, URL] = {}
-_SAME_ORIGIN: dict[tuple[int, str], tuple[URL, bool]] = {}
-
-
-def _absolute_url(url: str) -> URL:
-    """The plugin's URL parsed, once per distinct text: the same URL object each time also lets
-    the client find its redacted form remembered."""
-    target = _ABSOLUTE.get(url)
-    if target is not None:
-        return target
-    target = URL(url)
-    if not target.absolute or target.scheme not in ("http", "https"):
-        raise ValueError("an upstream URL must be absolute http(s)")
-    if len(_ABSOLUTE) >= _MEMO_SIZE:
-        _ABSOLUTE.clear()
-    _ABSOLUTE[url] = target
-    return target
-
-
-def _same_origin(url: URL, base_url: str) -> bool:
-    # Keyed by the URL's identity (the same object comes back from `_absolute_url`), which the
-    # entry keeps alive so that its id cannot be reused while it is remembered.
-    key = (id(url), base_url)
-    found = _SAME_ORIGIN.get(key)
-    if found is not None and found[0] is url:
-        return found[1]
-    same = url.origin() == _origin(base_url)
-    if len(_SAME_ORIGIN) >= _MEMO_SIZE:
-        _SAME_ORIGIN.clear()
-    _SAME_ORIGIN[key] = (url, same)
-    return same
 
 
 class BoundUpstream(Generic[C]):
@@ -156,7 +116,7 @@ class BoundUpstream(Generic[C]):
         expect: Collection[int],
     ) -> UpstreamCall:
         method = method.upper()
-        target = _absolute_url(url)
+        target = self.client.urls.absolute(url)
         if params:
             target = target.extend_query(params)
         # Most calls pass no headers (and no `expect`): nothing to filter or convert then.
@@ -213,7 +173,7 @@ class CredentialsRequest(Generic[C]):
     def goes_to(self, base_url: str) -> bool:
         """Whether the request is for `base_url`'s origin: the only place a key for it may go
         (not a redirect's target, nor a link an answer named on another host)."""
-        return _same_origin(self.url, base_url)
+        return self.upstream.client.urls.same_origin(self.url, base_url)
 
 
 # The core's side: one provider per backend, whatever its configuration type.

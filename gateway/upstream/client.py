@@ -36,6 +36,7 @@ from gateway.upstream.failures import Failure, classify
 from gateway.upstream.middlewares import AttemptStats, count_sent, middlewares_for
 from gateway.upstream.policy import UpstreamPolicy
 from gateway.upstream.streams import OpenStream, StreamAttempt
+from gateway.upstream.urls import UpstreamUrls
 from gateway.upstream.values import UpstreamCall, UpstreamResponse
 from gateway.values import Credentials
 
@@ -91,6 +92,7 @@ class UpstreamClient:
         self._secrets = secrets
         # Public: the telemetry's spans show the URL redacted as the log line does.
         self.attempt_log: Final = AttemptLog(backend, metrics, secrets)
+        self.urls: Final = UpstreamUrls()  # what `bound` parses and checks, remembered
         # A span per attempt when the app traces ([telemetry]): gateway.telemetry.clients.
         self.tracer: AttemptTracer | None = None
         self._session: aiohttp.ClientSession | None = None
