@@ -184,9 +184,6 @@ class DeliveryPage:
     next_position: DeliveryPosition | None
 
 
-RECOVERY_STATUSES = ("running", "done", "failed")
-
-
 @attrs.frozen
 class Recovery:
     """A bulk recovery of a subscription's failed deliveries created in [`since`, `until`) (unix

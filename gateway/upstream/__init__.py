@@ -15,9 +15,11 @@ tenant, the request id and the caller's deadline, and sends through it:
 
 One module per role: `policy` (UpstreamPolicy), `errors` (what the caller sees), `breaker`,
 `values` (UpstreamResponse, the prepared call), `middlewares` (what the session does to each
-attempt), `attempt_log` (each attempt's log line and metrics), `streams` (a 2xx handed to the
-plugin unread), `client` (UpstreamClient: the session and the attempt loop) and `bound`
-(BoundUpstream). Import from `gateway.upstream`: the names below are the package's interface.
+attempt), `failures` (an answer classified: retry, refresh or fail), `attempt_log` (each
+attempt's log line and metrics), `streams` (a 2xx handed to the plugin unread), `urls` (the URLs
+a client calls, parsed and checked against a key's origin once), `client` (UpstreamClient: the
+session and the attempt loop) and `bound` (BoundUpstream, CredentialsRequest). Import from
+`gateway.upstream`: the names below are the package's interface.
 """
 
 from gateway.upstream.bound import BoundUpstream, CredentialsProvider, CredentialsRequest
