@@ -54,16 +54,14 @@ class Auth:
     def _cache(self, tenant: str) -> TokenCache:
         return self._tokens.setdefault(tenant, TokenCache())
 
-    async def prepare(
-        self, tenant: str, config: PictofitConfig, upstream: BoundUpstream[PictofitConfig]
-    ) -> None:
+    async def prepare(self, upstream: BoundUpstream[PictofitConfig]) -> None:
         """Fetch the token before a call's first request, if it is due (no-op with an API key).
 
         Done before, not inside, the request's attempt: a fetch inside an attempt would wait for
         the circuit breaker's half-open slot that attempt holds.
         """
-        if config.token is not None:
-            await self._token(tenant, config, upstream, drop=None)
+        if upstream.config.token is not None:
+            await self._token(upstream, drop=None)
 
     async def credentials(self, request: CredentialsRequest[PictofitConfig]) -> Credentials:
         config = request.config
@@ -81,21 +79,14 @@ class Auth:
             return made
         refused = request.refused.headers.get("Authorization", "") if request.refused else ""
         drop = refused.removeprefix(_BEARER) if refused.startswith(_BEARER) else None
-        value = await self._token(request.tenant, config, request.upstream, drop=drop)
+        value = await self._token(request.upstream, drop=drop)
         return Credentials(headers={"Authorization": _BEARER + value}, secrets=extra | {value})
 
-    async def _token(
-        self,
-        tenant: str,
-        config: PictofitConfig,
-        upstream: BoundUpstream[PictofitConfig],
-        *,
-        drop: str | None,
-    ) -> str:
+    async def _token(self, upstream: BoundUpstream[PictofitConfig], *, drop: str | None) -> str:
         async def fetch() -> tuple[str, float]:
-            return await fetch_token(upstream, config)
+            return await fetch_token(upstream)
 
-        return (await self._cache(tenant).get(fetch, drop=drop)).value
+        return (await self._cache(upstream.tenant).get(fetch, drop=drop)).value
 
 
 def _for_the_service(request: CredentialsRequest[PictofitConfig], config: PictofitConfig) -> bool:
@@ -169,13 +160,12 @@ def _form(auth: TokenAuth) -> Callable[[], aiohttp.FormData]:
     return build
 
 
-async def fetch_token(
-    upstream: BoundUpstream[PictofitConfig], config: PictofitConfig
-) -> tuple[str, float]:
+async def fetch_token(upstream: BoundUpstream[PictofitConfig]) -> tuple[str, float]:
     """Ask `connect/token` for a token; its refusal is the gateway's credential problem (502).
 
     It goes out without the tenant's Bearer: credentials are never given for the token URL.
     """
+    config = upstream.config
     auth = config.token
     if auth is None:
         raise RuntimeError("fetch_token needs token auth")

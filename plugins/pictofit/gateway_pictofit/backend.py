@@ -48,10 +48,10 @@ class PictofitBackend(Backend[PictofitConfig]):
         self._sharing: dict[str, set[PictofitConfig]] = {}
 
     def _client(
-        self, tenant: str, config: PictofitConfig, upstream: BoundUpstream[PictofitConfig]
+        self, upstream: BoundUpstream[PictofitConfig]
     ) -> Coroutine[Any, Any, PictofitClient]:
         """The tenant's client for one call, its token fetched first if one is due."""
-        return open_client(self.auth, self.types, tenant, config, upstream)
+        return open_client(self.auth, self.types, upstream)
 
     # `credentials` and `operation` hand back the compiled coroutines that do the work: each is
     # awaited by the core on every call (`credentials` on every attempt), and a coroutine of
@@ -84,13 +84,11 @@ class PictofitBackend(Backend[PictofitConfig]):
                 operation=call.upstream.operation,
                 deadline=call.upstream.deadline,
             )
-            return await self._client(tenant, config, upstream)
+            return await self._client(upstream)
 
         return await callbacks.receive(call, client)
 
     async def register_callbacks(self, registration: CallbackRegistration[PictofitConfig]) -> None:
-        config, upstream = registration.config, registration.upstream
+        upstream = registration.upstream
         sharing = self._sharing.get(registration.account or "", set())
-        await callbacks.register(
-            registration, lambda: self._client(registration.tenant, config, upstream), sharing
-        )
+        await callbacks.register(registration, lambda: self._client(upstream), sharing)

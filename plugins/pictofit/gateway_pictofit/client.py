@@ -49,11 +49,9 @@ class PictofitClient:
     """One tenant's view of the service, for the length of one gateway call; `types` is the
     backend object's cache of the type lists."""
 
-    def __init__(
-        self, upstream: BoundUpstream[PictofitConfig], config: PictofitConfig, types: TypeCache
-    ) -> None:
+    def __init__(self, upstream: BoundUpstream[PictofitConfig], types: TypeCache) -> None:
         self.upstream = upstream
-        self.config = config
+        self.config = config = upstream.config
         self.assumptions = config.assumptions
         self._types_cache = types
         self._base_url = config.base_url
@@ -184,13 +182,9 @@ class PictofitClient:
 
 
 async def open_client(
-    auth: Auth,
-    types: TypeCache,
-    tenant: str,
-    config: PictofitConfig,
-    upstream: BoundUpstream[PictofitConfig],
+    auth: Auth, types: TypeCache, upstream: BoundUpstream[PictofitConfig]
 ) -> PictofitClient:
     """The tenant's client for one call, its token fetched first if one is due."""
-    if config.token is not None:  # an API key needs nothing fetched: no coroutine to await
-        await auth.prepare(tenant, config, upstream)
-    return PictofitClient(upstream, config, types)
+    if upstream.config.token is not None:  # an API key needs nothing fetched: nothing to await
+        await auth.prepare(upstream)
+    return PictofitClient(upstream, types)

@@ -315,5 +315,5 @@ OPERATIONS: Final[Mapping[str, Handler]] = {
 async def serve(call: Call, auth: Auth, types: TypeCache) -> Reply | web.StreamResponse:
     """One caller request, from the backend object's tokens and type lists (compiled here: the
     backend's own methods are interpreted, and this runs on every proxied call)."""
-    client = await open_client(auth, types, call.tenant, call.config, call.upstream)
+    client = await open_client(auth, types, call.upstream)
     return await OPERATIONS[call.operation](call, client)
