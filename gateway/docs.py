@@ -28,7 +28,7 @@ import attrs
 import orjson
 import swagger_ui_bundle
 
-from gateway.contract import HTTP_METHODS, Contract
+from gateway.contract import HTTP_METHODS, Contract, resolve_ref
 
 _ASSETS = resources.files("gateway") / "assets"
 _SWAGGER_UI: Traversable = swagger_ui_bundle.swagger_ui_path
@@ -109,15 +109,6 @@ def _ref_name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
-def _resolve(document: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
-    while "$ref" in node:
-        target: Any = document
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
 def _type(schema: Mapping[str, Any]) -> str:
     """A schema in one line: a link for a named schema, else type, format and constraints."""
     if "$ref" in schema:
@@ -159,7 +150,7 @@ def _table(head: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
 def _parameters(document: Mapping[str, Any], raw: Iterable[Mapping[str, Any]]) -> str:
     rows = []
     for ref in raw:
-        spec = _resolve(document, ref)
+        spec = resolve_ref(document, ref)
         required = "required" if spec.get("required") else "optional"
         rows.append(
             [
@@ -184,7 +175,7 @@ def _content(content: Mapping[str, Any]) -> str:
 def _request_body(document: Mapping[str, Any], node: Mapping[str, Any]) -> str:
     if "requestBody" not in node:
         return ""
-    body = _resolve(document, node["requestBody"])
+    body = resolve_ref(document, node["requestBody"])
     required = "required" if body.get("required") else "optional"
     return f"<h4>Request body ({required})</h4><p>{_content(body.get('content', {}))}</p>"
 
@@ -192,11 +183,11 @@ def _request_body(document: Mapping[str, Any], node: Mapping[str, Any]) -> str:
 def _responses(document: Mapping[str, Any], node: Mapping[str, Any]) -> str:
     rows = []
     for status, raw in node.get("responses", {}).items():
-        response = _resolve(document, raw)
+        response = resolve_ref(document, raw)
         links = ", ".join(
             f'<a href="#op-{_e(link["operationId"])}">{_e(name)}</a>'
             for name, ref in response.get("links", {}).items()
-            for link in [_resolve(document, ref)]
+            for link in [resolve_ref(document, ref)]
         )
         rows.append(
             [

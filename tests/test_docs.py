@@ -213,3 +213,29 @@ async def test_docs_in_headless_chromium_list_operations_and_try_one(
     elsewhere = [u for u in tab.requests if not re.match(rf"{re.escape(origin)}/|data:", u)]
     assert elsewhere == [], f"the page reached beyond the gateway: {elsewhere}"
     assert tab.errors == [], tab.errors
+
+
+def test_static_page_follows_references_written_as_escaped_json_pointers() -> None:
+    """A `$ref` may point into `paths`, whose keys hold slashes, written `~1` in the pointer
+    (RFC 6901); the page follows it as the validators do (it once looked the escaped key up)."""
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "T", "version": "1"},
+        "paths": {
+            "/a": {
+                "get": {
+                    "operationId": "getA",
+                    "responses": {"200": {"description": "the A answer"}},
+                }
+            },
+            "/b": {
+                "get": {
+                    "operationId": "getB",
+                    "responses": {"200": {"$ref": "#/paths/~1a/get/responses/200"}},
+                }
+            },
+        },
+    }
+    page = read(docs.render(document))
+    assert page.operation_ids == ["getA", "getB"]
+    assert " ".join(page.text).count("the A answer") == 2
